@@ -1,0 +1,218 @@
+"""The `netvirt` command.  Exit codes: 0 success, 1 error, 2 usage or validation error."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+
+from netvirt.config import load_file
+from netvirt.errors import ConfigError, LabError, NetvirtError
+
+
+def main(argv: list[str] | None = None) -> int:
+    # python-ovs imports eventlet when it is installed (os-ken pulls it in) and eventlet warns
+    # on import; netvirt does not use eventlet.
+    warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("os_ken", "ovsdbapp", "pyroute2"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if args.debug else logging.WARNING)
+    try:
+        return args.func(args) or 0
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return e.exit_code
+    except NetvirtError as e:
+        print(f"netvirt: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="netvirt", description="Multi-tenant network "
+                                "virtualization for KVM hypervisors running Open vSwitch.")
+    p.add_argument("--debug", action="store_true", help="verbose logs")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    c = sub.add_parser("validate", help="check a tenant file; change nothing")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_validate)
+
+    c = sub.add_parser("plan", help="show what applying a file would change; change nothing")
+    c.add_argument("file")
+    c.add_argument("-v", "--verbose", action="store_true", help="list every flow")
+    c.add_argument("--api", help="controller API HOST:PORT (default: the file's controller.api)")
+    c.set_defaults(func=cmd_plan)
+
+    c = sub.add_parser("apply", help="give a file to the running controller (atomic)")
+    c.add_argument("file")
+    c.add_argument("--api", help="controller API HOST:PORT (default: the file's controller.api)")
+    c.add_argument("--no-wait", action="store_true", help="return once accepted")
+    c.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for sync")
+    c.set_defaults(func=cmd_apply)
+
+    c = sub.add_parser("status", help="one line per hypervisor; exit 1 if anything is unhealthy")
+    c.add_argument("--api", default="127.0.0.1:8181", help="controller API HOST:PORT")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_status)
+
+    c = sub.add_parser("controller", help="run the controller (OpenFlow, OVSDB, API)")
+    c.add_argument("file")
+    c.add_argument("--api", help="listen HOST:PORT (default: the file's controller.api)")
+    c.add_argument("--audit-interval", type=float, default=10.0,
+                   help="seconds between re-reads of every switch's flows")
+    c.set_defaults(func=cmd_controller)
+
+    lab = sub.add_parser("lab", help="emulated hypervisors on this machine").add_subparsers(
+        dest="lab_command", required=True, metavar="LAB_COMMAND")
+    c = lab.add_parser("up", help="build (or update) the lab for a file")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_lab_up)
+    c = lab.add_parser("down", help="remove everything the lab made")
+    c.set_defaults(func=cmd_lab_down)
+    c = lab.add_parser("exec", help="run a command in a VM port's namespace")
+    c.add_argument("port", metavar="TENANT/PORT")
+    c.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    c.set_defaults(func=cmd_lab_exec)
+    c = lab.add_parser("matrix", help="who reaches whom, by ping, in a lab that is up")
+    c.add_argument("file")
+    c.set_defaults(func=cmd_lab_matrix)
+    return p
+
+
+def cmd_validate(args) -> int:
+    lc = load_file(args.file)
+    cfg = lc.config
+    nports = sum(len(t.ports) for t in cfg.tenants)
+    nnets = sum(len(t.networks) for t in cfg.tenants)
+    print(f"{args.file}: valid: {len(cfg.hypervisors)} hypervisors, {len(cfg.tenants)} tenants, "
+          f"{nnets} networks, {nports} ports")
+    return 0
+
+
+def _client(args, lc=None):
+    from netvirt.client import Client
+
+    return Client(args.api or (lc.config.controller.api if lc else "127.0.0.1:8181"))
+
+
+def cmd_plan(args) -> int:
+    lc = load_file(args.file)
+    result = _client(args, lc).plan(lc)
+    total = 0
+    for hv, p in result["hypervisors"].items():
+        changes = sum(a + d for a, d in p["per_table"].values()) + p["add_groups"] + p["delete_groups"]
+        total += changes
+        print(f"{hv}: {'no change' if not changes else f'{changes} change(s)'}")
+        for table, (adds, dels) in p["per_table"].items():
+            print(f"  {table:<14} +{adds} -{dels}")
+        if p["add_groups"] or p["delete_groups"]:
+            print(f"  {'groups':<14} +{p['add_groups']} -{p['delete_groups']}")
+        if args.verbose:
+            for line in p["lines"]:
+                print(f"    {line}")
+    print(f"{total} change(s) in total; nothing was applied")
+    return 0
+
+
+def cmd_apply(args) -> int:
+    lc = load_file(args.file)
+    client = _client(args, lc)
+    t0 = time.monotonic()
+    r = client.apply(lc)
+    print(f"revision {r['revision']} accepted ({lc.filename}, {r['digest']})")
+    if args.no_wait:
+        return 0
+    while time.monotonic() - t0 < args.timeout:
+        st = client.status()
+        if st["revision"] >= r["revision"] and st["in_sync"]:
+            print(f"converged in {time.monotonic() - t0:.2f}s on {len(st['hypervisors'])} "
+                  f"hypervisor(s)")
+            return 0
+        time.sleep(0.05)
+    _print_status(client.status())
+    print(f"netvirt: error: not in sync after {args.timeout}s; see the lines above and the "
+          f"controller log", file=sys.stderr)
+    return 1
+
+
+def _print_status(st: dict) -> bool:
+    healthy = st["in_sync"]
+    for name, h in st["hypervisors"].items():
+        ok = h["switch_connected"] and h["ovsdb_connected"] and h["in_sync"] and not h["port_errors"]
+        healthy &= ok
+        print(f"{name:<12} {'ok  ' if ok else 'FAIL'} switch={'up' if h['switch_connected'] else 'down'} "
+              f"ovsdb={'up' if h['ovsdb_connected'] else 'down'} flows={h['installed_flows']}/"
+              f"{h['desired_flows']} rev={h['applied_revision']} "
+              f"{('error: ' + h['last_error']) if h['last_error'] else ''}"
+              f"{(' ports: ' + str(h['port_errors'])) if h['port_errors'] else ''}".rstrip())
+    print(f"revision {st['revision']}: {'healthy' if healthy else 'UNHEALTHY'}")
+    return healthy
+
+
+def cmd_status(args) -> int:
+    st = _client(args).status()
+    if args.json:
+        print(json.dumps(st, indent=1))
+        return 0 if st["in_sync"] else 1
+    return 0 if _print_status(st) else 1
+
+
+def cmd_controller(args) -> int:
+    from netvirt.controller.service import run
+
+    lc = load_file(args.file)
+    return run(lc, args.api or lc.config.controller.api, args.audit_interval)
+
+
+def cmd_lab_up(args) -> int:
+    from netvirt.host.lab import Lab
+
+    lc = load_file(args.file)
+    t0 = time.monotonic()
+    Lab().up(lc)
+    print(f"lab up for {args.file} in {time.monotonic() - t0:.2f}s: "
+          f"{len(lc.config.hypervisors)} hypervisors, "
+          f"{sum(len(t.ports) for t in lc.config.tenants)} VM ports")
+    return 0
+
+
+def cmd_lab_down(args) -> int:
+    from netvirt.host.lab import Lab
+
+    removed = Lab().down()
+    print(f"lab down: removed {len(removed)} object(s)" if removed else "no lab is up")
+    return 0
+
+
+def cmd_lab_exec(args) -> int:
+    from netvirt.host.lab import Lab
+
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        print("netvirt lab exec: give a command after --", file=sys.stderr)
+        return 2
+    full = Lab().exec_argv(args.port, argv)
+    os.execvp(full[0], full)
+
+
+def cmd_lab_matrix(args) -> int:
+    from netvirt.host.lab import Lab
+    from netvirt.host.probe import matrix, render_matrix
+
+    lc = load_file(args.file)
+    if not Lab().is_up:
+        raise LabError("no lab is up; run `netvirt lab up FILE` first")
+    m = matrix(lc.config)
+    print(render_matrix(m))
+    return 0 if m.as_expected else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

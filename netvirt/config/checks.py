@@ -1,0 +1,114 @@
+"""Semantic checks that the schema cannot express.  Each yields (yaml path, message)."""
+from __future__ import annotations
+
+
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+
+from netvirt.config.schema import Config
+
+Problem = tuple[tuple, str]
+
+
+def check(cfg: Config) -> Iterator[Problem]:
+    yield from _unique(cfg.hypervisors, ("hypervisors",), "hypervisor")
+    yield from _unique(cfg.tenants, ("tenants",), "tenant")
+    yield from _hypervisors(cfg)
+    hv_names = {h.name for h in cfg.hypervisors}
+    yield from _vnis(cfg)
+    iface_owner: dict[tuple[str, str], tuple] = {}
+    for ti, t in enumerate(cfg.tenants):
+        tp = ("tenants", ti)
+        yield from _unique(t.networks, tp + ("networks",), "network")
+        yield from _unique(t.ports, tp + ("ports",), "port")
+        yield from _subnets(t, tp)
+        nets = {n.name: n for n in t.networks}
+        seen_mac: dict[tuple[str, str], str] = {}
+        seen_ip: dict[tuple[str, IPv4Address], str] = {}
+        for pi, p in enumerate(t.ports):
+            pp = tp + ("ports", pi)
+            if p.hypervisor not in hv_names:
+                yield pp + ("hypervisor",), (
+                    f"hypervisor {p.hypervisor!r} is not defined; define it under hypervisors "
+                    f"or use one of: {', '.join(sorted(hv_names))}")
+            net = nets.get(p.network)
+            if net is None:
+                yield pp + ("network",), (
+                    f"network {p.network!r} is not defined in tenant {t.name!r}; "
+                    f"known networks: {', '.join(sorted(nets)) or 'none'}")
+            if p.mac is not None:
+                other = seen_mac.setdefault((p.network, p.mac), p.name)
+                if other != p.name:
+                    yield pp + ("mac",), f"MAC {p.mac} is already used by port {other!r} in network {p.network!r}"
+            for ii, ip in enumerate(p.ips):
+                ipp = pp + ("ips", ii)
+                other = seen_ip.setdefault((p.network, ip), p.name)
+                if other != p.name or p.ips.index(ip) != ii:
+                    yield ipp, f"IP {ip} is already used by port {other!r} in network {p.network!r}"
+                if net is not None:
+                    subnet = next((s for s in net.subnets if ip in s.cidr), None)
+                    if subnet is None:
+                        cidrs = ", ".join(str(s.cidr) for s in net.subnets)
+                        yield ipp, f"IP {ip} is outside network {net.name!r}'s subnets ({cidrs}); pick an address inside"
+                    elif ip in (subnet.cidr.network_address, subnet.cidr.broadcast_address):
+                        yield ipp, f"IP {ip} is the network or broadcast address of {subnet.cidr}"
+                    elif ip == subnet.gateway:
+                        yield ipp, f"IP {ip} is the gateway of {subnet.cidr}; pick another address"
+            if p.interface is not None:
+                key = (p.hypervisor, p.interface)
+                if key in iface_owner:
+                    yield pp + ("interface",), (
+                        f"interface {p.interface!r} on {p.hypervisor!r} is already used by "
+                        f"{iface_owner[key][0]}/{iface_owner[key][1]}; names must be unique per hypervisor")
+                else:
+                    iface_owner[key] = (t.name, p.name)
+
+
+def _unique(items, path: tuple, what: str) -> Iterator[Problem]:
+    first: dict[str, int] = {}
+    for i, item in enumerate(items):
+        if item.name in first:
+            yield path + (i, "name"), (
+                f"duplicate {what} name {item.name!r} (also {what} #{first[item.name] + 1}); rename one")
+        else:
+            first[item.name] = i
+
+
+def _hypervisors(cfg: Config) -> Iterator[Problem]:
+    seen_ip: dict = {}
+    seen_db: dict = {}
+    for i, h in enumerate(cfg.hypervisors):
+        other = seen_ip.setdefault(h.underlay_ip.ip, h.name)
+        if other != h.name:
+            yield ("hypervisors", i, "underlay_ip"), f"underlay IP {h.underlay_ip.ip} is also used by hypervisor {other!r}"
+        other = seen_db.setdefault(h.ovsdb, h.name)
+        if other != h.name:
+            yield ("hypervisors", i, "ovsdb"), f"OVSDB endpoint {h.ovsdb} is also used by hypervisor {other!r}"
+
+
+def _vnis(cfg: Config) -> Iterator[Problem]:
+    owner: dict[int, str] = {}
+    for ti, t in enumerate(cfg.tenants):
+        for ni, n in enumerate(t.networks):
+            if n.vni is None:
+                continue
+            here = f"{t.name}/{n.name}"
+            other = owner.setdefault(n.vni, here)
+            if other != here:
+                yield ("tenants", ti, "networks", ni, "vni"), (
+                    f"VNI {n.vni} is already used by network {other}; VNIs are global, pick another")
+
+
+def _subnets(t, tp: tuple) -> Iterator[Problem]:
+    seen: list[tuple] = []
+    for ni, n in enumerate(t.networks):
+        for si, s in enumerate(n.subnets):
+            sp = tp + ("networks", ni, "subnets", si)
+            if s.gateway is not None and s.gateway not in s.cidr:
+                yield sp + ("gateway",), f"gateway {s.gateway} is outside subnet {s.cidr}"
+            for (other_net, other) in seen:
+                if s.cidr.overlaps(other):
+                    yield sp + ("cidr",), (
+                        f"subnet {s.cidr} overlaps {other} of network {other_net!r} in tenant "
+                        f"{t.name!r}; subnets inside one tenant must not overlap")
+            seen.append((n.name, s.cidr))

@@ -1,0 +1,123 @@
+"""The one loader shared by the CLI, the controller and the hook.
+
+load_file()/load_text() parse safely, validate the schema and the semantic checks, collect
+*all* problems with FILE:LINE:COL and YAML path, and return a LoadedConfig whose optional
+values are allocated.  Nothing outside this package sees an unvalidated config.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import pydantic
+
+from netvirt.config import allocate
+from netvirt.config.checks import check
+from netvirt.config.schema import Config
+from netvirt.config.yamlsource import SourceMap, load_yaml
+from netvirt.errors import ConfigError, Diagnostic
+
+
+@dataclass(frozen=True)
+class Location:
+    file: str
+    line: int
+    col: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    config: Config
+    source: str  # the YAML text, so a controller can be handed exactly what was validated
+    filename: str
+    revision: str  # content hash of the source
+    origins: dict  # origin string ("tenant/blue/port/web1") -> Location
+
+    def location(self, origin: str) -> Location | None:
+        return self.origins.get(origin)
+
+
+def load_file(path: str | Path) -> LoadedConfig:
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as e:
+        raise ConfigError([Diagnostic(str(p), 1, 1, "", f"cannot read file: {e.strerror}")]) from None
+    return load_text(text, str(p))
+
+
+def load_text(text: str, filename: str) -> LoadedConfig:
+    data, smap = load_yaml(text, filename)
+    if not isinstance(data, dict):
+        raise ConfigError([smap.diag((), "the top level must be a mapping with 'hypervisors' and 'tenants'")])
+    try:
+        cfg = Config.model_validate(data)
+    except pydantic.ValidationError as e:
+        raise ConfigError([_pydantic_diag(err, smap) for err in e.errors()]) from None
+    problems = [smap.diag(path, msg) for path, msg in check(cfg)]
+    if problems:
+        raise ConfigError(problems)
+    cfg = _allocate(cfg)
+    return LoadedConfig(cfg, text, filename, hashlib.sha256(text.encode()).hexdigest()[:12],
+                        _origins(cfg, smap))
+
+
+def _pydantic_diag(err: dict, smap: SourceMap) -> Diagnostic:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return smap.diag(loc, f"unknown key {loc[-1]!r}; remove it or check its spelling "
+                              f"(see docs/config.md)", key=True)
+    if kind == "missing":
+        return smap.diag(loc, f"missing required key {loc[-1]!r}")
+    msg = err["msg"].removeprefix("Value error, ")
+    return smap.diag(loc, f"{msg} (got {err.get('input')!r})")
+
+
+def _allocate(cfg: Config) -> Config:
+    """Fill in VNI, MAC and interface where absent.  Values are allocated in name order, so
+    they do not depend on the order of items in the file; the items keep the file's order."""
+    taken_vni = {n.vni for t in cfg.tenants for n in t.networks if n.vni is not None}
+    vnis: dict[tuple[str, str], int] = {}
+    for t in sorted(cfg.tenants, key=lambda t: t.name):
+        for n in sorted(t.networks, key=lambda n: n.name):
+            if n.vni is None:
+                vnis[t.name, n.name] = allocate.allocate_vni(f"{t.name}/{n.name}", taken_vni)
+                taken_vni.add(vnis[t.name, n.name])
+    tenants = []
+    for t in cfg.tenants:
+        taken_mac = {(p.network, p.mac) for p in t.ports if p.mac}
+        macs: dict[str, str] = {}
+        for p in sorted(t.ports, key=lambda p: p.name):
+            if p.mac is None:
+                used = {m for (net, m) in taken_mac if net == p.network}
+                macs[p.name] = allocate.allocate_mac(f"{t.name}/{p.name}", used)
+                taken_mac.add((p.network, macs[p.name]))
+        networks = [n if n.vni is not None else n.model_copy(update={"vni": vnis[t.name, n.name]})
+                    for n in t.networks]
+        ports = [p.model_copy(update={
+            "mac": p.mac or macs[p.name],
+            "interface": p.interface or allocate.interface_name(t.name, p.name)}) for p in t.ports]
+        tenants.append(t.model_copy(update={"networks": networks, "ports": ports}))
+    return cfg.model_copy(update={"tenants": tenants})
+
+
+def _origins(cfg: Config, smap: SourceMap) -> dict:
+    def loc(path):
+        m = smap.mark(path)
+        return Location(smap.filename, m.line, m.col)
+
+    out = {"controller": loc(("controller",))}
+    for i, h in enumerate(cfg.hypervisors):
+        out[f"hypervisor/{h.name}"] = loc(("hypervisors", i))
+    for ti, t in enumerate(cfg.tenants):
+        out[f"tenant/{t.name}"] = loc(("tenants", ti))
+        for ni, n in enumerate(t.networks):
+            out[f"tenant/{t.name}/network/{n.name}"] = loc(("tenants", ti, "networks", ni))
+        for pi, p in enumerate(t.ports):
+            out[f"tenant/{t.name}/port/{p.name}"] = loc(("tenants", ti, "ports", pi))
+    return out

@@ -1,0 +1,109 @@
+"""The tenant YAML schema.  Unknown keys are errors (extra="forbid"); models are frozen.
+
+Optional values that netvirt allocates (VNI, MAC, interface name) stay None here; the
+loader fills them in deterministically (see netvirt.config.allocate) so that the model that
+leaves the loader is complete.
+"""
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
+Name = Annotated[str, Field(pattern=NAME_RE)]
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
+_ENDPOINT_RE = re.compile(r"^(unix:/.+|(tcp|ssl):[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
+
+
+def _mac(v: str) -> str:
+    v = v.lower()
+    if not _MAC_RE.match(v):
+        raise ValueError("MAC must look like 02:00:00:00:00:01")
+    if int(v[:2], 16) & 1:
+        raise ValueError("MAC must be unicast (lowest bit of the first octet clear)")
+    if v == "00:00:00:00:00:00":
+        raise ValueError("MAC must not be all zeros")
+    return v
+
+
+def _ifname(v: str) -> str:
+    if not _IFNAME_RE.match(v):
+        raise ValueError("interface names are 1-15 characters of letters, digits, '_', '.', '-'")
+    return v
+
+
+def _endpoint(v: str) -> str:
+    if not _ENDPOINT_RE.match(v):
+        raise ValueError("endpoint must be unix:/PATH, tcp:HOST:PORT or ssl:HOST:PORT")
+    return v
+
+
+def _tcp_endpoint(v: str) -> str:
+    if not re.match(r"^tcp:[0-9.]+:\d{1,5}$", v):
+        raise ValueError("must be tcp:IPV4:PORT, for example tcp:172.30.0.1:6653")
+    return v
+
+
+def _hostport(v: str) -> str:
+    host, _, port = v.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("must be HOST:PORT, for example 127.0.0.1:8181")
+    return v
+
+
+Mac = Annotated[str, AfterValidator(_mac)]
+IfName = Annotated[str, AfterValidator(_ifname)]
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Controller(_Model):
+    openflow: Annotated[str, AfterValidator(_tcp_endpoint)] = "tcp:127.0.0.1:6653"
+    api: Annotated[str, AfterValidator(_hostport)] = "127.0.0.1:8181"
+
+
+class Hypervisor(_Model):
+    name: Name
+    underlay_ip: ipaddress.IPv4Interface
+    ovsdb: Endpoint
+    datapath_type: Literal["system", "netdev"] | None = None
+
+
+class Subnet(_Model):
+    cidr: ipaddress.IPv4Network
+    gateway: ipaddress.IPv4Address | None = None
+
+
+class Network(_Model):
+    name: Name
+    vni: Annotated[int, Field(ge=1, le=0xFFFFFF)] | None = None
+    mtu: Annotated[int, Field(ge=576, le=9000)] = 1450
+    subnets: Annotated[list[Subnet], Field(min_length=1)]
+
+
+class Port(_Model):
+    name: Name
+    network: Name
+    hypervisor: Name
+    ips: Annotated[list[ipaddress.IPv4Address], Field(min_length=1)]
+    mac: Mac | None = None
+    interface: IfName | None = None
+
+
+class Tenant(_Model):
+    name: Name
+    networks: list[Network] = []
+    ports: list[Port] = []
+
+
+class Config(_Model):
+    controller: Controller = Controller()
+    hypervisors: Annotated[list[Hypervisor], Field(min_length=1)]
+    tenants: list[Tenant] = []

@@ -1,0 +1,132 @@
+"""Safe YAML loading that remembers where every value came from.
+
+PyYAML's composer does the parsing; this module only walks the composed node tree into plain
+Python values and records the line/column of each value, keyed by its YAML path
+(a tuple of keys and list indices).  Duplicate keys, anchors/aliases and tags are refused:
+duplicates silently drop data, aliases can expand exponentially ("billion laughs"), and tags
+are how YAML runs code.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from netvirt.errors import ConfigError, Diagnostic
+
+Path = tuple  # of str | int
+
+
+@dataclass(frozen=True)
+class Mark:
+    line: int  # 1-based
+    col: int  # 1-based
+
+
+def format_path(path: Path) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class SourceMap:
+    """YAML path -> Mark, for values and for mapping keys."""
+
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.values: dict[Path, Mark] = {}
+        self.keys: dict[Path, Mark] = {}
+
+    def mark(self, path: Path, *, key: bool = False) -> Mark:
+        """Best location for ``path``: the exact node, else the nearest ancestor."""
+        table = self.keys if key else self.values
+        p = tuple(path)
+        while p:
+            if p in table:
+                return table[p]
+            if p in self.values:
+                return self.values[p]
+            p = p[:-1]
+        return self.values.get((), Mark(1, 1))
+
+    def diag(self, path: Path, message: str, *, key: bool = False) -> Diagnostic:
+        m = self.mark(path, key=key)
+        return Diagnostic(self.filename, m.line, m.col, format_path(path), message)
+
+
+class _Loader(yaml.SafeLoader):
+    def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
+        if self.check_event(yaml.AliasEvent):
+            ev = self.peek_event()
+            raise yaml.MarkedYAMLError(
+                None, None, "aliases (*name) are not allowed; write the value out in full",
+                ev.start_mark)
+        ev = self.peek_event()
+        if getattr(ev, "anchor", None):
+            raise yaml.MarkedYAMLError(
+                None, None, f"anchors (&{ev.anchor}) are not allowed; write the value out in full",
+                ev.start_mark)
+        return super().compose_node(parent, index)
+
+
+def _mark(node: yaml.Node) -> Mark:
+    return Mark(node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+_STD_TAGS = {"tag:yaml.org,2002:" + t for t in
+             ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
+
+
+def load_yaml(text: str, filename: str) -> tuple[object, SourceMap]:
+    """Parse ``text``; return (plain data, SourceMap).  Raises ConfigError with locations."""
+    smap = SourceMap(filename)
+    loader = _Loader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        m = e.problem_mark or e.context_mark
+        line, col = (m.line + 1, m.column + 1) if m else (1, 1)
+        msg = e.problem or e.context or "invalid YAML"
+        raise ConfigError([Diagnostic(filename, line, col, "", f"YAML syntax: {msg}")]) from None
+    except yaml.YAMLError as e:
+        raise ConfigError([Diagnostic(filename, 1, 1, "", f"YAML: {e}")]) from None
+    finally:
+        loader.dispose()
+    if root is None:
+        smap.values[()] = Mark(1, 1)
+        return {}, smap
+    errors: list[Diagnostic] = []
+    data = _walk(root, (), smap, loader, errors)
+    if errors:
+        raise ConfigError(errors)
+    return data, smap
+
+
+def _walk(node, path, smap, loader, errors):
+    smap.values[path] = _mark(node)
+    if node.tag not in _STD_TAGS:
+        errors.append(smap.diag(path, f"tag {node.tag} is not allowed; remove it"))
+        return None
+    if isinstance(node, yaml.MappingNode):
+        out = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                m = _mark(knode)
+                errors.append(Diagnostic(smap.filename, m.line, m.col, format_path(path),
+                                         "mapping keys must be plain scalars"))
+                continue
+            key = knode.value
+            if key in out:
+                first = smap.keys[path + (key,)]
+                m = _mark(knode)
+                errors.append(Diagnostic(
+                    smap.filename, m.line, m.col, format_path(path + (key,)),
+                    f"duplicate key {key!r} (first defined at line {first.line}); keep one"))
+                continue
+            smap.keys[path + (key,)] = _mark(knode)
+            out[key] = _walk(vnode, path + (key,), smap, loader, errors)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_walk(v, path + (i,), smap, loader, errors) for i, v in enumerate(node.value)]
+    return loader.construct_object(node, deep=True)

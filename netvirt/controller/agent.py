@@ -1,0 +1,205 @@
+"""One reconciler per hypervisor: read actual -> diff -> apply the minimal change -> record.
+
+Event handlers only call mark_dirty()/need_read; this thread alone talks to the switch and to
+OVSDB, so there is never more than one writer per hypervisor.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from netvirt.controller import ofcodec
+from netvirt.controller.ofdriver import OFSwitch
+from netvirt.controller.ovsdb_driver import OvsdbDriver
+from netvirt.controller.ovsdb_state import compile_ovsdb
+from netvirt.errors import NetvirtError
+from netvirt.reconcile import diff
+from netvirt.reconcile.desired import compile_flows
+from netvirt.reconcile.diff import InstalledFlow
+from netvirt.topology.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AgentStatus:
+    ovsdb_connected: bool = False
+    switch_connected: bool = False
+    in_sync: bool = False
+    applied_revision: int = 0
+    desired_flows: int = 0
+    installed_flows: int = 0
+    flow_mods_sent: int = 0
+    group_mods_sent: int = 0
+    reconciles: int = 0
+    last_reconcile_seconds: float = 0.0
+    last_error: str = ""
+    datapath_type: str = ""
+    port_errors: dict = None  # interface -> OVS's reason it could not be opened
+
+    def __post_init__(self):
+        self.port_errors = self.port_errors or {}
+
+
+class HypervisorAgent:
+    def __init__(self, name: str, service, audit_interval: float):
+        self.name = name
+        self.service = service
+        self.audit_interval = audit_interval
+        self.status = AgentStatus()
+        self.switch: OFSwitch | None = None
+        self.inventory = Inventory()
+        self.need_read = True
+        self._installed: dict[tuple, InstalledFlow] = {}
+        self._installed_groups: set[int] = set()
+        self._expect_removed: set[tuple] = set()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._ovsdb: OvsdbDriver | None = None
+        self._ovsdb_done_rev = -1
+        self._thread = threading.Thread(target=self._run, name=f"agent-{name}", daemon=True)
+
+    # -- events (any thread) -----------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=5)
+        if self._ovsdb:
+            self._ovsdb.close()
+
+    def mark_dirty(self, *, reread: bool = False) -> None:
+        if reread:
+            self.need_read = True
+        self._wake.set()
+
+    def attach(self, switch: OFSwitch) -> None:
+        self.switch = switch
+        self.status.switch_connected = True
+        self.status.in_sync = False
+        self.mark_dirty(reread=True)  # the mirror is reset on every (re)connect
+
+    def detach(self) -> None:
+        self.switch = None
+        self.status.switch_connected = False
+        self.status.in_sync = False
+
+    def port_changed(self, name: str, ofport: int | None) -> None:
+        ofports = dict(self.inventory.ofports)
+        if ofport is None:
+            ofports.pop(name, None)
+        else:
+            ofports[name] = ofport
+        self.inventory = Inventory(ofports)
+        self.mark_dirty()
+
+    def flow_removed(self, key: tuple) -> None:
+        if key in self._expect_removed:
+            self._expect_removed.discard(key)
+            return
+        log.warning("%s: flow %s was removed behind our back; repairing", self.name, key)
+        self.status.in_sync = False
+        self.mark_dirty(reread=True)
+
+    def mirror(self) -> tuple[list[InstalledFlow], set[int]]:
+        """A copy of what we believe is installed (for plans; may be read from any thread)."""
+        return list(self._installed.values()), set(self._installed_groups)
+
+    # -- the reconciler thread -----------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            woke = self._wake.wait(self.audit_interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if not woke:
+                self.need_read = True  # periodic audit against the switch's real tables
+            try:
+                self.reconcile_once()
+                self.status.last_error = ""
+            except NetvirtError as e:
+                self._failed(str(e))
+            except Exception as e:  # keep the agent alive; report and retry
+                log.exception("%s: reconcile failed", self.name)
+                self._failed(f"{type(e).__name__}: {e}")
+
+    def _failed(self, msg: str) -> None:
+        self.status.last_error = msg
+        self.status.in_sync = False
+        log.warning("%s: %s (retrying in 1s)", self.name, msg)
+        self._stop.wait(1.0)
+        self._wake.set()
+
+    def reconcile_once(self) -> None:
+        t0 = time.monotonic()
+        rev, loaded, topo = self.service.snapshot()
+        if self.name not in topo.hypervisors:
+            return
+        self._reconcile_ovsdb(rev, topo)
+        sw = self.switch
+        if sw is None:
+            return
+        if self.need_read:
+            self.need_read = False
+            self._installed = {f.key: f for f in sw.read_flows()}
+            self._installed_groups = sw.read_groups()
+            self.inventory = Inventory(sw.read_ports())
+        desired = compile_flows(topo, self.name, self.inventory)
+        plan = diff.plan(desired, list(self._installed.values()), self._installed_groups)
+        if not plan.empty:
+            log.info("%s: revision %d: %s", self.name, rev,
+                     ", ".join(f"{t} +{a}/-{d}" for t, (a, d) in plan.per_table().items()) or
+                     "groups only")
+            self._expect_removed.update(f.key for f in plan.delete_flows)
+            sw.apply(plan)
+            self._record(plan)
+        st = self.status
+        st.flow_mods_sent, st.group_mods_sent = sw.flow_mods_sent, sw.group_mods_sent
+        st.desired_flows, st.installed_flows = len(desired.flows), len(self._installed)
+        st.applied_revision = rev
+        st.in_sync = self.switch is sw and set(self._installed) == {f.key for f in desired.flows}
+        st.reconciles += 1
+        st.last_reconcile_seconds = time.monotonic() - t0
+
+    def _record(self, plan: diff.Plan) -> None:
+        for f in plan.delete_flows:
+            self._installed.pop(f.key, None)
+        replaced = {(int(f.table), f.priority, f.match) for f in plan.add_flows}
+        for k, f in list(self._installed.items()):
+            if (f.table, f.priority, f.match) in replaced:
+                del self._installed[k]
+        for f in plan.add_flows:
+            self._installed[f.key] = ofcodec.as_installed(f)
+        self._installed_groups |= {g.group_id for g in plan.add_groups}
+        self._installed_groups -= set(plan.delete_groups)
+
+    def _reconcile_ovsdb(self, rev: int, topo) -> None:
+        # OVSDB is checked on every config revision and every audit, not on every flow event.
+        if self._ovsdb_done_rev == rev and not self.need_read:
+            return
+        hv = topo.hypervisors[self.name]
+        if self._ovsdb is None or self._ovsdb.endpoint != hv.ovsdb:
+            if self._ovsdb:
+                self._ovsdb.close()
+            self._ovsdb = OvsdbDriver(hv.ovsdb)
+        try:
+            self._ovsdb.connect()
+            dp_type = hv.datapath_type or self._ovsdb.datapath_hint() or "system"
+            state = compile_ovsdb(topo, self.name, dp_type)
+            n = self._ovsdb.apply(state)
+        except NetvirtError:
+            self.status.ovsdb_connected = False
+            raise
+        self.status.ovsdb_connected = True
+        self.status.datapath_type = dp_type
+        if n:
+            log.info("%s: OVSDB: %d change(s)", self.name, n)
+            # A VM's device may appear later (the guest is not started yet): report, not fail.
+            self.status.port_errors = self._ovsdb.port_errors({p.name for p in state.ports})
+            for name, why in sorted(self.status.port_errors.items()):
+                log.warning("%s: interface %s is not usable yet: %s", self.name, name, why)
+        self._ovsdb_done_rev = rev

@@ -1,0 +1,45 @@
+"""The os-ken application: glue between os-ken events and the controller service.
+
+Handlers only forward: switch up/down, replies, port changes and flow removals go to the
+service, which marks state dirty; the agents send every flow.
+"""
+from __future__ import annotations
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
+
+from netvirt.controller import ofcodec
+
+
+class NetvirtOFApp(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofcodec.OFP_VERSION]
+    service = None  # set by ControllerService before os-ken instantiates the app
+
+    @set_ev_cls(ofp_event.EventOFPStateChange, [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev):
+        if ev.state == MAIN_DISPATCHER:
+            self.service.switch_connected(ev.datapath)
+        else:
+            self.service.switch_disconnected(ev.datapath)
+
+    @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply,
+                 ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
+    def _multipart_reply(self, ev):
+        self.service.reply(ev.msg, last=not ofcodec.is_multipart_more(ev.msg))
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev):
+        self.service.reply(ev.msg, last=True)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg, MAIN_DISPATCHER)
+    def _error(self, ev):
+        self.service.error(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev):
+        self.service.port_status(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def _flow_removed(self, ev):
+        self.service.flow_removed(ev.msg)

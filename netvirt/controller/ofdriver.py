@@ -1,0 +1,118 @@
+"""OpenFlow driver for one connected br-int: read what is installed, apply a Plan.
+
+Requests are correlated with their replies by xid; the os-ken app hands every reply and
+error to deliver().  Callers run in the hypervisor's agent thread, never in os-ken's.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+from netvirt.controller import ofcodec
+from netvirt.errors import ControllerError
+from netvirt.reconcile.diff import InstalledFlow, Plan
+
+log = logging.getLogger(__name__)
+
+
+class _Pending:
+    def __init__(self):
+        self.done = threading.Event()
+        self.replies: list = []
+        self.errors: list = []
+
+
+class OFSwitch:
+    def __init__(self, dp, timeout: float = 10.0):
+        self.dp = dp
+        self.timeout = timeout
+        self._pending: dict[int, _Pending] = {}
+        self._batch_errors: dict[int, str] = {}  # xid -> description, for mods in flight
+        self._lock = threading.Lock()
+        self.flow_mods_sent = 0
+        self.group_mods_sent = 0
+
+    # -- called from os-ken's thread ---------------------------------------------------
+    def deliver(self, msg, *, last: bool = True) -> None:
+        with self._lock:
+            p = self._pending.get(msg.xid)
+            if p is None:
+                return
+            p.replies.append(msg)
+        if last:
+            p.done.set()
+
+    def deliver_error(self, msg) -> None:
+        text = f"OpenFlow error type={msg.type} code={msg.code}"
+        with self._lock:
+            if msg.xid in self._batch_errors:
+                self._batch_errors[msg.xid] = text
+                return
+            p = self._pending.get(msg.xid)
+        if p is not None:
+            p.errors.append(text)
+            p.done.set()
+
+    # -- called from the agent thread ------------------------------------------------
+    def request(self, msg) -> list:
+        self.dp.set_xid(msg)
+        p = _Pending()
+        with self._lock:
+            self._pending[msg.xid] = p
+        try:
+            self.dp.send_msg(msg)
+            if not p.done.wait(self.timeout):
+                raise ControllerError(f"switch {dp_id(self.dp)}: no reply to {type(msg).__name__} "
+                                      f"within {self.timeout}s; is it still connected?")
+        finally:
+            with self._lock:
+                self._pending.pop(msg.xid, None)
+        if p.errors:
+            raise ControllerError(f"switch {dp_id(self.dp)}: {'; '.join(p.errors)}")
+        return p.replies
+
+    def read_flows(self) -> list[InstalledFlow]:
+        replies = self.request(ofcodec.flow_stats_request(self.dp))
+        return [ofcodec.installed_flow(s) for r in replies for s in r.body]
+
+    def read_groups(self) -> set[int]:
+        replies = self.request(ofcodec.group_desc_request(self.dp))
+        return {g.group_id for r in replies for g in r.body}
+
+    def read_ports(self) -> dict[str, int]:
+        replies = self.request(ofcodec.port_desc_request(self.dp))
+        return ofcodec.port_names([p for r in replies for p in r.body])
+
+    def apply(self, plan: Plan) -> None:
+        """Groups first (new flows use them), then deletes, barrier, adds, barrier, and the
+        groups that no flow uses any more last."""
+        dp = self.dp
+        steps = [
+            [ofcodec.add_group(dp, g) for g in plan.add_groups],
+            [ofcodec.delete_flow(dp, f) for f in plan.delete_flows],
+            [ofcodec.add_flow(dp, f) for f in plan.add_flows],
+            [ofcodec.delete_group(dp, g) for g in plan.delete_groups],
+        ]
+        for msgs in steps:
+            if msgs:
+                self._send_batch(msgs)
+        self.flow_mods_sent += len(plan.delete_flows) + len(plan.add_flows)
+        self.group_mods_sent += len(plan.add_groups) + len(plan.delete_groups)
+
+    def _send_batch(self, msgs: list) -> None:
+        with self._lock:
+            for m in msgs:
+                self.dp.set_xid(m)
+                self._batch_errors[m.xid] = ""
+        for m in msgs:
+            self.dp.send_msg(m)
+        self.request(ofcodec.barrier(self.dp))  # errors arrive before the barrier reply
+        with self._lock:
+            errors = [e for x, e in ((m.xid, self._batch_errors.pop(m.xid, "")) for m in msgs) if e]
+        if errors:
+            raise ControllerError(f"switch {dp_id(self.dp)}: {len(errors)} message(s) rejected, "
+                                  f"first: {errors[0]}")
+
+
+def dp_id(dp) -> str:
+    return f"{dp.id:#018x}"

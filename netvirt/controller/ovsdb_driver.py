@@ -1,0 +1,136 @@
+"""OVSDB driver for one hypervisor (ovsdbapp): read bridges/ports, apply the difference.
+
+Idempotent by construction: it reads the IDL cache, builds only the commands for what
+differs, and commits them in one transaction (check_error=True), so a restart with unchanged
+intent writes nothing.  Keys of other_config/external_ids that netvirt does not declare are
+left alone; ports on br-int are deleted only if netvirt created them (netvirt-owned=true).
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from ovsdbapp.backend.ovs_idl import connection
+from ovsdbapp.schema.open_vswitch import impl_idl
+
+from netvirt.controller.ovsdb_state import INT_BRIDGE, OWNER_KEY, BridgeRow, OvsdbState, PortRow
+from netvirt.errors import ControllerError
+
+log = logging.getLogger(__name__)
+DATAPATH_HINT_KEY = "netvirt-datapath-type"  # Open_vSwitch external_ids, set by host provisioning
+CONTROLLER_MAX_BACKOFF_MS = 1000  # reconnect within a second after a controller restart
+
+
+class OvsdbDriver:
+    def __init__(self, endpoint: str, timeout: float = 10.0):
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self.api = None
+        self._conn = None
+
+    def connect(self) -> None:
+        if self.api is not None:
+            return
+        try:
+            idl = connection.OvsdbIdl.from_server(self.endpoint, "Open_vSwitch")
+            self._conn = connection.Connection(idl=idl, timeout=self.timeout)
+            # ovsdbapp keeps the connection in a *class* attribute: one subclass per
+            # hypervisor, or every driver would talk to the first hypervisor's OVSDB.
+            api_cls = type(f"OvsdbIdl_{id(self):x}", (impl_idl.OvsdbIdl,), {})
+            self.api = api_cls(self._conn)
+        except Exception as e:  # ovsdbapp raises a variety of types here
+            self.api = None
+            raise ControllerError(f"cannot connect to OVSDB at {self.endpoint}: {e}; is "
+                                  f"ovsdb-server running there?") from None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.stop(timeout=2)
+        self.api = self._conn = None
+
+    def datapath_hint(self) -> str | None:
+        for row in self.api.tables["Open_vSwitch"].rows.values():
+            return row.external_ids.get(DATAPATH_HINT_KEY)
+        return None
+
+    def read(self) -> OvsdbState:
+        bridges, ports = set(), set()
+        for br in self.api.tables["Bridge"].rows.values():
+            bridges.add(BridgeRow(
+                br.name, br.datapath_type, (br.fail_mode or [""])[0], tuple(sorted(br.protocols)),
+                tuple(sorted(br.other_config.items())),
+                br.controller[0].target if br.controller else None))
+            for port in br.ports:
+                for iface in port.interfaces:
+                    ports.add(PortRow(br.name, iface.name, iface.type,
+                                      tuple(sorted(iface.options.items())),
+                                      tuple(sorted(iface.external_ids.items())),
+                                      (iface.ofport_request or [None])[0]))
+        return OvsdbState(frozenset(bridges), frozenset(ports))
+
+    def apply(self, desired: OvsdbState) -> int:
+        """Make the switch match ``desired``; return the number of commands sent."""
+        actual = self.read()
+        have_br = {b.name: b for b in actual.bridges}
+        have_port = {(p.bridge, p.name): p for p in actual.ports}
+        cmds = []
+        api = self.api
+        for b in sorted(desired.bridges):
+            cur = have_br.get(b.name)
+            if cur is None:
+                cmds.append(api.add_br(b.name, may_exist=True, datapath_type=b.datapath_type))
+            cols = []
+            if cur is None or cur.datapath_type != b.datapath_type:
+                cols.append(("datapath_type", b.datapath_type))
+            if cur is None or cur.fail_mode != b.fail_mode:
+                cols.append(("fail_mode", b.fail_mode))
+            if b.protocols and (cur is None or cur.protocols != b.protocols):
+                cols.append(("protocols", list(b.protocols)))
+            other = dict(cur.other_config) if cur else {}
+            if any(other.get(k) != v for k, v in b.other_config):
+                cols.append(("other_config", {**other, **dict(b.other_config)}))
+            if cols:
+                cmds.append(api.db_set("Bridge", b.name, *cols))
+            if b.controller and (cur is None or cur.controller != b.controller):
+                cmds.append(api.set_controller(b.name, [b.controller]))
+                cmds.append(api.db_set("Controller", b.name,
+                                       ("max_backoff", CONTROLLER_MAX_BACKOFF_MS)))
+        for p in sorted(desired.ports):
+            cur = have_port.get((p.bridge, p.name))
+            if cur == p:
+                continue
+            if cur is None:
+                cmds.append(api.add_port(p.bridge, p.name, may_exist=True))
+            cols = [("type", p.type), ("options", dict(p.options)),
+                    ("external_ids", {**(dict(cur.external_ids) if cur else {}), **dict(p.external_ids)})]
+            if p.ofport_request is not None:
+                cols.append(("ofport_request", p.ofport_request))
+            cmds.append(api.db_set("Interface", p.name, *cols))
+        wanted = {(p.bridge, p.name) for p in desired.ports}
+        for (bridge, name), p in sorted(have_port.items()):
+            if bridge == INT_BRIDGE and (bridge, name) not in wanted and \
+                    dict(p.external_ids).get(OWNER_KEY) == "true":
+                cmds.append(api.del_port(name, bridge=bridge, if_exists=True))
+        if cmds:
+            with api.transaction(check_error=True) as txn:
+                for c in cmds:
+                    txn.add(c)
+        return len(cmds)
+
+    def port_errors(self, names: set[str], wait: float = 2.0) -> dict[str, str]:
+        """Interfaces among ``names`` that OVS could not open (ofport -1), with its reason.
+        Waits up to ``wait`` seconds for ovs-vswitchd to assign ofports to new interfaces."""
+        deadline = time.monotonic() + wait
+        while True:
+            pending, failed = set(), {}
+            for iface in self.api.tables["Interface"].rows.values():
+                if iface.name not in names:
+                    continue
+                ofport = (iface.ofport or [None])[0]
+                if ofport is None:
+                    pending.add(iface.name)
+                elif ofport == -1:
+                    failed[iface.name] = (iface.error or ["unknown error"])[0]
+            if not pending or time.monotonic() > deadline:
+                return failed
+            time.sleep(0.05)

@@ -1,0 +1,59 @@
+"""Desired OVSDB state of one hypervisor: bridges and the ports netvirt owns on br-int."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netvirt.config.allocate import digest
+from netvirt.controller.pipeline import TUNNEL_OFPORT, TUNNEL_PORT_NAME
+from netvirt.topology import Topology
+
+INT_BRIDGE, PHY_BRIDGE = "br-int", "br-phy"
+OWNER_KEY = "netvirt-owned"  # external_ids key on every port netvirt created
+
+
+@dataclass(frozen=True, order=True)
+class BridgeRow:
+    name: str
+    datapath_type: str
+    fail_mode: str
+    protocols: tuple = ()
+    other_config: tuple = ()  # ((key, value), ...): keys netvirt sets; others are left alone
+    controller: str | None = None
+
+
+@dataclass(frozen=True, order=True)
+class PortRow:
+    bridge: str
+    name: str
+    type: str = ""  # "" = a system device (tap/veth) that already exists on the host
+    options: tuple = ()
+    external_ids: tuple = ()
+    ofport_request: int | None = None
+
+
+@dataclass(frozen=True)
+class OvsdbState:
+    bridges: frozenset
+    ports: frozenset
+
+
+def datapath_id(hv: str) -> int:
+    """A stable 48-bit datapath id per hypervisor name; the controller maps dpid -> hv."""
+    return digest("dpid/" + hv, 6) or 1
+
+
+def compile_ovsdb(topo: Topology, hv: str, datapath_type: str) -> OvsdbState:
+    ctl = topo.config.controller.openflow
+    bridges = {
+        BridgeRow(INT_BRIDGE, datapath_type, "secure", ("OpenFlow13",),
+                  (("datapath-id", f"{datapath_id(hv):016x}"), ("disable-in-band", "true")), ctl),
+        BridgeRow(PHY_BRIDGE, datapath_type, "standalone"),
+    }
+    owned = ((OWNER_KEY, "true"),)
+    ports = {PortRow(INT_BRIDGE, TUNNEL_PORT_NAME, "vxlan",
+                     (("key", "flow"), ("remote_ip", "flow")), owned, TUNNEL_OFPORT)}
+    for ref in topo.ports_on(hv):
+        ports.add(PortRow(INT_BRIDGE, ref.port.interface, "", (), tuple(sorted({
+            "iface-id": f"{ref.tenant}/{ref.port.name}", "attached-mac": ref.port.mac,
+            OWNER_KEY: "true"}.items()))))
+    return OvsdbState(frozenset(bridges), frozenset(ports))

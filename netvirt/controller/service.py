@@ -1,0 +1,178 @@
+"""The controller service: owns the current config, one agent per hypervisor, os-ken and the
+HTTP API, and the shutdown path (os-ken's own run_apps crashes on shutdown in 4.2.2)."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+
+from netvirt.config import LoadedConfig
+from netvirt.errors import ControllerError
+from netvirt.controller.agent import HypervisorAgent
+from netvirt.controller.ofcodec import port_status
+from netvirt.controller.ofdriver import OFSwitch, dp_id
+from netvirt.controller.ovsdb_state import datapath_id
+from netvirt.reconcile import diff
+from netvirt.reconcile.desired import compile_flows
+from netvirt.topology import Topology
+from netvirt.topology.inventory import Inventory
+
+log = logging.getLogger(__name__)
+
+
+class ControllerService:
+    def __init__(self, loaded: LoadedConfig, audit_interval: float = 10.0):
+        self.audit_interval = audit_interval
+        self._lock = threading.Lock()
+        self._rev = 0
+        self._loaded: LoadedConfig | None = None
+        self._topo: Topology | None = None
+        self.agents: dict[str, HypervisorAgent] = {}
+        self._by_dpid: dict[int, HypervisorAgent] = {}
+        self.started = time.time()
+        self.apply(loaded)
+
+    # -- config ----------------------------------------------------------------------------
+    def snapshot(self) -> tuple[int, LoadedConfig, Topology]:
+        with self._lock:
+            return self._rev, self._loaded, self._topo
+
+    def apply(self, loaded: LoadedConfig) -> int:
+        """Swap in a validated config atomically; agents converge to it."""
+        topo = Topology(loaded.config)
+        with self._lock:
+            self._rev += 1
+            self._loaded, self._topo = loaded, topo
+            rev = self._rev
+            for name in topo.hypervisors:
+                if name not in self.agents:
+                    a = HypervisorAgent(name, self, self.audit_interval)
+                    self.agents[name] = a
+                    self._by_dpid[datapath_id(name)] = a
+                    a.start()
+            for name in list(self.agents):
+                if name not in topo.hypervisors:
+                    # No longer managed: its flows stay as they are (fail-secure), we stop.
+                    a = self.agents.pop(name)
+                    self._by_dpid.pop(datapath_id(name), None)
+                    threading.Thread(target=a.stop, daemon=True).start()
+        log.info("config revision %d (%s, %s) accepted", rev, loaded.filename, loaded.revision)
+        for a in list(self.agents.values()):
+            a.mark_dirty()
+        return rev
+
+    def plan(self, loaded: LoadedConfig) -> dict[str, diff.Plan]:
+        """What applying ``loaded`` would change on each connected hypervisor; changes nothing."""
+        topo = Topology(loaded.config)
+        out = {}
+        for name in topo.hypervisors:
+            a = self.agents.get(name)
+            inventory = a.inventory if a else Inventory()
+            installed, groups = a.mirror() if a else ([], set())
+            out[name] = diff.plan(compile_flows(topo, name, inventory), installed, groups)
+        return out
+
+    def status(self) -> dict:
+        rev, loaded, _ = self.snapshot()
+        hvs = {n: vars(a.status).copy() for n, a in sorted(self.agents.items())}
+        return {
+            "revision": rev,
+            "config": {"file": loaded.filename, "digest": loaded.revision},
+            "uptime_seconds": round(time.time() - self.started, 1),
+            "in_sync": all(h["in_sync"] and h["applied_revision"] == rev for h in hvs.values()),
+            "hypervisors": hvs,
+        }
+
+    # -- os-ken events (os-ken's thread) ------------------------------------------------
+    def _agent(self, dp) -> HypervisorAgent | None:
+        a = self._by_dpid.get(dp.id)
+        if a is None:
+            log.warning("switch %s is not a br-int of any configured hypervisor; ignoring it",
+                        dp_id(dp))
+        return a
+
+    def switch_connected(self, dp) -> None:
+        if a := self._agent(dp):
+            log.info("%s: switch %s connected", a.name, dp_id(dp))
+            a.attach(OFSwitch(dp))
+
+    def switch_disconnected(self, dp) -> None:
+        a = self._by_dpid.get(dp.id)
+        if a and a.switch and a.switch.dp is dp:
+            log.info("%s: switch %s disconnected", a.name, dp_id(dp))
+            a.detach()
+
+    def _switch(self, dp) -> OFSwitch | None:
+        a = self._by_dpid.get(dp.id)
+        return a.switch if a and a.switch and a.switch.dp is dp else None
+
+    def reply(self, msg, last: bool) -> None:
+        if sw := self._switch(msg.datapath):
+            sw.deliver(msg, last=last)
+
+    def error(self, msg) -> None:
+        if sw := self._switch(msg.datapath):
+            sw.deliver_error(msg)
+
+    def port_status(self, msg) -> None:
+        if a := self._by_dpid.get(msg.datapath.id):
+            a.port_changed(*port_status(msg))
+
+    def flow_removed(self, msg) -> None:
+        if a := self._by_dpid.get(msg.datapath.id):
+            a.flow_removed((msg.table_id, msg.priority, msg.cookie))
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def stop(self) -> None:
+        for a in list(self.agents.values()):
+            a.stop()
+
+
+def run(loaded: LoadedConfig, api_addr: str, audit_interval: float) -> int:
+    """Run the controller until SIGTERM/SIGINT.  Flows stay on the switches when it exits
+    (br-int is fail-mode secure), so a restart drops no packet."""
+    from os_ken import cfg
+    from os_ken.base.app_manager import AppManager
+
+    from netvirt.controller.api import ApiServer
+    from netvirt.controller.ofapp import NetvirtOFApp
+
+    host, port = loaded.config.controller.openflow.removeprefix("tcp:").rsplit(":", 1)
+    _check_bindable(host, int(port), "OpenFlow")
+    api = ApiServer(None, api_addr)  # binds now: a second controller fails here, loudly
+    service = ControllerService(loaded, audit_interval)
+    api.service = service
+    NetvirtOFApp.service = service
+    cfg.CONF(args=["--ofp-listen-host", host, "--ofp-tcp-listen-port", port], project="os_ken")
+    mgr = AppManager.get_instance()
+    mgr.load_apps(["os_ken.controller.ofp_handler", "netvirt.controller.ofapp"])
+    mgr.instantiate_apps(**mgr.create_contexts())
+    api.start()
+    log.info("controller: OpenFlow on %s:%s, API on http://%s", host, port, api_addr)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    log.info("controller: stopping; flows stay installed on the switches")
+    api.stop()
+    service.stop()
+    # os-ken 4.2.2 cannot stop its own threads (HubThread has no kill()), so the process
+    # exits here rather than waiting for them.
+    logging.shutdown()
+    os._exit(0)
+
+
+def _check_bindable(host: str, port: int, what: str) -> None:
+    """os-ken logs and carries on when it cannot listen; refuse to start instead."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind((host, port))
+    except OSError as e:
+        raise ControllerError(f"cannot listen for {what} on {host}:{port}: {e.strerror}; is another "
+                              f"controller running, or is the address not on this host?") from None
+    finally:
+        s.close()

@@ -1,0 +1,296 @@
+"""The emulated lab: every hypervisor of a config as a network namespace on this machine.
+
+    root netns:   bridge nv-mgmt carrying the controller's OpenFlow address
+    nv-underlay:  a Linux bridge joining the hypervisors' underlay NICs (MTU 1600)
+    nv-<hv>:      a private ovsdb-server + ovs-vswitchd; br-phy holds the underlay IP
+    nv-<t>-<p>:   one namespace per VM port: eth0 with the port's MAC, IP and MTU
+
+The lab only does what a hypervisor's own provisioning would do (daemons, underlay, devices);
+bridges' flows and VM ports on br-int are the controller's job.  Everything it makes is
+recorded in STATE_DIR/state.json as it is made, so `down` removes exactly that, by name for
+namespaces and links and by recorded PID for processes; a failed `up` removes what it made.
+
+The integration tests and the demo use this module: it is the one harness.  (Mininet's
+namespaces live only as long as the Python process that made them, while `lab up`, `lab exec`
+and `lab down` are separate commands; see docs/architecture.md.)
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from pyroute2 import IPRoute, NetNS, netns
+
+from netvirt.config import LoadedConfig
+from netvirt.config.schema import Hypervisor
+from netvirt.errors import LabError
+from netvirt.host.ovs_daemons import PrivateOvs
+from netvirt.topology import PortRef, Topology
+
+STATE_DIR = Path(os.environ.get("NETVIRT_LAB_DIR", "/run/netvirt-lab"))
+MGMT_BRIDGE = "nv-mgmt"
+UNDERLAY_NS = "nv-underlay"
+UNDERLAY_MTU = 1600  # VXLAN adds 50 bytes to the guests' 1450/1500
+
+
+def hv_netns(hv: str) -> str:
+    return f"nv-{hv}"
+
+
+def vm_netns(tenant: str, port: str) -> str:
+    return f"nv-{tenant}-{port}"
+
+
+def kernel_datapath_available() -> bool:
+    return Path("/sys/module/openvswitch").exists()
+
+
+class Lab:
+    def __init__(self, state_dir: Path = STATE_DIR):
+        self.state_dir = state_dir
+        self.state_file = state_dir / "state.json"
+        self.state = self._read()
+
+    # -- state ---------------------------------------------------------------------------
+    def _read(self) -> dict:
+        if self.state_file.exists():
+            return json.loads(self.state_file.read_text())
+        return {}
+
+    def _save(self) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=1, sort_keys=True))
+        tmp.replace(self.state_file)
+
+    def _record(self, kind: str, item) -> None:
+        self.state.setdefault(kind, [])
+        if item not in self.state[kind]:
+            self.state[kind].append(item)
+        self._save()
+
+    @property
+    def is_up(self) -> bool:
+        return bool(self.state.get("hypervisors"))
+
+    def ovs(self, hv: str) -> PrivateOvs:
+        try:
+            info = self.state["hypervisors"][hv]
+        except KeyError:
+            raise LabError(f"hypervisor {hv!r} is not in the lab; is the lab up? "
+                           f"(netvirt lab up FILE)") from None
+        return PrivateOvs(hv_netns(hv), Path(info["rundir"]))
+
+    # -- up / sync ------------------------------------------------------------------------
+    def up(self, loaded: LoadedConfig) -> None:
+        """Build the lab for ``loaded``; on an existing lab, add and remove VMs to match."""
+        cfg = loaded.config
+        if os.geteuid() != 0:
+            raise LabError("the lab needs root (network namespaces, OVS daemons); run it as root")
+        topo = Topology(cfg)
+        if self.is_up:
+            if sorted(self.state["hypervisors"]) != sorted(topo.hypervisors):
+                raise LabError("the lab that is up has other hypervisors; run "
+                               "`netvirt lab down` first")
+            return self._sync_vms(topo)
+        try:
+            self._mgmt_bridge(cfg.controller.openflow)
+            _netns_create(UNDERLAY_NS, self)
+            with NetNS(UNDERLAY_NS) as ns:
+                ns.link("add", ifname="ul", kind="bridge", mtu=UNDERLAY_MTU)
+                ns.link("set", index=ns.link_lookup(ifname="ul")[0], state="up")
+            self.state["hypervisors"] = {}
+            for i, hv in enumerate(cfg.hypervisors):
+                self._hypervisor(i, hv, cfg.controller.openflow)
+            self._sync_vms(topo)
+        except Exception:
+            self.down()
+            raise
+
+    def _mgmt_bridge(self, openflow: str) -> None:
+        ip = openflow.removeprefix("tcp:").rsplit(":", 1)[0]
+        if ipaddress.ip_address(ip).is_loopback:
+            raise LabError(f"controller.openflow {openflow} is a loopback address, which the "
+                           f"hypervisor namespaces cannot reach; use e.g. tcp:172.30.0.1:6653")
+        with IPRoute() as ipr:
+            if ipr.link_lookup(ifname=MGMT_BRIDGE):
+                raise LabError(f"link {MGMT_BRIDGE} already exists but no lab is recorded in "
+                               f"{self.state_file}; remove it with `ip link del {MGMT_BRIDGE}`")
+            ipr.link("add", ifname=MGMT_BRIDGE, kind="bridge")
+            self._record("root_links", MGMT_BRIDGE)
+            idx = ipr.link_lookup(ifname=MGMT_BRIDGE)[0]
+            ipr.addr("add", index=idx, address=ip, prefixlen=24)
+            ipr.link("set", index=idx, state="up")
+        self.state["mgmt"] = {"controller_ip": ip}
+
+    def _mgmt_ip(self, i: int) -> str:
+        ctl = ipaddress.ip_address(self.state["mgmt"]["controller_ip"])
+        net = ipaddress.ip_network(f"{ctl}/24", strict=False)
+        hosts = [h for h in net.hosts() if h != ctl]
+        return str(hosts[i])
+
+    def _hypervisor(self, i: int, hv: Hypervisor, openflow: str) -> None:
+        if not hv.ovsdb.startswith("unix:"):
+            raise LabError(f"hypervisor {hv.name}: the lab runs a private OVS per hypervisor and "
+                           f"needs ovsdb: unix:/PATH/db.sock (got {hv.ovsdb})")
+        ns = hv_netns(hv.name)
+        _netns_create(ns, self)
+        rundir = Path(hv.ovsdb.removeprefix("unix:")).parent
+        if not rundir.exists():
+            rundir.mkdir(parents=True)
+            self._record("dirs", str(rundir))
+        self.state["hypervisors"][hv.name] = {"rundir": str(rundir), "pids": {}}
+        self._save()
+        # management link: root side on nv-mgmt, hypervisor side mgmt0
+        with IPRoute() as ipr:
+            root_if = f"nvm{i}"
+            ipr.link("add", ifname=root_if, kind="veth", peer={"ifname": "mgmt0", "net_ns_fd": ns})
+            self._record("root_links", root_if)
+            idx = ipr.link_lookup(ifname=root_if)[0]
+            ipr.link("set", index=idx, master=ipr.link_lookup(ifname=MGMT_BRIDGE)[0], state="up")
+        # underlay link: hypervisor side ul0, underlay side hv<i> on the bridge
+        with NetNS(UNDERLAY_NS) as uns:
+            uns.link("add", ifname=f"hv{i}", kind="veth", mtu=UNDERLAY_MTU,
+                     peer={"ifname": "ul0", "net_ns_fd": ns, "mtu": UNDERLAY_MTU})
+            idx = uns.link_lookup(ifname=f"hv{i}")[0]
+            uns.link("set", index=idx, master=uns.link_lookup(ifname="ul")[0], state="up")
+        with NetNS(ns) as hns:
+            for name in ("lo", "mgmt0", "ul0"):
+                hns.link("set", index=hns.link_lookup(ifname=name)[0], state="up")
+            hns.addr("add", index=hns.link_lookup(ifname="mgmt0")[0],
+                     address=self._mgmt_ip(i), prefixlen=24)
+            ul_mac = hns.get_links(hns.link_lookup(ifname="ul0")[0])[0].get_attr("IFLA_ADDRESS")
+        _ethtool_tx_off(ns, "ul0")
+        ovs = PrivateOvs(ns, rundir)
+        hint = None if kernel_datapath_available() else "netdev"
+        dp_type = hv.datapath_type or hint or "system"
+        try:
+            self.state["hypervisors"][hv.name]["pids"] = ovs.start(hint)
+        finally:
+            self.state["hypervisors"][hv.name]["pids"] = ovs.pids()
+            self._save()
+        # Userspace tunnelling needs the underlay IP on br-phy, with the NIC's MAC.
+        ovs.vsctl("--may-exist", "add-br", "br-phy", "--", "set", "bridge", "br-phy",
+                  f"datapath_type={dp_type}", "fail-mode=standalone",
+                  f"other_config:hwaddr={ul_mac}", "--", "--may-exist", "add-port", "br-phy", "ul0")
+        with NetNS(ns) as hns:
+            idx = _wait_link(hns, "br-phy", hv.name)
+            hns.addr("add", index=idx, address=str(hv.underlay_ip.ip),
+                     prefixlen=hv.underlay_ip.network.prefixlen)
+            hns.link("set", index=idx, state="up", mtu=UNDERLAY_MTU)
+
+    def _sync_vms(self, topo: Topology) -> None:
+        want = {vm_netns(r.tenant, r.port.name): r for hv in topo.hypervisors
+                for r in topo.ports_on(hv)}
+        have = self.state.get("vms", {})
+        for ns in sorted(set(have) - set(want)):
+            self.remove_vm(ns)
+        for ns, ref in sorted(want.items()):
+            if ns not in have:
+                self.add_vm(ref)
+
+    def add_vm(self, ref: PortRef) -> None:
+        ns = vm_netns(ref.tenant, ref.port.name)
+        hvns = hv_netns(ref.port.hypervisor)
+        _netns_create(ns, self)
+        self.state.setdefault("vms", {})[ns] = {"tenant": ref.tenant, "port": ref.port.name,
+                                               "hypervisor": ref.port.hypervisor,
+                                               "interface": ref.port.interface}
+        self._save()
+        with NetNS(ns) as vns:
+            vns.link("add", ifname="eth0", kind="veth", address=ref.port.mac,
+                     mtu=ref.network.mtu,
+                     peer={"ifname": ref.port.interface, "net_ns_fd": hvns, "mtu": ref.network.mtu})
+            idx = vns.link_lookup(ifname="eth0")[0]
+            for ip in ref.port.ips:
+                net = next(s.cidr for s in ref.network.subnets if ip in s.cidr)
+                vns.addr("add", index=idx, address=str(ip), prefixlen=net.prefixlen)
+            vns.link("set", index=vns.link_lookup(ifname="lo")[0], state="up")
+            vns.link("set", index=idx, state="up")
+        with NetNS(hvns) as hns:
+            hns.link("set", index=hns.link_lookup(ifname=ref.port.interface)[0], state="up")
+        # The userspace datapath reads veths with AF_PACKET and does not complete
+        # CHECKSUM_PARTIAL: with tx offload on, ping works but TCP never connects.
+        _ethtool_tx_off(ns, "eth0")
+        _ethtool_tx_off(hvns, ref.port.interface)
+        # quiet guests: no IPv6 autoconf chatter for port security to drop
+        subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                        "net.ipv6.conf.all.disable_ipv6=1"], capture_output=True)
+
+    def remove_vm(self, ns: str) -> None:
+        vm = self.state.get("vms", {}).get(ns)
+        if vm is None:
+            return
+        if ns in netns.listnetns():
+            netns.remove(ns)  # its eth0 goes with it, and so does the veth peer on the hv
+        del self.state["vms"][ns]
+        self._save()
+
+    # -- use --------------------------------------------------------------------------------
+    def vm(self, name: str) -> dict:
+        tenant, _, port = name.partition("/")
+        ns = vm_netns(tenant, port)
+        if ns not in self.state.get("vms", {}):
+            known = ", ".join(sorted(f"{v['tenant']}/{v['port']}" for v in
+                                     self.state.get("vms", {}).values())) or "none (is the lab up?)"
+            raise LabError(f"no VM port {name!r} in the lab; known: {known}")
+        return {"netns": ns, **self.state["vms"][ns]}
+
+    def exec_argv(self, name: str, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.vm(name)["netns"], *argv]
+
+    # -- down -------------------------------------------------------------------------------
+    def down(self) -> list[str]:
+        """Remove everything the lab recorded; return what was removed."""
+        removed = []
+        for hv, info in sorted(self.state.get("hypervisors", {}).items()):
+            PrivateOvs(hv_netns(hv), Path(info["rundir"])).stop(info.get("pids", {}))
+            removed += [f"{p} (pid {pid})" for p, pid in sorted(info.get("pids", {}).items())]
+        existing = set(netns.listnetns())
+        for ns in self.state.get("namespaces", []):
+            if ns in existing:
+                netns.remove(ns)
+                removed.append(f"netns {ns}")
+        with IPRoute() as ipr:
+            for name in reversed(self.state.get("root_links", [])):
+                if ipr.link_lookup(ifname=name):
+                    ipr.link("del", index=ipr.link_lookup(ifname=name)[0])
+                    removed.append(f"link {name}")
+        for d in self.state.get("dirs", []):
+            shutil.rmtree(d, ignore_errors=True)
+        self.state = {}
+        self.state_file.unlink(missing_ok=True)
+        return removed
+
+
+def _netns_create(name: str, lab: Lab) -> None:
+    if name in netns.listnetns():
+        raise LabError(f"network namespace {name} already exists but is not recorded by this "
+                       f"lab; remove it with `ip netns del {name}` if it is a leftover")
+    netns.create(name)
+    lab._record("namespaces", name)
+
+
+def _wait_link(ns, name: str, hv: str, timeout: float = 5.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = ns.link_lookup(ifname=name)
+        if found:
+            return found[0]
+        time.sleep(0.02)
+    raise LabError(f"{hv}: device {name} did not appear within {timeout}s; see the "
+                   f"hypervisor's ovs-vswitchd.log")
+
+
+def _ethtool_tx_off(ns: str, ifname: str) -> None:
+    r = subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-K", ifname, "tx", "off"],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise LabError(f"ethtool -K {ifname} tx off in {ns} failed: {r.stderr.strip()}; "
+                       f"install ethtool")
+

@@ -1,0 +1,79 @@
+"""Set arithmetic between desired and installed OpenFlow state.
+
+A flow on the switch is identified by (table, priority, cookie); the cookie carries a digest
+of the flow's content, so equal keys mean equal flows.  A desired flow whose (table,
+priority, match) equals an installed flow's is sent as an ADD that replaces it in place
+(OpenFlow's add-overwrites semantics): that flow never disappears, so a changed port does not
+drop packets between a delete and an add.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from netvirt.controller.flows import Flow, Group
+from netvirt.controller.pipeline import Table
+from netvirt.reconcile.desired import DesiredFlows
+
+
+@dataclass(frozen=True)
+class InstalledFlow:
+    table: int
+    priority: int
+    cookie: int
+    match: tuple  # normalized like Flow.match, for in-place replacement
+    raw: object = field(default=None, compare=False, hash=False)  # the switch's own match
+
+    @property
+    def key(self) -> tuple:
+        return (self.table, self.priority, self.cookie)
+
+
+@dataclass(frozen=True)
+class Plan:
+    add_groups: tuple[Group, ...] = ()
+    delete_flows: tuple[InstalledFlow, ...] = ()
+    add_flows: tuple[Flow, ...] = ()
+    delete_groups: tuple[int, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.add_groups or self.delete_flows or self.add_flows or self.delete_groups)
+
+    def per_table(self) -> dict[str, tuple[int, int]]:
+        """table name -> (adds, deletes)."""
+        adds = Counter(Table(f.table).name for f in self.add_flows)
+        dels = Counter(_table_name(f.table) for f in self.delete_flows)
+        return {t: (adds[t], dels[t]) for t in sorted(set(adds) | set(dels))}
+
+    def lines(self) -> list[str]:
+        out = [f"+ {g}" for g in self.add_groups]
+        out += [f"- {_table_name(f.table):<14} prio={f.priority:<4} cookie={f.cookie:#018x}"
+                for f in self.delete_flows]
+        out += [f"+ {f}" for f in self.add_flows]
+        out += [f"- group {g:#x}" for g in self.delete_groups]
+        return out
+
+
+def _table_name(table: int) -> str:
+    try:
+        return Table(table).name
+    except ValueError:
+        return f"table{table}"
+
+
+def plan(desired: DesiredFlows, installed: list[InstalledFlow], installed_groups: set[int]) -> Plan:
+    have = {f.key for f in installed}
+    want = {f.key for f in desired.flows}
+    add = sorted(f for f in desired.flows if f.key not in have)
+    replaced = {(int(f.table), f.priority, f.match) for f in add}
+    delete = sorted((f for f in installed
+                     if f.key not in want and (f.table, f.priority, f.match) not in replaced),
+                    key=lambda f: f.key)
+    want_groups = {g.group_id: g for g in desired.groups}
+    return Plan(
+        add_groups=tuple(want_groups[g] for g in sorted(set(want_groups) - installed_groups)),
+        delete_flows=tuple(delete),
+        add_flows=tuple(add),
+        delete_groups=tuple(sorted(installed_groups - set(want_groups))),
+    )

@@ -1,0 +1,25 @@
+"""What a hypervisor really has, as observed: the ofport of each interface on br-int.
+
+The compilers need ofports to write in_port/output; a port whose interface is not yet on the
+switch simply gets no local flows until it appears (a port-status event marks it dirty).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from netvirt.topology.graph import PortRef, Topology
+
+
+@dataclass(frozen=True)
+class Inventory:
+    ofports: Mapping[str, int] = field(default_factory=dict)  # interface name -> ofport
+
+    def bound_ports(self, topo: Topology, hv: str) -> list[tuple[PortRef, int]]:
+        """Ports configured on ``hv`` whose interface is on the switch, with their ofport."""
+        out = []
+        for ref in topo.ports_on(hv):
+            ofport = self.ofports.get(ref.port.interface)
+            if ofport is not None and ofport > 0:
+                out.append((ref, ofport))
+        return out
