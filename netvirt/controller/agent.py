@@ -101,7 +101,9 @@ class HypervisorAgent:
         if key in self._expect_removed:
             self._expect_removed.discard(key)
             return
-        log.warning("%s: flow %s was removed behind our back; repairing", self.name, key)
+        if self.status.in_sync:  # once per burst: a del-flows removes every flow at once
+            log.warning("%s: flow %s (table, priority, cookie) was removed behind our back; "
+                        "repairing", self.name, key)
         self.status.in_sync = False
         self.mark_dirty(reread=True)
 

@@ -1,0 +1,32 @@
+"""Builders shared by the unit tests: configs from plain data, compiled networks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from netvirt.config import load_text
+from netvirt.controller.simulate import Network
+from netvirt.reconcile.desired import compile_flows
+from netvirt.topology import Topology
+from netvirt.topology.inventory import Inventory
+
+ROOT_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def load_data(data: dict, name: str = "gen.yaml"):
+    return load_text(yaml.safe_dump(data, sort_keys=False), name)
+
+
+def sequential_inventory(topo: Topology) -> dict[str, Inventory]:
+    """ofports 1, 2, ... per hypervisor in (tenant, port) order, as a switch would assign."""
+    return {hv: Inventory({r.port.interface: i + 1 for i, r in enumerate(topo.ports_on(hv))})
+            for hv in topo.hypervisors}
+
+
+def compile_all(loaded):
+    topo = Topology(loaded.config)
+    inv = sequential_inventory(topo)
+    per_hv = {hv: compile_flows(topo, hv, inv[hv]) for hv in topo.hypervisors}
+    net = Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in loaded.config.hypervisors})
+    return topo, inv, per_hv, net

@@ -1,0 +1,178 @@
+"""Loader errors: every problem is reported, each with FILE:LINE:COL and its YAML path."""
+import textwrap
+
+import pytest
+
+from netvirt.config import load_text
+from netvirt.errors import ConfigError
+
+BASE = """\
+hypervisors:
+  - name: hv1
+    underlay_ip: 192.168.50.1/24
+    ovsdb: unix:/run/hv1/db.sock
+  - name: hv2
+    underlay_ip: 192.168.50.2/24
+    ovsdb: unix:/run/hv2/db.sock
+tenants:
+  - name: blue
+    networks:
+      - name: web
+        vni: 100
+        subnets:
+          - cidr: 10.0.0.0/24
+            gateway: 10.0.0.254
+    ports:
+      - name: web1
+        network: web
+        hypervisor: hv1
+        ips: [10.0.0.1]
+        mac: "02:00:00:00:00:01"
+"""
+
+
+def errors(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as e:
+        load_text(textwrap.dedent(text), "t.yaml")
+    return [str(d) for d in e.value.diagnostics]
+
+
+def one_error(text: str) -> str:
+    errs = errors(text)
+    assert len(errs) == 1, errs
+    return errs[0]
+
+
+def test_base_is_valid():
+    lc = load_text(BASE, "t.yaml")
+    assert lc.config.tenants[0].ports[0].ips[0].compressed == "10.0.0.1"
+    assert str(lc.location("tenant/blue/port/web1")) == "t.yaml:17:9"
+
+
+def test_yaml_syntax_error_has_location():
+    assert one_error("hypervisors:\n  - name: [hv1\n") .startswith("t.yaml:3:1: YAML syntax:")
+
+
+def test_duplicate_key_points_at_second_occurrence():
+    e = one_error(BASE.replace("    ovsdb: unix:/run/hv1/db.sock\n",
+                               "    ovsdb: unix:/run/hv1/db.sock\n    ovsdb: unix:/x/db.sock\n"))
+    assert e.startswith("t.yaml:5:5: hypervisors[0].ovsdb: duplicate key 'ovsdb' (first defined at line 4)")
+
+
+def test_unknown_key_is_an_error_at_the_key():
+    e = one_error(BASE.replace("        vni: 100\n", "        vni: 100\n        vnii: 7\n"))
+    assert e.startswith("t.yaml:13:9: tenants[0].networks[0].vnii: unknown key 'vnii'")
+
+
+def test_missing_key_names_the_parent():
+    e = one_error(BASE.replace("        hypervisor: hv1\n", ""))
+    assert e.startswith("t.yaml:17:9: tenants[0].ports[0].hypervisor: missing required key")
+
+
+def test_bad_values_are_located():
+    errs = errors(BASE.replace("192.168.50.1/24", "192.168.50.300/24")
+                  .replace('"02:00:00:00:00:01"', '"03:00:00:00:00:01"'))
+    assert any(e.startswith("t.yaml:3:18: hypervisors[0].underlay_ip:") for e in errs)
+    assert any("t.yaml:21:14: tenants[0].ports[0].mac: MAC must be unicast" in e for e in errs)
+
+
+@pytest.mark.parametrize("change, expected", [
+    (("  - name: hv2\n", "  - name: hv1\n"),
+     "t.yaml:5:11: hypervisors[1].name: duplicate hypervisor name 'hv1'"),
+    (("        hypervisor: hv1\n", "        hypervisor: hv9\n"),
+     "t.yaml:19:21: tenants[0].ports[0].hypervisor: hypervisor 'hv9' is not defined"),
+    (("        network: web\n", "        network: db\n"),
+     "t.yaml:18:18: tenants[0].ports[0].network: network 'db' is not defined in tenant 'blue'"),
+    (("ips: [10.0.0.1]", "ips: [10.0.1.1]"),
+     "t.yaml:20:15: tenants[0].ports[0].ips[0]: IP 10.0.1.1 is outside network 'web'"),
+    (("ips: [10.0.0.1]", "ips: [10.0.0.254]"),
+     "t.yaml:20:15: tenants[0].ports[0].ips[0]: IP 10.0.0.254 is the gateway"),
+    (("gateway: 10.0.0.254", "gateway: 10.9.0.254"),
+     "t.yaml:15:22: tenants[0].networks[0].subnets[0].gateway: gateway 10.9.0.254 is outside subnet"),
+    (("underlay_ip: 192.168.50.2/24", "underlay_ip: 192.168.50.1/24"),
+     "t.yaml:6:18: hypervisors[1].underlay_ip: underlay IP 192.168.50.1 is also used"),
+])
+def test_semantic_checks(change, expected):
+    assert one_error(BASE.replace(*change)).startswith(expected)
+
+
+SECOND_PORT = """\
+      - name: web2
+        network: web
+        hypervisor: hv2
+        ips: [10.0.0.1]
+        mac: "02:00:00:00:00:01"
+"""
+
+
+def test_duplicate_ip_and_mac_in_a_network_are_both_reported():
+    errs = errors(BASE + SECOND_PORT)
+    assert errs == [
+        "t.yaml:25:15: tenants[0].ports[1].ips[0]: IP 10.0.0.1 is already used by port 'web1' in network 'web'",
+        "t.yaml:26:14: tenants[0].ports[1].mac: MAC 02:00:00:00:00:01 is already used by port 'web1' in network 'web'",
+    ]
+
+
+def test_duplicate_port_name():
+    e = errors(BASE + SECOND_PORT.replace("web2", "web1").replace("10.0.0.1]", "10.0.0.2]")
+               .replace(":01\"", ":02\""))
+    assert e == ["t.yaml:22:15: tenants[0].ports[1].name: duplicate port name 'web1' (also port #1); rename one"]
+
+
+TWO_TENANTS = BASE + """\
+  - name: red
+    networks:
+      - name: app
+        vni: 100
+        subnets: [{cidr: 10.0.0.0/24}]
+      - name: db
+        subnets: [{cidr: 10.0.0.128/25}]
+"""
+
+
+def test_vni_collision_and_overlap_inside_a_tenant_all_reported():
+    errs = errors(TWO_TENANTS)
+    assert errs == [
+        "t.yaml:25:14: tenants[1].networks[0].vni: VNI 100 is already used by network blue/web; VNIs are global, pick another",
+        "t.yaml:28:26: tenants[1].networks[1].subnets[0].cidr: subnet 10.0.0.128/25 overlaps 10.0.0.0/24 of network 'app' in tenant 'red'; subnets inside one tenant must not overlap",
+    ]
+
+
+def test_overlapping_subnets_across_tenants_are_fine():
+    lc = load_text(TWO_TENANTS.replace("vni: 100\n        subnets: [{cidr: 10.0.0.0/24}]",
+                                       "vni: 200\n        subnets: [{cidr: 10.0.0.0/24}]")
+                   .replace("10.0.0.128/25", "10.1.0.0/24"), "t.yaml")
+    assert [n.vni for n in lc.config.tenants[1].networks][0] == 200
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("a: &x [1]\nb: *x\n", "anchors (&x) are not allowed"),
+    ("hypervisors: !!python/object/apply:os.system [echo hi]\n", "is not allowed; remove it"),
+    ("- 1\n- 2\n", "the top level must be a mapping"),
+])
+def test_unsafe_or_odd_yaml_is_refused(text, expected):
+    assert expected in one_error(text)
+
+
+def test_billion_laughs_is_refused_without_expanding():
+    lol = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+        for i in range(20))
+    assert "anchors (&a) are not allowed" in one_error(lol)
+
+
+def test_cli_exit_codes(tmp_path, capsys):
+    from netvirt.cli import main
+
+    good = tmp_path / "good.yaml"
+    good.write_text(BASE)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE.replace("vni: 100", "vni: 0"))
+    assert main(["validate", str(good)]) == 0
+    assert main(["validate", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:12:14: tenants[0].networks[0].vni:" in err and "nothing was applied" in err
+    assert main(["validate", str(tmp_path / "missing.yaml")]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["no-such-command"])
+    assert e.value.code == 2
