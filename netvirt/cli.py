@@ -207,9 +207,10 @@ def cmd_lab_matrix(args) -> int:
     from netvirt.host.probe import matrix, render_matrix
 
     lc = load_file(args.file)
-    if not Lab().is_up:
+    lab = Lab()
+    if not lab.is_up:
         raise LabError("no lab is up; run `netvirt lab up FILE` first")
-    m = matrix(lc.config)
+    m = matrix(lab, lc.config)
     print(render_matrix(m))
     return 0 if m.as_expected else 1
 

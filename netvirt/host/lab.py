@@ -33,17 +33,16 @@ from netvirt.host.ovs_daemons import PrivateOvs
 from netvirt.topology import PortRef, Topology
 
 STATE_DIR = Path(os.environ.get("NETVIRT_LAB_DIR", "/run/netvirt-lab"))
-MGMT_BRIDGE = "nv-mgmt"
-UNDERLAY_NS = "nv-underlay"
+PREFIX = os.environ.get("NETVIRT_LAB_PREFIX", "nv")  # lets a test lab live beside the demo's
 UNDERLAY_MTU = 1600  # VXLAN adds 50 bytes to the guests' 1450/1500
 
 
-def hv_netns(hv: str) -> str:
-    return f"nv-{hv}"
+def hv_netns(hv: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}-{hv}"
 
 
-def vm_netns(tenant: str, port: str) -> str:
-    return f"nv-{tenant}-{port}"
+def vm_netns(tenant: str, port: str, prefix: str = PREFIX) -> str:
+    return f"{prefix}-{tenant}-{port}"
 
 
 def kernel_datapath_available() -> bool:
@@ -51,8 +50,11 @@ def kernel_datapath_available() -> bool:
 
 
 class Lab:
-    def __init__(self, state_dir: Path = STATE_DIR):
-        self.state_dir = state_dir
+    def __init__(self, state_dir: Path = STATE_DIR, prefix: str = PREFIX):
+        self.state_dir = Path(state_dir)
+        self.prefix = prefix
+        self.mgmt_bridge = f"{prefix}-mgmt"
+        self.underlay_ns = f"{prefix}-underlay"
         self.state_file = state_dir / "state.json"
         self.state = self._read()
 
@@ -84,7 +86,7 @@ class Lab:
         except KeyError:
             raise LabError(f"hypervisor {hv!r} is not in the lab; is the lab up? "
                            f"(netvirt lab up FILE)") from None
-        return PrivateOvs(hv_netns(hv), Path(info["rundir"]))
+        return PrivateOvs(hv_netns(hv, self.prefix), Path(info["rundir"]))
 
     # -- up / sync ------------------------------------------------------------------------
     def up(self, loaded: LoadedConfig) -> None:
@@ -100,13 +102,14 @@ class Lab:
             return self._sync_vms(topo)
         try:
             self._mgmt_bridge(cfg.controller.openflow)
-            _netns_create(UNDERLAY_NS, self)
-            with NetNS(UNDERLAY_NS) as ns:
+            _netns_create(self.underlay_ns, self)
+            with NetNS(self.underlay_ns) as ns:
                 ns.link("add", ifname="ul", kind="bridge", mtu=UNDERLAY_MTU)
                 ns.link("set", index=ns.link_lookup(ifname="ul")[0], state="up")
             self.state["hypervisors"] = {}
             for i, hv in enumerate(cfg.hypervisors):
                 self._hypervisor(i, hv, cfg.controller.openflow)
+            self._check_underlay(cfg.hypervisors)
             self._sync_vms(topo)
         except Exception:
             self.down()
@@ -118,12 +121,12 @@ class Lab:
             raise LabError(f"controller.openflow {openflow} is a loopback address, which the "
                            f"hypervisor namespaces cannot reach; use e.g. tcp:172.30.0.1:6653")
         with IPRoute() as ipr:
-            if ipr.link_lookup(ifname=MGMT_BRIDGE):
-                raise LabError(f"link {MGMT_BRIDGE} already exists but no lab is recorded in "
-                               f"{self.state_file}; remove it with `ip link del {MGMT_BRIDGE}`")
-            ipr.link("add", ifname=MGMT_BRIDGE, kind="bridge")
-            self._record("root_links", MGMT_BRIDGE)
-            idx = ipr.link_lookup(ifname=MGMT_BRIDGE)[0]
+            if ipr.link_lookup(ifname=self.mgmt_bridge):
+                raise LabError(f"link {self.mgmt_bridge} already exists but no lab is recorded in "
+                               f"{self.state_file}; remove it with `ip link del {self.mgmt_bridge}`")
+            ipr.link("add", ifname=self.mgmt_bridge, kind="bridge")
+            self._record("root_links", self.mgmt_bridge)
+            idx = ipr.link_lookup(ifname=self.mgmt_bridge)[0]
             ipr.addr("add", index=idx, address=ip, prefixlen=24)
             ipr.link("set", index=idx, state="up")
         self.state["mgmt"] = {"controller_ip": ip}
@@ -138,7 +141,7 @@ class Lab:
         if not hv.ovsdb.startswith("unix:"):
             raise LabError(f"hypervisor {hv.name}: the lab runs a private OVS per hypervisor and "
                            f"needs ovsdb: unix:/PATH/db.sock (got {hv.ovsdb})")
-        ns = hv_netns(hv.name)
+        ns = hv_netns(hv.name, self.prefix)
         _netns_create(ns, self)
         rundir = Path(hv.ovsdb.removeprefix("unix:")).parent
         if not rundir.exists():
@@ -148,13 +151,13 @@ class Lab:
         self._save()
         # management link: root side on nv-mgmt, hypervisor side mgmt0
         with IPRoute() as ipr:
-            root_if = f"nvm{i}"
+            root_if = f"{self.prefix}m{i}"
             ipr.link("add", ifname=root_if, kind="veth", peer={"ifname": "mgmt0", "net_ns_fd": ns})
             self._record("root_links", root_if)
             idx = ipr.link_lookup(ifname=root_if)[0]
-            ipr.link("set", index=idx, master=ipr.link_lookup(ifname=MGMT_BRIDGE)[0], state="up")
+            ipr.link("set", index=idx, master=ipr.link_lookup(ifname=self.mgmt_bridge)[0], state="up")
         # underlay link: hypervisor side ul0, underlay side hv<i> on the bridge
-        with NetNS(UNDERLAY_NS) as uns:
+        with NetNS(self.underlay_ns) as uns:
             uns.link("add", ifname=f"hv{i}", kind="veth", mtu=UNDERLAY_MTU,
                      peer={"ifname": "ul0", "net_ns_fd": ns, "mtu": UNDERLAY_MTU})
             idx = uns.link_lookup(ifname=f"hv{i}")[0]
@@ -178,14 +181,38 @@ class Lab:
         ovs.vsctl("--may-exist", "add-br", "br-phy", "--", "set", "bridge", "br-phy",
                   f"datapath_type={dp_type}", "fail-mode=standalone",
                   f"other_config:hwaddr={ul_mac}", "--", "--may-exist", "add-port", "br-phy", "ul0")
-        with NetNS(ns) as hns:
-            idx = _wait_link(hns, "br-phy", hv.name)
-            hns.addr("add", index=idx, address=str(hv.underlay_ip.ip),
-                     prefixlen=hv.underlay_ip.network.prefixlen)
+        self.state["hypervisors"][hv.name]["underlay_ip"] = str(hv.underlay_ip)
+        self._save()
+        self._underlay_address(hv.name)
+
+    def _underlay_address(self, hv: str) -> None:
+        """Put the underlay IP on br-phy, as the host's network configuration would.  The
+        userspace br-phy device belongs to ovs-vswitchd: it (and the IP) vanish when the
+        daemon stops, so this runs again after every restart."""
+        iface = ipaddress.ip_interface(self.state["hypervisors"][hv]["underlay_ip"])
+        with NetNS(hv_netns(hv, self.prefix)) as hns:
+            idx = _wait_link(hns, "br-phy", hv)
+            hns.addr("replace", index=idx, address=str(iface.ip),
+                     prefixlen=iface.network.prefixlen)
             hns.link("set", index=idx, state="up", mtu=UNDERLAY_MTU)
 
+    def _check_underlay(self, hvs: list[Hypervisor]) -> None:
+        """Ping every hypervisor's underlay IP from the first one.  Besides proving the
+        underlay, this fills the userspace datapath's tunnel ARP cache, whose first miss
+        would otherwise drop the first packet each VM sends to a new hypervisor."""
+        for src in hvs:
+            for dst in hvs:
+                if src is dst:
+                    continue
+                r = subprocess.run(["ip", "netns", "exec", hv_netns(src.name, self.prefix),
+                                    "ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1",
+                                    str(dst.underlay_ip.ip)], capture_output=True, text=True)
+                if r.returncode != 0:
+                    raise LabError(f"underlay: {src.name} cannot reach {dst.name} at "
+                                   f"{dst.underlay_ip.ip}: {r.stdout.strip() or r.stderr.strip()}")
+
     def _sync_vms(self, topo: Topology) -> None:
-        want = {vm_netns(r.tenant, r.port.name): r for hv in topo.hypervisors
+        want = {vm_netns(r.tenant, r.port.name, self.prefix): r for hv in topo.hypervisors
                 for r in topo.ports_on(hv)}
         have = self.state.get("vms", {})
         for ns in sorted(set(have) - set(want)):
@@ -195,8 +222,8 @@ class Lab:
                 self.add_vm(ref)
 
     def add_vm(self, ref: PortRef) -> None:
-        ns = vm_netns(ref.tenant, ref.port.name)
-        hvns = hv_netns(ref.port.hypervisor)
+        ns = vm_netns(ref.tenant, ref.port.name, self.prefix)
+        hvns = hv_netns(ref.port.hypervisor, self.prefix)
         _netns_create(ns, self)
         self.state.setdefault("vms", {})[ns] = {"tenant": ref.tenant, "port": ref.port.name,
                                                "hypervisor": ref.port.hypervisor,
@@ -234,7 +261,7 @@ class Lab:
     # -- use --------------------------------------------------------------------------------
     def vm(self, name: str) -> dict:
         tenant, _, port = name.partition("/")
-        ns = vm_netns(tenant, port)
+        ns = vm_netns(tenant, port, self.prefix)
         if ns not in self.state.get("vms", {}):
             known = ", ".join(sorted(f"{v['tenant']}/{v['port']}" for v in
                                      self.state.get("vms", {}).values())) or "none (is the lab up?)"
@@ -245,28 +272,50 @@ class Lab:
         return ["ip", "netns", "exec", self.vm(name)["netns"], *argv]
 
     # -- down -------------------------------------------------------------------------------
+    def restart_vswitchd(self, hv: str) -> None:
+        """Restart one hypervisor's ovs-vswitchd (as an upgrade or a crash would), keeping the
+        recorded PID current so that `down` still stops the new one."""
+        ovs = self.ovs(hv)
+        try:
+            ovs.restart_vswitchd()
+        finally:
+            self.state["hypervisors"][hv]["pids"] = ovs.pids()
+            self._save()
+        self._underlay_address(hv)
+
     def down(self) -> list[str]:
-        """Remove everything the lab recorded; return what was removed."""
-        removed = []
+        """Remove everything the lab recorded; return what was removed.  Every step is tried
+        even if an earlier one fails, so one problem does not leave the rest behind."""
+        removed, failed = [], []
+
+        def attempt(what: str, fn) -> None:
+            try:
+                fn()
+                removed.append(what)
+            except Exception as e:  # collect, keep going, report at the end
+                failed.append(f"{what}: {e}")
+
         for hv, info in sorted(self.state.get("hypervisors", {}).items()):
-            PrivateOvs(hv_netns(hv), Path(info["rundir"])).stop(info.get("pids", {}))
-            removed += [f"{p} (pid {pid})" for p, pid in sorted(info.get("pids", {}).items())]
+            ovs = PrivateOvs(hv_netns(hv, self.prefix), Path(info["rundir"]))
+            for name, pid in sorted(info.get("pids", {}).items()):
+                attempt(f"{name} of {hv} (pid {pid})", lambda n=name, p=pid: ovs.stop_daemon(n, p))
         existing = set(netns.listnetns())
         for ns in self.state.get("namespaces", []):
             if ns in existing:
-                netns.remove(ns)
-                removed.append(f"netns {ns}")
+                attempt(f"netns {ns}", lambda n=ns: netns.remove(n))
         with IPRoute() as ipr:
             for name in reversed(self.state.get("root_links", [])):
                 if ipr.link_lookup(ifname=name):
-                    ipr.link("del", index=ipr.link_lookup(ifname=name)[0])
-                    removed.append(f"link {name}")
+                    attempt(f"link {name}",
+                            lambda n=name: ipr.link("del", index=ipr.link_lookup(ifname=n)[0]))
         for d in self.state.get("dirs", []):
             shutil.rmtree(d, ignore_errors=True)
+        if failed:
+            self._save()
+            raise LabError("lab down could not remove: " + "; ".join(failed))
         self.state = {}
         self.state_file.unlink(missing_ok=True)
         return removed
-
 
 def _netns_create(name: str, lab: Lab) -> None:
     if name in netns.listnetns():

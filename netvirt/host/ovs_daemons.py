@@ -90,7 +90,11 @@ class PrivateOvs:
         or a crash does."""
         self.stop_daemon("ovs-vswitchd", self.pids().get("ovs-vswitchd"))
         self._start_vswitchd()
-        self.vsctl("sync")  # returns once the new ovs-vswitchd has applied the database
+        # A write without --no-wait returns once the new ovs-vswitchd has applied the
+        # database; the counter also leaves a trace of the restart for whoever looks.
+        n = int(self.vsctl("--if-exists", "get", "Open_vSwitch", ".",
+                           "external-ids:netvirt-lab-restarts").strip().strip('"') or 0)
+        self.vsctl("set", "Open_vSwitch", ".", f"external-ids:netvirt-lab-restarts={n + 1}")
         return self.pids()["ovs-vswitchd"]
 
     def is_ours(self, pid: int) -> bool:

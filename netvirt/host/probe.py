@@ -12,10 +12,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from netvirt.config.schema import Config
-from netvirt.host.lab import vm_netns
+from netvirt.host.lab import Lab, vm_netns
 
 
-def ping(ns: str, ip: str, count: int = 1, timeout: float = 1.0) -> bool:
+def ping(ns: str, ip: str, count: int = 2, timeout: float = 1.0) -> bool:
+    """True if any of ``count`` echo requests is answered."""
     r = subprocess.run(["ip", "netns", "exec", ns, "ping", "-n", "-q", "-c", str(count),
                         "-i", "0.2", "-W", str(timeout), ip], capture_output=True)
     return r.returncode == 0
@@ -47,12 +48,12 @@ class Matrix:
         return all(v == self.expected(s, d) for (s, d), v in self.reached.items())
 
 
-def matrix(cfg: Config) -> Matrix:
+def matrix(lab: Lab, cfg: Config) -> Matrix:
     targets = [(t.name, p.name, str(p.ips[0]), p.mac) for t in cfg.tenants for p in t.ports]
     ports = [(t, p) for t, p, _, _ in targets]
 
     def from_source(src):
-        ns = vm_netns(*src)
+        ns = vm_netns(*src, lab.prefix)
         return {(src, (t, p)): reaches(ns, ip, mac) for t, p, ip, mac in targets if (t, p) != src}
 
     reached = {}

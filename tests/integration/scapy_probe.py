@@ -1,0 +1,42 @@
+"""Run inside a VM namespace (`ip netns exec NS python scapy_probe.py ...`).
+
+    sniff IFACE SECONDS        print READY, then after SECONDS a JSON {marker: count}
+    send IFACE JSON            send the frames described by JSON: a list of
+                               {"eth_src", "eth_dst", "marker", and "ip_src"/"ip_dst" or
+                                "arp_op"/"arp_spa"/"arp_tpa"/"arp_sha"}
+Markers are payload strings starting with NVPROBE-.
+"""
+import json
+import re
+import sys
+
+from scapy.all import ARP, IP, UDP, Ether, Raw, sendp, sniff
+
+
+def frame(spec):
+    eth = Ether(src=spec["eth_src"], dst=spec["eth_dst"])
+    payload = Raw(load=spec["marker"].encode())
+    if "arp_op" in spec:
+        return eth / ARP(op=spec["arp_op"], hwsrc=spec["arp_sha"], psrc=spec["arp_spa"],
+                         pdst=spec["arp_tpa"]) / payload
+    return eth / IP(src=spec["ip_src"], dst=spec["ip_dst"]) / UDP(sport=4000, dport=4000) / payload
+
+
+def main():
+    cmd, iface = sys.argv[1], sys.argv[2]
+    if cmd == "send":
+        sendp([frame(s) for s in json.loads(sys.argv[3])], iface=iface, verbose=False)
+        return
+    counts = {}
+
+    def seen(pkt):
+        for m in re.findall(rb"NVPROBE-[A-Za-z0-9-]+", bytes(pkt)):
+            counts[m.decode()] = counts.get(m.decode(), 0) + 1
+
+    sniff(iface=iface, prn=seen, store=False, timeout=float(sys.argv[3]),
+          started_callback=lambda: print("READY", flush=True))
+    print(json.dumps(counts), flush=True)
+
+
+if __name__ == "__main__":
+    main()
