@@ -10,6 +10,7 @@ import time
 import warnings
 
 from netvirt.config import load_file
+from netvirt.config.schema import Controller, hostport, tcp_endpoint
 from netvirt.errors import ConfigError, LabError, NetvirtError
 
 
@@ -63,8 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_status)
 
     c = sub.add_parser("controller", help="run the controller (OpenFlow, OVSDB, API)")
-    c.add_argument("file")
-    c.add_argument("--api", help="listen HOST:PORT (default: the file's controller.api)")
+    c.add_argument("file", nargs="?", help="config to start with (default: none; wait for apply)")
+    c.add_argument("--openflow", type=tcp_endpoint,
+                   help="listen tcp:IP:PORT (default: the file's controller.openflow)")
+    c.add_argument("--api", type=hostport,
+                   help="listen HOST:PORT (default: the file's controller.api)")
     c.add_argument("--audit-interval", type=float, default=10.0,
                    help="seconds between re-reads of every switch's flows")
     c.set_defaults(func=cmd_controller)
@@ -167,8 +171,11 @@ def cmd_status(args) -> int:
 def cmd_controller(args) -> int:
     from netvirt.controller.service import run
 
-    lc = load_file(args.file)
-    return run(lc, args.api or lc.config.controller.api, args.audit_interval)
+    lc = load_file(args.file) if args.file else None
+    ctl = lc.config.controller if lc else Controller()
+    if args.openflow:
+        ctl = Controller(openflow=args.openflow, api=ctl.api)
+    return run(lc, ctl.openflow, args.api or ctl.api, args.audit_interval)
 
 
 def cmd_lab_up(args) -> int:

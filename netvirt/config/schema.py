@@ -42,13 +42,13 @@ def _endpoint(v: str) -> str:
     return v
 
 
-def _tcp_endpoint(v: str) -> str:
+def tcp_endpoint(v: str) -> str:
     if not re.match(r"^tcp:[0-9.]+:\d{1,5}$", v):
         raise ValueError("must be tcp:IPV4:PORT, for example tcp:172.30.0.1:6653")
     return v
 
 
-def _hostport(v: str) -> str:
+def hostport(v: str) -> str:
     host, _, port = v.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError("must be HOST:PORT, for example 127.0.0.1:8181")
@@ -65,8 +65,8 @@ class _Model(BaseModel):
 
 
 class Controller(_Model):
-    openflow: Annotated[str, AfterValidator(_tcp_endpoint)] = "tcp:127.0.0.1:6653"
-    api: Annotated[str, AfterValidator(_hostport)] = "127.0.0.1:8181"
+    openflow: Annotated[str, AfterValidator(tcp_endpoint)] = "tcp:127.0.0.1:6653"
+    api: Annotated[str, AfterValidator(hostport)] = "127.0.0.1:8181"
 
 
 class Hypervisor(_Model):

@@ -83,6 +83,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError) as e:
             return self._send(400, {"error": f"bad request body: {e}; send "
                                              '{"source": YAML, "filename": NAME}'})
+        try:
+            self.service.check(loaded)
+        except ControllerError as e:
+            return self._send(409, {"error": str(e)})
         if self.path == "/v1/config":
             rev = self.service.apply(loaded)
             return self._send(200, {"revision": rev, "digest": loaded.revision})

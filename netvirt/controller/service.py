@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 
 
 class ControllerService:
-    def __init__(self, loaded: LoadedConfig, audit_interval: float = 10.0):
+    def __init__(self, loaded: LoadedConfig | None, openflow: str, audit_interval: float = 10.0):
+        self.openflow = openflow  # the address os-ken listens on; fixed for the process
         self.audit_interval = audit_interval
         self._lock = threading.Lock()
         self._rev = 0
@@ -32,16 +33,28 @@ class ControllerService:
         self._topo: Topology | None = None
         self.agents: dict[str, HypervisorAgent] = {}
         self._by_dpid: dict[int, HypervisorAgent] = {}
+        self._datapaths: dict[int, object] = {}  # every connected switch, configured or not
         self.started = time.time()
-        self.apply(loaded)
+        if loaded is not None:
+            self.apply(loaded)
 
     # -- config ----------------------------------------------------------------------------
     def snapshot(self) -> tuple[int, LoadedConfig, Topology]:
         with self._lock:
             return self._rev, self._loaded, self._topo
 
+    def check(self, loaded: LoadedConfig) -> None:
+        """Refuse what this running controller cannot do, before anything changes."""
+        wanted = loaded.config.controller.openflow
+        if wanted != self.openflow:
+            raise ControllerError(
+                f"{loaded.location('controller') or loaded.filename}: controller.openflow is "
+                f"{wanted} but this controller listens on {self.openflow}; restart the "
+                f"controller to move it")
+
     def apply(self, loaded: LoadedConfig) -> int:
         """Swap in a validated config atomically; agents converge to it."""
+        self.check(loaded)
         topo = Topology(loaded.config)
         with self._lock:
             self._rev += 1
@@ -52,6 +65,8 @@ class ControllerService:
                     a = HypervisorAgent(name, self, self.audit_interval)
                     self.agents[name] = a
                     self._by_dpid[datapath_id(name)] = a
+                    if dp := self._datapaths.get(datapath_id(name)):
+                        a.attach(OFSwitch(dp))  # it connected before the config named it
                     a.start()
             for name in list(self.agents):
                 if name not in topo.hypervisors:
@@ -80,7 +95,8 @@ class ControllerService:
         hvs = {n: vars(a.status).copy() for n, a in sorted(self.agents.items())}
         return {
             "revision": rev,
-            "config": {"file": loaded.filename, "digest": loaded.revision},
+            "config": {"file": loaded.filename, "digest": loaded.revision} if loaded else None,
+            "openflow": self.openflow,
             "uptime_seconds": round(time.time() - self.started, 1),
             "in_sync": all(h["in_sync"] and h["applied_revision"] == rev for h in hvs.values()),
             "hypervisors": hvs,
@@ -95,11 +111,16 @@ class ControllerService:
         return a
 
     def switch_connected(self, dp) -> None:
+        with self._lock:
+            self._datapaths[dp.id] = dp
         if a := self._agent(dp):
             log.info("%s: switch %s connected", a.name, dp_id(dp))
             a.attach(OFSwitch(dp))
 
     def switch_disconnected(self, dp) -> None:
+        with self._lock:
+            if self._datapaths.get(dp.id) is dp:
+                del self._datapaths[dp.id]
         a = self._by_dpid.get(dp.id)
         if a and a.switch and a.switch.dp is dp:
             log.info("%s: switch %s disconnected", a.name, dp_id(dp))
@@ -131,7 +152,7 @@ class ControllerService:
             a.stop()
 
 
-def run(loaded: LoadedConfig, api_addr: str, audit_interval: float) -> int:
+def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interval: float) -> int:
     """Run the controller until SIGTERM/SIGINT.  Flows stay on the switches when it exits
     (br-int is fail-mode secure), so a restart drops no packet."""
     from os_ken import cfg
@@ -140,10 +161,10 @@ def run(loaded: LoadedConfig, api_addr: str, audit_interval: float) -> int:
     from netvirt.controller.api import ApiServer
     from netvirt.controller.ofapp import NetvirtOFApp
 
-    host, port = loaded.config.controller.openflow.removeprefix("tcp:").rsplit(":", 1)
+    host, port = openflow.removeprefix("tcp:").rsplit(":", 1)
     _check_bindable(host, int(port), "OpenFlow")
     api = ApiServer(None, api_addr)  # binds now: a second controller fails here, loudly
-    service = ControllerService(loaded, audit_interval)
+    service = ControllerService(loaded, openflow, audit_interval)
     api.service = service
     NetvirtOFApp.service = service
     cfg.CONF(args=["--ofp-listen-host", host, "--ofp-tcp-listen-port", port], project="os_ken")
