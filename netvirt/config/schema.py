@@ -10,7 +10,7 @@ import ipaddress
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
@@ -19,7 +19,10 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _ENDPOINT_RE = re.compile(r"^(unix:/.+|(tcp|ssl):[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
 
 
-def _mac(v: str) -> str:
+def _mac(v) -> str:
+    if not isinstance(v, str):
+        # YAML 1.1 reads an unquoted 02:00:00:00:01:01 as a base-60 number
+        raise ValueError('quote MAC addresses, e.g. mac: "02:00:00:00:01:01"')
     v = v.lower()
     if not _MAC_RE.match(v):
         raise ValueError("MAC must look like 02:00:00:00:00:01")
@@ -55,7 +58,7 @@ def hostport(v: str) -> str:
     return v
 
 
-Mac = Annotated[str, AfterValidator(_mac)]
+Mac = Annotated[str, BeforeValidator(_mac)]
 IfName = Annotated[str, AfterValidator(_ifname)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 

@@ -54,6 +54,7 @@ class HypervisorAgent:
         self.need_read = True
         self._installed: dict[tuple, InstalledFlow] = {}
         self._installed_groups: set[int] = set()
+        self.last_desired: dict[tuple, object] = {}  # key -> Flow, from the last compile
         self._expect_removed: set[tuple] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -84,6 +85,8 @@ class HypervisorAgent:
         self.mark_dirty(reread=True)  # the mirror is reset on every (re)connect
 
     def detach(self) -> None:
+        if self.switch is not None:
+            self.switch.abort("the switch disconnected")
         self.switch = None
         self.status.switch_connected = False
         self.status.in_sync = False
@@ -146,11 +149,12 @@ class HypervisorAgent:
         if sw is None:
             return
         if self.need_read:
-            self.need_read = False
             self._installed = {f.key: f for f in sw.read_flows()}
             self._installed_groups = sw.read_groups()
             self.inventory = Inventory(sw.read_ports())
+            self.need_read = False  # only once all three reads succeeded
         desired = compile_flows(topo, self.name, self.inventory)
+        self.last_desired = {f.key: f for f in desired.flows}
         plan = diff.plan(desired, list(self._installed.values()), self._installed_groups)
         if not plan.empty:
             log.info("%s: revision %d: %s", self.name, rev,

@@ -93,5 +93,5 @@ class _Handler(BaseHTTPRequestHandler):
         plans = self.service.plan(loaded)
         return self._send(200, {"hypervisors": {
             hv: {"per_table": p.per_table(), "add_groups": len(p.add_groups),
-                 "delete_groups": len(p.delete_groups), "lines": p.lines()}
-            for hv, p in plans.items()}})
+                 "delete_groups": len(p.delete_groups), "lines": p.lines(known)}
+            for hv, (p, known) in plans.items()}})

@@ -6,10 +6,33 @@ service, which marks state dirty; the agents send every flow.
 from __future__ import annotations
 
 from os_ken.base import app_manager
-from os_ken.controller import ofp_event
+from os_ken.controller import controller, ofp_event
 from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 
 from netvirt.controller import ofcodec
+
+
+def _end_connection_when_switch_hangs_up() -> None:
+    """os-ken 4.2.2 on native threads: hub.kill() is a no-op, so when a switch hangs up,
+    Datapath.serve() waits forever for its send thread (blocked on an empty queue) and the
+    DEAD_DISPATCHER event never fires: a dead switch would look connected.  After the receive
+    loop ends we close the datapath (which emits the event) and wake the send loop."""
+    recv_loop = controller.Datapath._recv_loop
+    if getattr(recv_loop, "netvirt_patched", False):
+        return
+
+    def _recv_loop(self):
+        try:
+            recv_loop(self)
+        finally:
+            self.close()
+            self.send(b"", close_socket=True)
+
+    _recv_loop.netvirt_patched = True
+    controller.Datapath._recv_loop = _recv_loop
+
+
+_end_connection_when_switch_hangs_up()
 
 
 class NetvirtOFApp(app_manager.OSKenApp):

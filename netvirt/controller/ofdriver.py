@@ -53,6 +53,14 @@ class OFSwitch:
             p.errors.append(text)
             p.done.set()
 
+    def abort(self, reason: str) -> None:
+        """The switch is gone: fail every request still waiting for it, now."""
+        with self._lock:
+            pending = list(self._pending.values())
+        for p in pending:
+            p.errors.append(reason)
+            p.done.set()
+
     # -- called from the agent thread ------------------------------------------------
     def request(self, msg) -> list:
         self.dp.set_xid(msg)

@@ -79,15 +79,17 @@ class ControllerService:
             a.mark_dirty()
         return rev
 
-    def plan(self, loaded: LoadedConfig) -> dict[str, diff.Plan]:
-        """What applying ``loaded`` would change on each connected hypervisor; changes nothing."""
+    def plan(self, loaded: LoadedConfig) -> dict[str, tuple[diff.Plan, dict]]:
+        """What applying ``loaded`` would change on each hypervisor, with the flows we know
+        by key (to print deletions in full); changes nothing."""
         topo = Topology(loaded.config)
         out = {}
         for name in topo.hypervisors:
             a = self.agents.get(name)
             inventory = a.inventory if a else Inventory()
             installed, groups = a.mirror() if a else ([], set())
-            out[name] = diff.plan(compile_flows(topo, name, inventory), installed, groups)
+            known = a.last_desired if a else {}
+            out[name] = (diff.plan(compile_flows(topo, name, inventory), installed, groups), known)
         return out
 
     def status(self) -> dict:

@@ -272,12 +272,16 @@ class Lab:
         return ["ip", "netns", "exec", self.vm(name)["netns"], *argv]
 
     # -- down -------------------------------------------------------------------------------
-    def restart_vswitchd(self, hv: str) -> None:
-        """Restart one hypervisor's ovs-vswitchd (as an upgrade or a crash would), keeping the
-        recorded PID current so that `down` still stops the new one."""
+    def stop_vswitchd(self, hv: str) -> None:
+        """Stop one hypervisor's ovs-vswitchd, as a crash or an upgrade would."""
+        self.ovs(hv).stop_vswitchd()
+
+    def start_vswitchd(self, hv: str) -> None:
+        """Start it again, recording the new PID so that `down` still stops it, and give
+        br-phy back the underlay IP that went with the old daemon."""
         ovs = self.ovs(hv)
         try:
-            ovs.restart_vswitchd()
+            ovs.start_vswitchd()
         finally:
             self.state["hypervisors"][hv]["pids"] = ovs.pids()
             self._save()

@@ -85,10 +85,11 @@ class PrivateOvs:
                 out[name] = int(f.read_text().strip())
         return out
 
-    def restart_vswitchd(self) -> int:
-        """Stop and start ovs-vswitchd only (its flows are lost, OVSDB stays): what an upgrade
-        or a crash does."""
+    def stop_vswitchd(self) -> None:
+        """Stop ovs-vswitchd only: its flows are lost, OVSDB stays."""
         self.stop_daemon("ovs-vswitchd", self.pids().get("ovs-vswitchd"))
+
+    def start_vswitchd(self) -> int:
         self._start_vswitchd()
         # A write without --no-wait returns once the new ovs-vswitchd has applied the
         # database; the counter also leaves a trace of the restart for whoever looks.

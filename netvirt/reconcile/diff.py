@@ -46,10 +46,14 @@ class Plan:
         dels = Counter(_table_name(f.table) for f in self.delete_flows)
         return {t: (adds[t], dels[t]) for t in sorted(set(adds) | set(dels))}
 
-    def lines(self) -> list[str]:
+    def lines(self, known: dict | None = None) -> list[str]:
+        """One line per change.  ``known`` maps a flow key to the Flow record that made it (the
+        controller's last compile), so a deleted flow prints in full, not as a bare cookie."""
+        known = known or {}
         out = [f"+ {g}" for g in self.add_groups]
-        out += [f"- {_table_name(f.table):<14} prio={f.priority:<4} cookie={f.cookie:#018x}"
-                for f in self.delete_flows]
+        out += [f"- {known[f.key]}" if f.key in known else
+                f"- {_table_name(f.table):<14} prio={f.priority:<4} cookie={f.cookie:#018x} "
+                f"(not made by this controller)" for f in self.delete_flows]
         out += [f"+ {f}" for f in self.add_flows]
         out += [f"- group {g:#x}" for g in self.delete_groups]
         return out

@@ -118,8 +118,17 @@ def test_flows_deleted_by_hand_are_repaired(env):
     assert env.ping("blue/b1", "10.0.0.2") and env.ping("red/r2", "10.0.0.4")
 
 
-def test_vswitchd_restart_is_repaired(env):
-    env.lab.restart_vswitchd("hv3")
+def test_vswitchd_restart_is_repaired_and_status_follows_it(env, capsys):
+    assert main(["status", "--api", env.client.base.removeprefix("http://")]) == 0
+    env.lab.stop_vswitchd("hv3")
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and env.client.status()["hypervisors"]["hv3"]["switch_connected"]:
+        time.sleep(0.1)
+    capsys.readouterr()
+    assert main(["status", "--api", env.client.base.removeprefix("http://")]) == 1
+    out = capsys.readouterr().out
+    assert "hv3          FAIL switch=down" in out and "UNHEALTHY" in out, out
+    env.lab.start_vswitchd("hv3")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and not env.ping("blue/b1", "10.0.0.3", count=1):
         time.sleep(0.2)

@@ -176,3 +176,8 @@ def test_cli_exit_codes(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         main(["no-such-command"])
     assert e.value.code == 2
+
+
+def test_unquoted_mac_gets_a_hint():
+    e = one_error(BASE.replace('mac: "02:00:00:00:00:01"', "mac: 12:00:00:00:00:01"))  # base 60!
+    assert e.startswith("t.yaml:21:14: tenants[0].ports[0].mac: quote MAC addresses")
