@@ -8,16 +8,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from netvirt.controller import ofcodec
-from netvirt.controller.ofdriver import OFSwitch
 from netvirt.controller.ovsdb_driver import OvsdbDriver
 from netvirt.controller.ovsdb_state import compile_ovsdb
 from netvirt.errors import NetvirtError
 from netvirt.reconcile import diff
 from netvirt.reconcile.desired import compile_flows
 from netvirt.reconcile.diff import InstalledFlow
+from netvirt.reconcile.drivers import OvsdbDriverProtocol, SwitchDriver
 from netvirt.topology.inventory import Inventory
 
 log = logging.getLogger(__name__)
@@ -44,12 +44,13 @@ class AgentStatus:
 
 
 class HypervisorAgent:
-    def __init__(self, name: str, service, audit_interval: float):
+    def __init__(self, name: str, service, audit_interval: float,
+                 ovsdb_factory: Callable[[str], OvsdbDriverProtocol] = OvsdbDriver):
         self.name = name
         self.service = service
         self.audit_interval = audit_interval
         self.status = AgentStatus()
-        self.switch: OFSwitch | None = None
+        self.switch: SwitchDriver | None = None
         self.inventory = Inventory()
         self.need_read = True
         self._installed: dict[tuple, InstalledFlow] = {}
@@ -58,7 +59,8 @@ class HypervisorAgent:
         self._expect_removed: set[tuple] = set()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._ovsdb: OvsdbDriver | None = None
+        self._ovsdb_factory = ovsdb_factory
+        self._ovsdb: OvsdbDriverProtocol | None = None
         self._ovsdb_done_rev = -1
         self._thread = threading.Thread(target=self._run, name=f"agent-{name}", daemon=True)
 
@@ -78,7 +80,7 @@ class HypervisorAgent:
             self.need_read = True
         self._wake.set()
 
-    def attach(self, switch: OFSwitch) -> None:
+    def attach(self, switch: SwitchDriver) -> None:
         self.switch = switch
         self.status.switch_connected = True
         self.status.in_sync = False
@@ -179,7 +181,7 @@ class HypervisorAgent:
             if (f.table, f.priority, f.match) in replaced:
                 del self._installed[k]
         for f in plan.add_flows:
-            self._installed[f.key] = ofcodec.as_installed(f)
+            self._installed[f.key] = InstalledFlow(int(f.table), f.priority, f.cookie, f.match)
         self._installed_groups |= {g.group_id for g in plan.add_groups}
         self._installed_groups -= set(plan.delete_groups)
 
@@ -191,7 +193,7 @@ class HypervisorAgent:
         if self._ovsdb is None or self._ovsdb.endpoint != hv.ovsdb:
             if self._ovsdb:
                 self._ovsdb.close()
-            self._ovsdb = OvsdbDriver(hv.ovsdb)
+            self._ovsdb = self._ovsdb_factory(hv.ovsdb)
         try:
             self._ovsdb.connect()
             dp_type = hv.datapath_type or self._ovsdb.datapath_hint() or "system"

@@ -45,11 +45,13 @@ def add_flow(dp, flow: Flow):
 
 
 def delete_flow(dp, flow: InstalledFlow):
-    # strict + exact cookie: never removes a flow that replaced this one in place
+    # strict + exact cookie: never removes a flow that replaced this one in place.  A flow
+    # read from the switch carries the switch's own match; one we installed, ours.
+    match = flow.raw if flow.raw is not None else parser.OFPMatch(**dict(flow.match))
     return parser.OFPFlowMod(
         datapath=dp, cookie=flow.cookie, cookie_mask=ALL_ONES_64, table_id=flow.table,
         command=ofp.OFPFC_DELETE_STRICT, priority=flow.priority, out_port=ofp.OFPP_ANY,
-        out_group=ofp.OFPG_ANY, match=flow.raw)
+        out_group=ofp.OFPG_ANY, match=match)
 
 
 def add_group(dp, group: Group):
@@ -111,8 +113,3 @@ def is_multipart_more(msg) -> bool:
 
 OFP_VERSION = ofp.OFP_VERSION
 
-
-def as_installed(flow: Flow) -> InstalledFlow:
-    """The mirror entry for a flow we just installed, as if read back from the switch."""
-    return InstalledFlow(int(flow.table), flow.priority, flow.cookie, flow.match,
-                         parser.OFPMatch(**dict(flow.match)))
