@@ -11,7 +11,7 @@ import warnings
 
 from netvirt.config import load_file
 from netvirt.config.schema import Controller, hostport, tcp_endpoint
-from netvirt.errors import ConfigError, LabError, NetvirtError
+from netvirt.errors import ConfigError, LabError, NetvirtError, UsageError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +63,30 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_status)
 
+    c = sub.add_parser("topo", help="the live topology: tree, --json, --dot or --png FILE")
+    c.add_argument("--api", default="127.0.0.1:8181", help="controller API HOST:PORT")
+    fmt = c.add_mutually_exclusive_group()
+    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--dot", action="store_true", help="Graphviz source")
+    fmt.add_argument("--png", metavar="FILE", help="render a picture (needs graphviz)")
+    fmt.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
+                     help="refresh every SECONDS (default 2) and mark what changed")
+    c.set_defaults(func=cmd_topo)
+
+    c = sub.add_parser("trace", help="walk a packet through the pipeline, table by table")
+    c.add_argument("--api", default="127.0.0.1:8181", help="controller API HOST:PORT")
+    c.add_argument("--from", dest="source", required=True, metavar="TENANT/PORT")
+    c.add_argument("--to-ip", required=True, metavar="IP")
+    proto = c.add_mutually_exclusive_group()
+    proto.add_argument("--tcp-dst", type=int, metavar="PORT")
+    proto.add_argument("--udp-dst", type=int, metavar="PORT")
+    c.add_argument("--src-ip", help="spoof the source IP")
+    c.add_argument("--src-mac", help="spoof the source MAC")
+    c.add_argument("--real", action="store_true",
+                   help="also run ofproto/trace on the hypervisors and compare")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_trace)
+
     c = sub.add_parser("controller", help="run the controller (OpenFlow, OVSDB, API)")
     c.add_argument("file", nargs="?", help="config to start with (default: none; wait for apply)")
     c.add_argument("--openflow", type=tcp_endpoint,
@@ -71,6 +95,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="listen HOST:PORT (default: the file's controller.api)")
     c.add_argument("--audit-interval", type=float, default=10.0,
                    help="seconds between re-reads of every switch's flows")
+    c.add_argument("--token-file", help="API token (required when --api is not loopback); "
+                   "default: $NETVIRT_API_TOKEN")
     c.set_defaults(func=cmd_controller)
 
     lab = sub.add_parser("lab", help="emulated hypervisors on this machine").add_subparsers(
@@ -103,7 +129,8 @@ def cmd_validate(args) -> int:
 def _client(args, lc=None):
     from netvirt.client import Client
 
-    return Client(args.api or (lc.config.controller.api if lc else "127.0.0.1:8181"))
+    return Client(getattr(args, "api", None) or
+                  (lc.config.controller.api if lc else "127.0.0.1:8181"))
 
 
 def cmd_plan(args) -> int:
@@ -175,7 +202,83 @@ def cmd_controller(args) -> int:
     ctl = lc.config.controller if lc else Controller()
     if args.openflow:
         ctl = Controller(openflow=args.openflow, api=ctl.api)
-    return run(lc, ctl.openflow, args.api or ctl.api, args.audit_interval)
+    token = os.environ.get("NETVIRT_API_TOKEN")
+    if args.token_file:
+        try:
+            token = open(args.token_file).read().strip()
+        except OSError as e:
+            raise UsageError(f"cannot read --token-file {args.token_file}: {e.strerror}") from None
+    return run(lc, ctl.openflow, args.api or ctl.api, args.audit_interval, token)
+
+
+def cmd_topo(args) -> int:
+    from netvirt.topology import render
+
+    client = _client(args)
+    if args.watch:
+        return _watch(client, args.watch)
+    t = client.topology()
+    if args.json:
+        print(json.dumps(t, indent=1))
+    elif args.dot:
+        print(render.dot(t), end="")
+    elif args.png:
+        render.png(t, args.png)
+        g = render.graph(t)
+        print(f"wrote {args.png}: {g.number_of_nodes()} nodes, {g.number_of_edges()} edges")
+    else:
+        print("\n".join(render.tree(t)))
+    return 0
+
+
+def _watch(client, interval: float) -> int:
+    from netvirt.topology import render
+
+    before: list[str] = []
+    while True:
+        now = render.tree(client.topology())
+        marked = [("* " if before and line not in before else "  ") + line for line in now]
+        print("\033[2J\033[H" + time.strftime("%H:%M:%S") + f"  every {interval}s; * = changed\n"
+              + "\n".join(marked), flush=True)
+        before = now
+        time.sleep(interval)
+
+
+def cmd_trace(args) -> int:
+    req = {"from": args.source, "to_ip": args.to_ip, "real": args.real,
+           "src_ip": args.src_ip, "src_mac": args.src_mac}
+    if args.tcp_dst is not None:
+        req.update(proto="tcp", dst_port=args.tcp_dst)
+    elif args.udp_dst is not None:
+        req.update(proto="udp", dst_port=args.udp_dst)
+    r = _client(args).trace(req)
+    if args.json:
+        print(json.dumps(r, indent=1))
+        return 0
+    for stage, title in (("arp", f"ARP who-has {args.to_ip}"), ("packet", "packet")):
+        if stage not in r:
+            continue
+        print(f"== {title}")
+        for s in r[stage]["steps"]:
+            where = f"  ({s['defined_at']})" if s["defined_at"] else ""
+            flow = s['flow'].split('  [')[0].removeprefix(s['table']).strip()
+            print(f"  {s['hypervisor']:<6} {s['table']:<14} {flow}")
+            print(f"  {'':<6} {'':<14} from {s['origin'] or '-'}{where}")
+        for rep in r[stage].get("real", []):
+            verdict = "agrees" if rep.get("agree") else ("DISAGREES" if "real" in rep else "not run")
+            print(f"  ofproto/trace on {rep['hypervisor']}: {verdict}")
+            if "error" in rep:
+                print(f"    {rep['error']}")
+            elif not rep["agree"]:
+                print("    model: " + " | ".join(rep["model"]))
+                print("    real:  " + " | ".join(rep["real"]))
+            else:
+                print(f"    datapath actions: {rep['datapath_actions']}")
+    print(f"verdict: {r['verdict']}")
+    if args.real and not r.get("agree", False):
+        print("the model and the switches disagree: see above", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_lab_up(args) -> int:

@@ -2,22 +2,26 @@
 from __future__ import annotations
 
 import json
+import os
 import urllib.error
 import urllib.request
 
 from netvirt.config import LoadedConfig
-from netvirt.errors import ConfigError, ControllerError, Diagnostic
+from netvirt.errors import ConfigError, ControllerError, Diagnostic, UsageError
 
 
 class Client:
-    def __init__(self, addr: str, timeout: float = 30.0):
+    def __init__(self, addr: str, timeout: float = 30.0, token: str | None = None):
         self.base = f"http://{addr}"
         self.timeout = timeout
+        self.token = token if token is not None else os.environ.get("NETVIRT_API_TOKEN")
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
                 return json.loads(r.read())
@@ -26,6 +30,8 @@ class Client:
             if e.code == 422:
                 # the controller re-validated and refused: same diagnostics as a local check
                 raise ConfigError([Diagnostic(**d) for d in payload.get("diagnostics", [])]) from None
+            if e.code == 400:
+                raise UsageError(payload.get("error", "bad request")) from None
             raise ControllerError(f"controller at {self.base} answered {e.code}: "
                                   f"{payload.get('error', '')}") from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
@@ -35,6 +41,12 @@ class Client:
 
     def status(self) -> dict:
         return self._call("GET", "/v1/status")
+
+    def topology(self) -> dict:
+        return self._call("GET", "/v1/topology")
+
+    def trace(self, request: dict) -> dict:
+        return self._call("POST", "/v1/trace", request)
 
     def apply(self, loaded: LoadedConfig) -> dict:
         return self._call("POST", "/v1/config", {"source": loaded.source, "filename": loaded.filename})

@@ -2,6 +2,7 @@
 
     NetvirtError                 every error netvirt raises on purpose
     ├── ConfigError              the tenant YAML is unusable (exit code 2); carries Diagnostics
+    ├── UsageError               a request that cannot be right as given (exit code 2)
     ├── ControllerError          the controller cannot be reached or refused a request
     └── LabError                 the emulated lab could not be built, used or removed
 
@@ -11,7 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NetvirtError", "ConfigError", "ControllerError", "LabError", "Diagnostic"]
+__all__ = ["NetvirtError", "ConfigError", "UsageError", "ControllerError", "LabError",
+           "Diagnostic"]
 
 
 class NetvirtError(Exception):
@@ -46,6 +48,12 @@ class ConfigError(NetvirtError):
         lines = [str(d) for d in self.diagnostics]
         lines.append(f"{n} error{'s' if n != 1 else ''}; nothing was applied")
         super().__init__("\n".join(lines))
+
+
+class UsageError(NetvirtError):
+    """A request names something that does not exist or is malformed."""
+
+    exit_code = 2
 
 
 class ControllerError(NetvirtError):

@@ -9,7 +9,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from netvirt.controller.ovsdb_driver import OvsdbDriver
 from netvirt.controller.ovsdb_state import compile_ovsdb
@@ -37,10 +37,10 @@ class AgentStatus:
     last_reconcile_seconds: float = 0.0
     last_error: str = ""
     datapath_type: str = ""
-    port_errors: dict = None  # interface -> OVS's reason it could not be opened
-
-    def __post_init__(self):
-        self.port_errors = self.port_errors or {}
+    port_errors: dict = field(default_factory=dict)  # interface -> why OVS cannot open it
+    kernel_qdiscs: list | None = None  # as the hypervisor reports them; None = unknown
+    bridges: list = field(default_factory=list)  # bridges verified present in OVSDB
+    reconcile_seconds_total: float = 0.0
 
 
 class HypervisorAgent:
@@ -93,13 +93,8 @@ class HypervisorAgent:
         self.status.switch_connected = False
         self.status.in_sync = False
 
-    def port_changed(self, name: str, ofport: int | None) -> None:
-        ofports = dict(self.inventory.ofports)
-        if ofport is None:
-            ofports.pop(name, None)
-        else:
-            ofports[name] = ofport
-        self.inventory = Inventory(ofports)
+    def port_changed(self, name: str, port: tuple[int, bool] | None) -> None:
+        self.inventory = self.inventory.with_port(name, port)
         self.mark_dirty()
 
     def flow_removed(self, key: tuple) -> None:
@@ -153,7 +148,7 @@ class HypervisorAgent:
         if self.need_read:
             self._installed = {f.key: f for f in sw.read_flows()}
             self._installed_groups = sw.read_groups()
-            self.inventory = Inventory(sw.read_ports())
+            self.inventory = Inventory.from_ports(sw.read_ports())
             self.need_read = False  # only once all three reads succeeded
         desired = compile_flows(topo, self.name, self.inventory)
         self.last_desired = {f.key: f for f in desired.flows}
@@ -172,6 +167,7 @@ class HypervisorAgent:
         st.in_sync = self.switch is sw and set(self._installed) == {f.key for f in desired.flows}
         st.reconciles += 1
         st.last_reconcile_seconds = time.monotonic() - t0
+        st.reconcile_seconds_total += st.last_reconcile_seconds
 
     def _record(self, plan: diff.Plan) -> None:
         for f in plan.delete_flows:
@@ -202,12 +198,18 @@ class HypervisorAgent:
         except NetvirtError:
             self.status.ovsdb_connected = False
             raise
-        self.status.ovsdb_connected = True
-        self.status.datapath_type = dp_type
+        st = self.status
+        st.ovsdb_connected = True
+        st.datapath_type = dp_type
+        st.bridges = sorted(b.name for b in state.bridges)
+        st.kernel_qdiscs = self._ovsdb.kernel_qdiscs()
         if n:
             log.info("%s: OVSDB: %d change(s)", self.name, n)
-            # A VM's device may appear later (the guest is not started yet): report, not fail.
-            self.status.port_errors = self._ovsdb.port_errors({p.name for p in state.ports})
-            for name, why in sorted(self.status.port_errors.items()):
+        # A VM's device may appear later (the guest is not started yet): report, not fail.
+        before = st.port_errors
+        st.port_errors = self._ovsdb.port_errors({p.name for p in state.ports},
+                                                 wait=2.0 if n else 0.0)
+        for name, why in sorted(st.port_errors.items()):
+            if name not in before:
                 log.warning("%s: interface %s is not usable yet: %s", self.name, name, why)
         self._ovsdb_done_rev = rev

@@ -1,30 +1,50 @@
-"""The controller's HTTP JSON API (loopback by default).  The CLI is its only client for now.
+"""The controller's HTTP JSON API.  The CLI is a client of it; so are scripts and Prometheus.
 
-    GET  /v1/status   revision, per-hypervisor sync state, flow counts, errors
-    POST /v1/config   {"source": YAML text, "filename": name} -> apply atomically
-    POST /v1/plan     same body -> what would change, per hypervisor; changes nothing
+    GET  /v1/status        revision, per-hypervisor sync state, flow counts, errors
+    GET  /v1/topology      hypervisors, bridges, tunnels, tenants -> networks -> ports, live
+    POST /v1/config        {"source": YAML, "filename": NAME} -> apply atomically
+    POST /v1/plan          same body -> what would change, per hypervisor; changes nothing
+    POST /v1/trace         {"from": "T/P", "to_ip": IP, ...} -> the packet's walk
+    GET  /v1/openapi.json  this, as OpenAPI 3
+    GET  /metrics          Prometheus exposition
 
-A config is validated by the same loader as the CLI; a rejected one changes nothing and the
-answer (422) carries every diagnostic.
+It listens on loopback by default.  Anywhere else it refuses to start without a token, and
+then every request needs "Authorization: Bearer TOKEN".  A rejected config (422) changes
+nothing and carries every diagnostic.
 """
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import logging
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from netvirt.config import load_text
-from netvirt.errors import ConfigError, ControllerError
+from netvirt.controller.metrics import exposition
+from netvirt.controller.openapi import SPEC
+from netvirt.errors import ConfigError, ControllerError, NetvirtError
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 << 20
 
 
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 class ApiServer:
-    def __init__(self, service, addr: str):
+    def __init__(self, service, addr: str, token: str | None = None):
         host, port = addr.rsplit(":", 1)
-        self._handler = type("Handler", (_Handler,), {"service": service})
+        if not is_loopback(host) and not token:
+            raise ControllerError(f"the API on {addr} would be reachable off this host: give "
+                                  f"a token (--token-file FILE or NETVIRT_API_TOKEN), or "
+                                  f"listen on 127.0.0.1")
+        self._handler = type("Handler", (_Handler,), {"service": service, "token": token})
         try:
             self.httpd = ThreadingHTTPServer((host, int(port)), self._handler)
         except OSError as e:
@@ -51,37 +71,75 @@ class ApiServer:
 
 class _Handler(BaseHTTPRequestHandler):
     service = None
+    token: str | None = None
 
     def log_message(self, fmt, *args):
         log.debug("api: " + fmt, *args)
 
-    def _send(self, code: int, body: dict) -> None:
-        data = json.dumps(body, indent=1, default=str).encode()
+    def _send(self, code: int, body, content_type: str = "application/json") -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body, indent=1, default=str).encode()
         self.send_response(code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
 
+    def _authorized(self) -> bool:
+        if not self.token:
+            return True
+        given = self.headers.get("Authorization", "")
+        if hmac.compare_digest(given.encode(), f"Bearer {self.token}".encode()):
+            return True
+        self._send(401, {"error": "missing or wrong token: send Authorization: Bearer TOKEN"})
+        return False
+
     def do_GET(self):
+        if not self._authorized():
+            return
         if self.path == "/v1/status":
             return self._send(200, self.service.status())
-        self._send(404, {"error": f"no such endpoint {self.path}; try /v1/status"})
+        if self.path == "/v1/topology":
+            return self._send(200, self.service.topology())
+        if self.path == "/v1/openapi.json":
+            return self._send(200, SPEC)
+        if self.path == "/metrics":
+            return self._send(200, exposition(self.service), "text/plain; version=0.0.4")
+        self._send(404, {"error": f"no such endpoint {self.path}; see /v1/openapi.json"})
+
+    def _body(self) -> dict | None:
+        n = int(self.headers.get("Content-Length", "0"))
+        if n > MAX_BODY:
+            self._send(413, {"error": f"body larger than {MAX_BODY} bytes"})
+            return None
+        try:
+            body = json.loads(self.rfile.read(n))
+            if not isinstance(body, dict):
+                raise ValueError("expected a JSON object")
+            return body
+        except ValueError as e:
+            self._send(400, {"error": f"bad request body: {e}"})
+            return None
 
     def do_POST(self):
-        if self.path not in ("/v1/config", "/v1/plan"):
-            return self._send(404, {"error": f"no such endpoint {self.path}"})
+        if not self._authorized():
+            return
+        if self.path not in ("/v1/config", "/v1/plan", "/v1/trace"):
+            return self._send(404, {"error": f"no such endpoint {self.path}; see /v1/openapi.json"})
+        body = self._body()
+        if body is None:
+            return
+        if self.path == "/v1/trace":
+            try:
+                return self._send(200, self.service.trace(body))
+            except NetvirtError as e:
+                return self._send(400, {"error": str(e)})
         try:
-            n = int(self.headers.get("Content-Length", "0"))
-            if n > MAX_BODY:
-                return self._send(413, {"error": f"body larger than {MAX_BODY} bytes"})
-            body = json.loads(self.rfile.read(n))
             loaded = load_text(body["source"], body.get("filename", "<api>"))
         except ConfigError as e:
             return self._send(422, {"error": "invalid config; nothing was applied",
                                     "diagnostics": [vars(d) for d in e.diagnostics]})
-        except (ValueError, KeyError, TypeError) as e:
-            return self._send(400, {"error": f"bad request body: {e}; send "
+        except (KeyError, TypeError) as e:
+            return self._send(400, {"error": f"bad request body: missing {e}; send "
                                              '{"source": YAML, "filename": NAME}'})
         try:
             self.service.check(loaded)

@@ -47,7 +47,8 @@ class NetvirtOFApp(app_manager.OSKenApp):
             self.service.switch_disconnected(ev.datapath)
 
     @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply,
-                 ofp_event.EventOFPPortDescStatsReply], MAIN_DISPATCHER)
+                 ofp_event.EventOFPPortDescStatsReply, ofp_event.EventOFPPortStatsReply],
+                MAIN_DISPATCHER)
     def _multipart_reply(self, ev):
         self.service.reply(ev.msg, last=not ofcodec.is_multipart_more(ev.msg))
 

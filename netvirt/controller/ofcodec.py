@@ -63,9 +63,18 @@ def delete_group(dp, group_id: int):
     return parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, group_id, [])
 
 
-def flow_stats_request(dp):
-    return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, 0, 0,
-                                      parser.OFPMatch())
+def flow_stats_request(dp, cookie: int = 0, cookie_mask: int = 0):
+    return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
+                                      cookie, cookie_mask, parser.OFPMatch())
+
+
+def port_stats_request(dp):
+    return parser.OFPPortStatsRequest(dp, 0, ofp.OFPP_ANY)
+
+
+def port_counters(s) -> dict:
+    return {"rx_packets": s.rx_packets, "tx_packets": s.tx_packets, "rx_bytes": s.rx_bytes,
+            "tx_bytes": s.tx_bytes, "rx_dropped": s.rx_dropped, "tx_dropped": s.tx_dropped}
 
 
 def group_desc_request(dp):
@@ -91,20 +100,24 @@ def installed_flow(stat) -> InstalledFlow:
     return InstalledFlow(stat.table_id, stat.priority, stat.cookie, match, stat.match)
 
 
-def port_names(port_descs) -> dict[str, int]:
-    """name -> ofport for the switch's real ports (not LOCAL/reserved)."""
-    return {_name(p.name): p.port_no for p in port_descs if p.port_no < ofp.OFPP_MAX}
+def _port(p) -> tuple[int, bool]:
+    up = not (p.state & ofp.OFPPS_LINK_DOWN) and not (p.config & ofp.OFPPC_PORT_DOWN)
+    return p.port_no, up
+
+
+def port_infos(port_descs) -> dict[str, tuple[int, bool]]:
+    """name -> (ofport, link up) for the switch's real ports (not LOCAL/reserved)."""
+    return {_name(p.name): _port(p) for p in port_descs if p.port_no < ofp.OFPP_MAX}
 
 
 def _name(raw) -> str:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
 
 
-def port_status(msg) -> tuple[str, int | None]:
-    """(name, ofport) from a PortStatus; ofport None when the port was deleted."""
+def port_status(msg) -> tuple[str, tuple[int, bool] | None]:
+    """(name, (ofport, link up)) from a PortStatus; None when the port was deleted."""
     p = msg.desc
-    deleted = msg.reason == ofp.OFPPR_DELETE
-    return _name(p.name), None if deleted else p.port_no
+    return _name(p.name), None if msg.reason == ofp.OFPPR_DELETE else _port(p)
 
 
 def is_multipart_more(msg) -> bool:

@@ -63,9 +63,11 @@ class OFSwitch:
 
     # -- called from the agent thread ------------------------------------------------
     def request(self, msg) -> list:
-        self.dp.set_xid(msg)
+        """Send and wait for the reply (all parts of a multipart one).  Safe to call from
+        several threads at once (the agent, an API request for metrics)."""
         p = _Pending()
         with self._lock:
+            self.dp.set_xid(msg)
             self._pending[msg.xid] = p
         try:
             self.dp.send_msg(msg)
@@ -87,9 +89,18 @@ class OFSwitch:
         replies = self.request(ofcodec.group_desc_request(self.dp))
         return {g.group_id for r in replies for g in r.body}
 
-    def read_ports(self) -> dict[str, int]:
+    def read_port_stats(self) -> dict[int, dict]:
+        replies = self.request(ofcodec.port_stats_request(self.dp))
+        return {s.port_no: ofcodec.port_counters(s) for r in replies for s in r.body}
+
+    def read_flow_counters(self, cookie: int, mask: int) -> list[tuple[int, int]]:
+        """(table, packets) of the flows whose cookie matches under ``mask``."""
+        replies = self.request(ofcodec.flow_stats_request(self.dp, cookie, mask))
+        return [(s.table_id, s.packet_count) for r in replies for s in r.body]
+
+    def read_ports(self) -> dict[str, tuple[int, bool]]:
         replies = self.request(ofcodec.port_desc_request(self.dp))
-        return ofcodec.port_names([p for r in replies for p in r.body])
+        return ofcodec.port_infos([p for r in replies for p in r.body])
 
     def apply(self, plan: Plan) -> None:
         """Groups first (new flows use them), then deletes, barrier, adds, barrier, and the

@@ -17,7 +17,9 @@ from netvirt.controller.ovsdb_state import INT_BRIDGE, OWNER_KEY, BridgeRow, Ovs
 from netvirt.errors import ControllerError
 
 log = logging.getLogger(__name__)
-DATAPATH_HINT_KEY = "netvirt-datapath-type"  # Open_vSwitch external_ids, set by host provisioning
+# Open_vSwitch external_ids that the hypervisor's own provisioning sets (the lab does)
+DATAPATH_HINT_KEY = "netvirt-datapath-type"
+KERNEL_QDISCS_KEY = "netvirt-kernel-qdiscs"  # e.g. "htb,tbf": no netem there
 CONTROLLER_MAX_BACKOFF_MS = 1000  # reconnect within a second after a controller restart
 
 
@@ -48,10 +50,17 @@ class OvsdbDriver:
             self._conn.stop(timeout=2)
         self.api = self._conn = None
 
-    def datapath_hint(self) -> str | None:
+    def _external_id(self, key: str) -> str | None:
         for row in self.api.tables["Open_vSwitch"].rows.values():
-            return row.external_ids.get(DATAPATH_HINT_KEY)
+            return row.external_ids.get(key)
         return None
+
+    def datapath_hint(self) -> str | None:
+        return self._external_id(DATAPATH_HINT_KEY)
+
+    def kernel_qdiscs(self) -> list[str] | None:
+        value = self._external_id(KERNEL_QDISCS_KEY)
+        return None if value is None else [q for q in value.split(",") if q]
 
     def read(self) -> OvsdbState:
         bridges, ports = set(), set()

@@ -17,16 +17,22 @@ from netvirt.controller.ofdriver import OFSwitch, dp_id
 from netvirt.controller.ovsdb_state import datapath_id
 from netvirt.reconcile import diff
 from netvirt.reconcile.desired import compile_flows
+from netvirt.controller.real_trace import compare, origin_index
+from netvirt.controller.simulate import Network
+from netvirt.controller.trace import TraceError, TraceRequest, trace
 from netvirt.topology import Topology
+from netvirt.topology.live import live_topology
 from netvirt.topology.inventory import Inventory
 
 log = logging.getLogger(__name__)
 
 
 class ControllerService:
-    def __init__(self, loaded: LoadedConfig | None, openflow: str, audit_interval: float = 10.0):
+    def __init__(self, loaded: LoadedConfig | None, openflow: str, audit_interval: float = 10.0,
+                 agent_factory=HypervisorAgent):
         self.openflow = openflow  # the address os-ken listens on; fixed for the process
         self.audit_interval = audit_interval
+        self._agent_factory = agent_factory  # (name, service, audit_interval) -> agent
         self._lock = threading.Lock()
         self._rev = 0
         self._loaded: LoadedConfig | None = None
@@ -62,7 +68,7 @@ class ControllerService:
             rev = self._rev
             for name in topo.hypervisors:
                 if name not in self.agents:
-                    a = HypervisorAgent(name, self, self.audit_interval)
+                    a = self._agent_factory(name, self, self.audit_interval)
                     self.agents[name] = a
                     self._by_dpid[datapath_id(name)] = a
                     if dp := self._datapaths.get(datapath_id(name)):
@@ -91,6 +97,32 @@ class ControllerService:
             known = a.last_desired if a else {}
             out[name] = (diff.plan(compile_flows(topo, name, inventory), installed, groups), known)
         return out
+
+    def topology(self) -> dict:
+        rev, loaded, topo = self.snapshot()
+        return live_topology(rev, loaded, topo, dict(self.agents))
+
+    def trace(self, request: dict) -> dict:
+        rev, loaded, topo = self.snapshot()
+        if loaded is None:
+            raise TraceError("no config has been applied yet; nothing to trace")
+        agents = dict(self.agents)
+        inventories = {hv: agents[hv].inventory if hv in agents else Inventory()
+                       for hv in topo.hypervisors}
+        per_hv = {hv: compile_flows(topo, hv, inv) for hv, inv in inventories.items()}
+        result = trace(TraceRequest.from_json(request), loaded, topo, per_hv, inventories)
+        result["revision"] = rev
+        if request.get("real"):
+            net = Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in loaded.config.hypervisors})
+            origins = origin_index(per_hv)
+            reports = []
+            for stage in ("arp", "packet"):
+                if stage in result:
+                    result[stage]["real"] = compare(result[stage]["entries"], net,
+                                                    topo.hypervisors, origins)
+                    reports += result[stage]["real"]
+            result["agree"] = all(r.get("agree") for r in reports)
+        return result
 
     def status(self) -> dict:
         rev, loaded, _ = self.snapshot()
@@ -154,7 +186,8 @@ class ControllerService:
             a.stop()
 
 
-def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interval: float) -> int:
+def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interval: float,
+        token: str | None = None) -> int:
     """Run the controller until SIGTERM/SIGINT.  Flows stay on the switches when it exits
     (br-int is fail-mode secure), so a restart drops no packet."""
     from os_ken import cfg
@@ -165,7 +198,7 @@ def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interva
 
     host, port = openflow.removeprefix("tcp:").rsplit(":", 1)
     _check_bindable(host, int(port), "OpenFlow")
-    api = ApiServer(None, api_addr)  # binds now: a second controller fails here, loudly
+    api = ApiServer(None, api_addr, token)  # binds now: a second controller fails here, loudly
     service = ControllerService(loaded, openflow, audit_interval)
     api.service = service
     NetvirtOFApp.service = service

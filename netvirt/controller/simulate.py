@@ -28,6 +28,7 @@ class Step:
 class Result:
     delivered: set = field(default_factory=set)  # {(hv, ofport, frozen packet items)}
     steps: list = field(default_factory=list)
+    entries: list = field(default_factory=list)  # (hv, packet) as it entered each switch
     dropped_at: list = field(default_factory=list)  # Steps whose flow dropped the packet
 
     def ports(self) -> set[tuple[str, int]]:
@@ -73,10 +74,16 @@ class Network:
                 return f
         return None
 
-    def inject(self, hv: str, in_port: int, pkt: dict) -> Result:
+    def inject(self, hv: str, in_port: int, pkt: dict, follow_tunnels: bool = True) -> Result:
+        """``follow_tunnels=False`` stops at this switch, as `ofproto/trace` does."""
         res = Result()
-        self._run(hv, Table.CLASSIFY, {**pkt, "in_port": in_port, "metadata": 0}, res, 0)
+        self.follow_tunnels = follow_tunnels
+        self._enter(hv, {**pkt, "in_port": in_port, "metadata": 0}, res, 0)
         return res
+
+    def _enter(self, hv: str, pkt: dict, res: Result, hops: int) -> None:
+        res.entries.append((hv, {k: v for k, v in pkt.items() if k != "metadata"}))
+        self._run(hv, Table.CLASSIFY, pkt, res, hops)
 
     def _run(self, hv: str, table: Table, pkt: dict, res: Result, hops: int) -> None:
         if hops > MAX_HOPS:
@@ -115,9 +122,9 @@ class Network:
                                                    if k not in ("metadata", "in_port"))))
             return
         remote = self.by_ip.get(str(ipaddress.ip_address(pkt["tun_ipv4_dst"])))
-        if remote is None:
+        if remote is None or not self.follow_tunnels:
             return  # nobody there: the underlay drops it
         inner = {k: v for k, v in pkt.items() if not k.startswith("tun_")}
         inner.update(in_port=TUNNEL_OFPORT, metadata=0, tun_ipv4_src=self.underlay[hv],
-                     tunnel_id=pkt["tunnel_id"])
-        self._run(remote, Table.CLASSIFY, inner, res, hops + 1)
+                     tun_ipv4_dst=self.underlay[remote], tunnel_id=pkt["tunnel_id"])
+        self._enter(remote, inner, res, hops + 1)

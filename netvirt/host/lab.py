@@ -30,6 +30,7 @@ from netvirt.config import LoadedConfig
 from netvirt.config.schema import Hypervisor
 from netvirt.errors import LabError
 from netvirt.host.ovs_daemons import PrivateOvs
+from netvirt.qos.probe import features_string, probe_qdiscs
 from netvirt.topology import PortRef, Topology
 
 STATE_DIR = Path(os.environ.get("NETVIRT_LAB_DIR", "/run/netvirt-lab"))
@@ -131,6 +132,14 @@ class Lab:
             ipr.link("set", index=idx, state="up")
         self.state["mgmt"] = {"controller_ip": ip}
 
+    def _qdiscs(self) -> str:
+        """What a hypervisor's provisioning reports about its kernel; all the lab's
+        hypervisors share this machine's kernel, so it is probed once."""
+        if "kernel_qdiscs" not in self.state:
+            self.state["kernel_qdiscs"] = features_string(probe_qdiscs())
+            self._save()
+        return self.state["kernel_qdiscs"]
+
     def _mgmt_ip(self, i: int) -> str:
         ctl = ipaddress.ip_address(self.state["mgmt"]["controller_ip"])
         net = ipaddress.ip_network(f"{ctl}/24", strict=False)
@@ -173,7 +182,7 @@ class Lab:
         hint = None if kernel_datapath_available() else "netdev"
         dp_type = hv.datapath_type or hint or "system"
         try:
-            self.state["hypervisors"][hv.name]["pids"] = ovs.start(hint)
+            self.state["hypervisors"][hv.name]["pids"] = ovs.start(hint, self._qdiscs())
         finally:
             self.state["hypervisors"][hv.name]["pids"] = ovs.pids()
             self._save()

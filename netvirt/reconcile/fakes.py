@@ -17,6 +17,7 @@ class FakeSwitch:
         self.ofports = dict(ofports or {})
         self.flow_mods_sent = 0
         self.group_mods_sent = 0
+        self.port_stats: dict[int, dict] = {}
 
     def read_flows(self) -> list[InstalledFlow]:
         return list(self.flows.values())
@@ -24,8 +25,17 @@ class FakeSwitch:
     def read_groups(self) -> set[int]:
         return set(self.groups)
 
-    def read_ports(self) -> dict[str, int]:
-        return dict(self.ofports)
+    def read_ports(self) -> dict[str, tuple[int, bool]]:
+        return {name: (ofport, True) for name, ofport in self.ofports.items()}
+
+    def read_port_stats(self) -> dict[int, dict]:
+        """Counters as a switch would report them; tests set ``port_stats``."""
+        zero = dict.fromkeys(("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
+                              "tx_dropped"), 0)
+        return {p: {**zero, **self.port_stats.get(p, {})} for p in self.ofports.values()}
+
+    def read_flow_counters(self, cookie: int, mask: int) -> list[tuple[int, int]]:
+        return [(f.table, 0) for f in self.flows.values() if f.cookie & mask == cookie & mask]
 
     def apply(self, plan: Plan) -> None:
         self.groups |= {g.group_id for g in plan.add_groups}
@@ -58,6 +68,9 @@ class FakeOvsdb:
 
     def datapath_hint(self) -> str | None:
         return "netdev"
+
+    def kernel_qdiscs(self) -> list[str] | None:
+        return ["htb", "tbf"]
 
     def apply(self, desired: OvsdbState) -> int:
         if desired == self.state:

@@ -12,7 +12,7 @@ from netvirt.host.probe import matrix
 def test_full_reachability_inside_tenants_and_none_across(env):
     m = matrix(env.lab, load_file(env.base_file).config)
     assert m.as_expected, {k: v for k, v in m.reached.items() if v != m.expected(*k)}
-    assert sum(m.reached.values()) == 12  # 3 ports x 2 peers x 2 tenants
+    assert sum(m.reached.values()) == 18  # blue: 4 x 3, red: 3 x 2
 
 
 def test_tcp_across_hypervisors(env):

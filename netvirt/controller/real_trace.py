@@ -1,0 +1,111 @@
+"""`netvirt trace --real`: ask each hypervisor's ovs-vswitchd (`ofproto/trace`) what it does
+with the packet the model says arrives there, map its cookies back to config origins, and
+report every table where the model and the switch disagree.
+
+ofproto/trace is reachable only through the daemon's unixctl socket, so this works for
+hypervisors whose OVSDB endpoint is a local unix socket (the lab, a single-host setup): the
+socket is ovs-vswitchd.ctl beside it.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+from netvirt.config.schema import Hypervisor
+from netvirt.controller.flows import origin_id
+from netvirt.controller.pipeline import Table
+from netvirt.controller.simulate import Network
+
+# our packet field -> ofproto/trace (ovs-fields) name
+OVS_FIELDS = {"in_port": "in_port", "eth_src": "dl_src", "eth_dst": "dl_dst",
+              "ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "tcp_dst": "tcp_dst", "udp_dst": "udp_dst",
+              "arp_op": "arp_op", "arp_spa": "arp_spa", "arp_tpa": "arp_tpa",
+              "arp_sha": "arp_sha", "arp_tha": "arp_tha", "tunnel_id": "tun_id",
+              "tun_ipv4_src": "tun_src", "tun_ipv4_dst": "tun_dst"}
+_STEP = re.compile(r"^(\s*)(\d+)\. .*?priority (\d+)(?:, cookie (0x[0-9a-f]+))?")
+_BRIDGE = re.compile(r'^(\s*)bridge\("([^"]+)"\)')
+
+
+def appctl_socket(hv: Hypervisor) -> Path | None:
+    if not hv.ovsdb.startswith("unix:"):
+        return None
+    ctl = Path(hv.ovsdb.removeprefix("unix:")).parent / "ovs-vswitchd.ctl"
+    return ctl if ctl.exists() else None
+
+
+_PROTOCOL = {(0x0806, None): "arp", (0x0800, 1): "icmp", (0x0800, 6): "tcp",
+             (0x0800, 17): "udp"}
+
+
+def flow_string(pkt: dict) -> str:
+    """The packet in ovs-fields syntax; the protocol keyword comes first, because the parser
+    checks each field's prerequisites (udp_dst needs udp) as it reads them."""
+    key = (pkt.get("eth_type"), pkt.get("ip_proto"))
+    parts = [_PROTOCOL.get(key) or f"dl_type={pkt.get('eth_type', 0):#x}"]
+    for k, v in pkt.items():
+        if k in OVS_FIELDS:
+            parts.append(f"{OVS_FIELDS[k]}={hex(v) if k == 'tunnel_id' else v}")
+    return ",".join(parts)
+
+
+def parse(output: str, bridge: str = "br-int") -> list[tuple[int, int, int]]:
+    """(table, priority, cookie) of every flow of ``bridge`` the trace matched, in order.
+    A native tunnel output nests the underlay bridge's trace, indented: a step belongs to
+    the innermost bridge section whose header is indented no deeper than the step."""
+    out, sections = [], []  # sections: [(indent, bridge name)]
+    for line in output.splitlines():
+        if m := _BRIDGE.match(line):
+            sections = [sec for sec in sections if sec[0] < len(m[1])] + [(len(m[1]), m[2])]
+        elif (m := _STEP.match(line)) and sections:
+            owner = [name for indent, name in sections if indent <= len(m[1])]
+            if owner and owner[-1] == bridge:
+                out.append((int(m[2]), int(m[3]), int(m[4], 16) if m[4] else 0))
+    return out
+
+
+def compare(stage_entries: list[dict], net: Network, hypervisors: dict[str, Hypervisor],
+            origins: dict[int, str]) -> list[dict]:
+    """One report per switch the packet entered."""
+    reports = []
+    for e in stage_entries:
+        hv, pkt = e["hypervisor"], e["packet"]
+        local = net.inject(hv, pkt["in_port"], {k: v for k, v in pkt.items() if k != "in_port"},
+                           follow_tunnels=False)
+        model = [(int(s.table), s.flow.priority, s.flow.cookie) for s in local.steps if s.flow]
+        report = {"hypervisor": hv, "flow": flow_string(pkt), "model": _named(model, origins)}
+        ctl = appctl_socket(hypervisors[hv])
+        if ctl is None:
+            report["error"] = (f"cannot run ofproto/trace on {hv}: its ovs-vswitchd control "
+                               f"socket is not on this host")
+            reports.append(report)
+            continue
+        r = subprocess.run(["ovs-appctl", "-t", str(ctl), "ofproto/trace", "br-int",
+                            flow_string(pkt)], capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            report["error"] = f"ofproto/trace failed on {hv}: {r.stderr.strip()}"
+            reports.append(report)
+            continue
+        real = parse(r.stdout)
+        report["real"] = _named(real, origins)
+        report["datapath_actions"] = next((ln.split(":", 1)[1].strip() for ln in
+                                           r.stdout.splitlines()
+                                           if ln.startswith("Datapath actions:")), "")
+        report["agree"] = real == model
+        reports.append(report)
+    return reports
+
+
+def _named(steps, origins: dict[int, str]) -> list[str]:
+    out = []
+    for table, prio, cookie in steps:
+        try:
+            name = Table(table).name
+        except ValueError:
+            name = f"table {table}"
+        out.append(f"{name} prio={prio} {origins.get(cookie >> 32, f'cookie {cookie:#x} (unknown origin)')}")
+    return out
+
+
+def origin_index(per_hv: dict) -> dict[int, str]:
+    return {origin_id(f.origin): f.origin for d in per_hv.values() for f in d.flows}

@@ -1,0 +1,137 @@
+"""`netvirt trace`: walk a packet from a VM port through the compiled pipeline of every
+hypervisor it reaches, and say for each table which flow matched and which YAML line made it.
+
+Like a guest, the trace first resolves the destination IP with ARP through the pipeline (the
+ARP responder answers, or the request floods unanswered), then sends the IP packet.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from netvirt.config import LoadedConfig
+from netvirt.controller.simulate import Network, Result
+from netvirt.errors import UsageError
+from netvirt.topology import Topology
+
+BROADCAST = "ff:ff:ff:ff:ff:ff"
+PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17}
+
+
+class TraceError(UsageError):
+    """A trace request that names no known port, or is malformed."""
+
+
+@dataclass(frozen=True)
+class TraceRequest:
+    source: str  # TENANT/PORT
+    dst_ip: str
+    proto: str = "icmp"
+    dst_port: int | None = None
+    src_ip: str | None = None  # override: a spoofed source
+    src_mac: str | None = None
+
+    @staticmethod
+    def from_json(d: dict) -> "TraceRequest":
+        try:
+            req = TraceRequest(str(d["from"]), str(d["to_ip"]), str(d.get("proto", "icmp")),
+                               d.get("dst_port"), d.get("src_ip"), d.get("src_mac"))
+            ipaddress.IPv4Address(req.dst_ip)
+            if req.src_ip:
+                ipaddress.IPv4Address(req.src_ip)
+        except (KeyError, ValueError) as e:
+            raise TraceError(f"bad trace request ({e}); give from=TENANT/PORT and "
+                             f"to_ip=IPV4") from None
+        if req.proto not in PROTOCOLS:
+            raise TraceError(f"proto must be one of {', '.join(PROTOCOLS)}")
+        return req
+
+
+def _port_name(topo: Topology, inventories: dict, hv: str, ofport: int) -> str:
+    for ref in topo.ports_on(hv):
+        if inventories[hv].ofports.get(ref.port.interface) == ofport:
+            return f"{ref.tenant}/{ref.port.name}"
+    return f"ofport {ofport}"
+
+
+def _steps(res: Result, loaded: LoadedConfig) -> list[dict]:
+    out = []
+    for s in res.steps:
+        f = s.flow
+        loc = loaded.location(f.origin) if f else None
+        out.append({"hypervisor": s.hv, "table": s.table.name,
+                    "flow": str(f) if f else "no flow matched",
+                    "priority": f.priority if f else None,
+                    "cookie": f"{f.cookie:#x}" if f else None,
+                    "origin": f.origin if f else None,
+                    "defined_at": str(loc) if loc else None,
+                    "action": "drop" if f is None or not f.actions else "continue"})
+    return out
+
+
+def _delivered(res: Result, topo: Topology, inventories: dict) -> list[dict]:
+    return [{"hypervisor": hv, "ofport": port, "port": _port_name(topo, inventories, hv, port)}
+            for hv, port in sorted(res.ports())]
+
+
+def _stage(res: Result, loaded, topo, inventories) -> dict:
+    return {"steps": _steps(res, loaded), "delivered": _delivered(res, topo, inventories),
+            "dropped_by": [f"{s.hv} {s.table.name}: {s.flow}" if s.flow else
+                           f"{s.hv} {s.table.name}: no flow matched" for s in res.dropped_at],
+            "entries": [{"hypervisor": hv, "packet": pkt} for hv, pkt in res.entries]}
+
+
+def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, per_hv: dict,
+          inventories: dict) -> dict:
+    tenant, _, name = req.source.partition("/")
+    try:
+        src = topo.port(tenant, name)
+    except KeyError:
+        known = ", ".join(f"{t.name}/{p.name}" for t in loaded.config.tenants for p in t.ports)
+        raise TraceError(f"no port {req.source!r} in the config; known: {known}") from None
+    hv = src.port.hypervisor
+    ofport = inventories[hv].ofports.get(src.port.interface)
+    if ofport is None:
+        raise TraceError(f"{req.source} has no ofport on {hv}: its interface "
+                         f"{src.port.interface} is not on br-int (is the VM running?)")
+    net = Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in loaded.config.hypervisors})
+    mac = req.src_mac or src.port.mac
+    ip = req.src_ip or str(src.port.ips[0])
+    arp = net.inject(hv, ofport, {"eth_src": mac, "eth_dst": BROADCAST, "eth_type": 0x0806,
+                                  "arp_op": 1, "arp_sha": mac, "arp_spa": ip,
+                                  "arp_tpa": req.dst_ip})
+    result = {"from": req.source, "hypervisor": hv, "request": vars(req),
+              "arp": _stage(arp, loaded, topo, inventories)}
+    answer = next((dict(p) for h, port, p in arp.delivered
+                   if (h, port) == (hv, ofport) and dict(p).get("arp_op") == 2), None)
+    if answer is None and not arp.delivered:
+        # _verdict says "dropped by <switch> <table>: <flow>"
+        result["verdict"] = "not delivered: the ARP request was " + _verdict(result["arp"], hv)
+        result["delivered"] = []
+        return result
+    if answer is None:
+        where = ", ".join(d["port"] for d in result["arp"]["delivered"])
+        result["verdict"] = (f"not delivered: ARP for {req.dst_ip} is not answered in "
+                             f"{src.tenant}/{src.network.name} (request reached: {where})")
+        result["delivered"] = []
+        return result
+    pkt = {"eth_src": mac, "eth_dst": answer["arp_sha"], "eth_type": 0x0800, "ipv4_src": ip,
+           "ipv4_dst": req.dst_ip, "ip_proto": PROTOCOLS[req.proto]}
+    if req.dst_port is not None and req.proto != "icmp":
+        pkt[f"{req.proto}_dst"] = int(req.dst_port)
+    res = net.inject(hv, ofport, pkt)
+    result["packet"] = _stage(res, loaded, topo, inventories)
+    result["delivered"] = result["packet"]["delivered"]
+    result["verdict"] = _verdict(result["packet"], hv)
+    return result
+
+
+def _verdict(stage: dict, src_hv: str) -> str:
+    if not stage["delivered"]:
+        return "dropped by " + "; ".join(stage["dropped_by"])
+    parts = []
+    for d in stage["delivered"]:
+        via = "locally" if d["hypervisor"] == src_hv else \
+            f"via tunnel {src_hv} -> {d['hypervisor']}"
+        parts.append(f"{d['port']} (ofport {d['ofport']}) on {d['hypervisor']} {via}")
+    return "delivered to " + "; ".join(parts)

@@ -1,0 +1,1 @@
+"""QoS: tc objects and the kernel capability probe (policies come with the QoS issue)."""

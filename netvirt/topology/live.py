@@ -1,0 +1,62 @@
+"""The live topology: the config joined with what each hypervisor really has, as JSON-ready
+data.  Served by the API (/v1/topology) and rendered by `netvirt topo`."""
+from __future__ import annotations
+
+from netvirt.config import LoadedConfig
+from netvirt.controller.pipeline import TUNNEL_PORT_NAME
+from netvirt.topology.graph import Topology
+
+
+def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
+                  agents: dict) -> dict:
+    """``agents``: hypervisor name -> object with ``status`` (AgentStatus) and ``inventory``."""
+    if loaded is None:
+        return {"revision": rev, "hypervisors": [], "tenants": []}
+    hvs = []
+    for h in loaded.config.hypervisors:
+        a = agents.get(h.name)
+        st = a.status if a else None
+        inv = a.inventory if a else None
+        qdiscs = st.kernel_qdiscs if st else None
+        remotes = sorted({r for t, n in topo.networks_on(h.name)
+                          for r in topo.hosts_of(t, n.name) if r != h.name})
+        hvs.append({
+            "name": h.name,
+            "underlay_ip": str(h.underlay_ip),
+            "ovsdb": h.ovsdb,
+            "datapath_type": (st.datapath_type if st else "") or h.datapath_type or "",
+            "connected": bool(st and st.switch_connected),
+            "ovsdb_connected": bool(st and st.ovsdb_connected),
+            "in_sync": bool(st and st.in_sync),
+            "kernel": {"qdiscs": qdiscs, "netem": None if qdiscs is None else "netem" in qdiscs},
+            "bridges": [{"name": b, "up": bool(st and st.switch_connected) if b == "br-int"
+                         else True} for b in (st.bridges if st else [])],
+            "tunnel": {"port": TUNNEL_PORT_NAME,
+                       "ofport": inv.ofports.get(TUNNEL_PORT_NAME) if inv else None,
+                       "up": bool(inv and inv.link_up.get(TUNNEL_PORT_NAME)),
+                       "remotes": remotes},
+        })
+    tenants = []
+    for t in loaded.config.tenants:
+        nets = []
+        for n in t.networks:
+            ports = []
+            for ref in topo.ports_of(t.name, n.name):
+                a = agents.get(ref.port.hypervisor)
+                inv = a.inventory if a else None
+                iface = ref.port.interface
+                loc = loaded.location(ref.origin)
+                ports.append({
+                    "name": ref.port.name, "hypervisor": ref.port.hypervisor,
+                    "interface": iface, "ofport": inv.ofports.get(iface) if inv else None,
+                    "up": bool(inv and inv.link_up.get(iface)), "mac": ref.port.mac,
+                    "ips": [str(ip) for ip in ref.port.ips],
+                    "defined_at": str(loc) if loc else None,
+                })
+            nets.append({"name": n.name, "vni": n.vni, "mtu": n.mtu,
+                         "subnets": [{"cidr": str(s.cidr),
+                                      "gateway": str(s.gateway) if s.gateway else None}
+                                     for s in n.subnets],
+                         "ports": ports})
+        tenants.append({"name": t.name, "networks": nets})
+    return {"revision": rev, "config": loaded.filename, "hypervisors": hvs, "tenants": tenants}

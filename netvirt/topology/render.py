@@ -1,0 +1,72 @@
+"""Renderings of the live topology (the /v1/topology JSON): a text tree, a networkx graph,
+Graphviz dot and PNG.  The PNG is drawn by Graphviz from the same networkx graph."""
+from __future__ import annotations
+
+import networkx as nx
+
+from netvirt.errors import NetvirtError
+
+
+def _updown(ok: bool) -> str:
+    return "up" if ok else "DOWN"
+
+
+def tree(t: dict) -> list[str]:
+    lines = [f"revision {t['revision']}" + (f" ({t['config']})" if t.get("config") else "")]
+    lines.append("hypervisors")
+    for h in t["hypervisors"]:
+        k = h["kernel"]
+        netem = "unknown" if k["netem"] is None else ("yes" if k["netem"] else "NO")
+        lines.append(f"  {h['name']}  {'connected' if h['connected'] else 'DISCONNECTED'}  "
+                     f"{h['datapath_type'] or '?'}  underlay {h['underlay_ip']}  netem {netem}")
+        for b in h["bridges"]:
+            lines.append(f"    bridge {b['name']} {_updown(b['up'])}")
+        tun = h["tunnel"]
+        lines.append(f"    tunnel {tun['port']} ofport {tun['ofport']} {_updown(tun['up'])} -> "
+                     f"{', '.join(tun['remotes']) or 'no remotes'}")
+    lines.append("tenants")
+    for ten in t["tenants"]:
+        lines.append(f"  {ten['name']}")
+        for n in ten["networks"]:
+            subnets = ", ".join(s["cidr"] + (f" gw {s['gateway']}" if s["gateway"] else "")
+                                for s in n["subnets"])
+            lines.append(f"    {n['name']}  vni {n['vni']}  {subnets}")
+            for p in n["ports"]:
+                lines.append(f"      {p['name']:<12} {p['hypervisor']:<8} ofport "
+                             f"{p['ofport'] if p['ofport'] is not None else '-':<5} "
+                             f"{_updown(p['up']):<4} {p['mac']}  {', '.join(p['ips'])}")
+    return lines
+
+
+def graph(t: dict) -> nx.Graph:
+    """One node per hypervisor and per port; ports hang off their hypervisor, hypervisors are
+    joined where they share a network (the tunnels that carry traffic)."""
+    g = nx.Graph()
+    for h in t["hypervisors"]:
+        g.add_node(f"hv_{h['name']}", kind="hypervisor", label=f"{h['name']}\\n{h['underlay_ip']}",
+                   shape="box", color="black" if h["connected"] else "red")
+    for h in t["hypervisors"]:
+        for r in h["tunnel"]["remotes"]:
+            g.add_edge(f"hv_{h['name']}", f"hv_{r}", style="dashed", label="vxlan")
+    for ten in t["tenants"]:
+        for n in ten["networks"]:
+            for p in n["ports"]:
+                node = f"port_{ten['name']}_{p['name']}"
+                g.add_node(node, kind="port", shape="ellipse",
+                           label=f"{ten['name']}/{p['name']}\\n{', '.join(p['ips'])}\\nvni {n['vni']}",
+                           color="black" if p["up"] else "red")
+                g.add_edge(node, f"hv_{p['hypervisor']}")
+    return g
+
+
+def dot(t: dict) -> str:
+    return nx.nx_pydot.to_pydot(graph(t)).to_string()
+
+
+def png(t: dict, path: str) -> None:
+    import shutil
+
+    if not shutil.which("dot"):
+        raise NetvirtError("rendering a PNG needs Graphviz's `dot`: apt-get install graphviz "
+                           "(or use --dot and render it elsewhere)")
+    nx.nx_pydot.to_pydot(graph(t)).write_png(path)

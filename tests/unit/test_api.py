@@ -1,0 +1,172 @@
+"""The API and the CLI in-process, over real HTTP, against a real controller service whose
+agents drive in-memory switches (no root, no OVS)."""
+import json
+import shutil
+import time
+
+import pytest
+
+from netvirt.cli import main
+from netvirt.client import Client
+from netvirt.config import load_file
+from netvirt.controller.agent import HypervisorAgent
+from netvirt.controller.api import ApiServer
+from netvirt.controller.openapi import SPEC
+from netvirt.controller.service import ControllerService
+from netvirt.errors import ControllerError
+from netvirt.reconcile.fakes import FakeOvsdb, FakeSwitch
+from netvirt.topology import Topology, render
+
+from .helpers import ROOT_EXAMPLES, sequential_inventory
+
+DEMO = ROOT_EXAMPLES / "demo.yaml"
+OPENFLOW = "tcp:172.30.0.1:6653"
+
+
+@pytest.fixture
+def controller():
+    lc = load_file(DEMO)
+    inv = sequential_inventory(Topology(lc.config))
+    switches = {hv: FakeSwitch(dict(i.ofports)) for hv, i in inv.items()}
+
+    def agent(name, service, audit):
+        a = HypervisorAgent(name, service, audit, ovsdb_factory=FakeOvsdb)
+        a.attach(switches[name])
+        return a
+
+    service = ControllerService(None, OPENFLOW, audit_interval=60, agent_factory=agent)
+    api = ApiServer(service, "127.0.0.1:0")
+    api.start()
+    addr = "127.0.0.1:%d" % api.httpd.server_address[1]
+    yield service, addr, switches
+    api.stop()
+    service.stop()
+
+
+def _wait_sync(client):
+    for _ in range(100):
+        st = client.status()
+        if st["in_sync"] and st["revision"]:
+            return st
+        time.sleep(0.02)
+    raise AssertionError(st)
+
+
+def test_apply_status_and_zero_extra_mods(controller, capsys):
+    service, addr, switches = controller
+    assert main(["apply", str(DEMO), "--api", addr]) == 0
+    assert "converged in" in capsys.readouterr().out
+    st = Client(addr).status()
+    assert st["revision"] == 1 and st["in_sync"]
+    assert {h: v["installed_flows"] for h, v in st["hypervisors"].items()} == \
+        {"hv1": 30, "hv2": 30, "hv3": 30}
+    assert main(["apply", str(DEMO), "--api", addr]) == 0  # same intent again
+    assert sum(s.flow_mods_sent for s in switches.values()) == 90
+    assert main(["status", "--api", addr]) == 0
+    assert "revision 2: healthy" in capsys.readouterr().out
+
+
+def test_topology_tree_json_and_port_state(controller, capsys):
+    service, addr, _ = controller
+    service.apply(load_file(DEMO))
+    _wait_sync(Client(addr))
+    assert main(["topo", "--api", addr]) == 0
+    out = capsys.readouterr().out
+    assert "hv1  connected  netdev  underlay 192.168.50.1/24  netem NO" in out
+    assert "web1         hv1      ofport 1     up   02:00:00:00:01:01  10.0.0.1" in out
+    assert main(["topo", "--json", "--api", addr]) == 0
+    t = json.loads(capsys.readouterr().out)
+    web1 = t["tenants"][0]["networks"][0]["ports"][0]
+    assert web1["defined_at"] == f"{DEMO}:27:9" and web1["up"]
+    assert t["hypervisors"][0]["tunnel"]["remotes"] == ["hv2", "hv3"]
+
+
+@pytest.mark.skipif(not shutil.which("dot"), reason="Graphviz `dot` is not installed "
+                    "(apt-get install graphviz; scripts/setup does)")
+def test_png_is_an_image_with_a_node_per_hypervisor_and_port(controller, tmp_path, capsys):
+    service, addr, _ = controller
+    service.apply(load_file(DEMO))
+    _wait_sync(Client(addr))
+    png = tmp_path / "topo.png"
+    assert main(["topo", "--png", str(png), "--api", addr]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 1000
+    g = render.graph(Client(addr).topology())
+    kinds = [a["kind"] for _, a in g.nodes(data=True)]
+    assert kinds.count("hypervisor") == 3 and kinds.count("port") == 6
+    dot = render.dot(Client(addr).topology())
+    assert "port_blue_web1" in dot and "hv_hv3" in dot
+
+
+@pytest.mark.parametrize("args, verdict, last_table, origin", [
+    (["--from", "blue/web1", "--to-ip", "10.0.0.3", "--tcp-dst", "80"],
+     "delivered to blue/web3 (ofport 1) on hv3 via tunnel hv1 -> hv3", "L2_LOOKUP",
+     "tenant/blue/port/web3"),
+    (["--from", "red/app1", "--to-ip", "10.0.0.3"],
+     "not delivered: ARP for 10.0.0.3 is not answered in red/app", "L2_LOOKUP",
+     "tenant/red/network/app"),
+    (["--from", "blue/web1", "--to-ip", "10.0.0.2", "--src-ip", "10.0.0.9"],
+     "not delivered: the ARP request was dropped by hv1 PORT_SECURITY: PORT_SECURITY  prio=0",
+     "PORT_SECURITY",
+     "pipeline/PORT_SECURITY"),
+])
+def test_trace_verdicts_with_origins(controller, capsys, args, verdict, last_table, origin):
+    service, addr, _ = controller
+    service.apply(load_file(DEMO))
+    _wait_sync(Client(addr))
+    assert main(["trace", "--api", addr, "--json", *args]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["verdict"].startswith(verdict), r["verdict"]
+    stage = r.get("packet", r["arp"])
+    assert (stage["steps"][-1]["table"], stage["steps"][-1]["origin"]) == (last_table, origin)
+    if not origin.startswith("pipeline/"):
+        assert stage["steps"][-1]["defined_at"].startswith(f"{DEMO}:")
+
+
+def test_trace_of_an_unknown_port_is_a_usage_error(controller, capsys):
+    service, addr, _ = controller
+    service.apply(load_file(DEMO))
+    assert main(["trace", "--api", addr, "--from", "blue/nope", "--to-ip", "10.0.0.1"]) == 2
+    assert "no port 'blue/nope' in the config; known: blue/web1" in capsys.readouterr().err
+
+
+def test_metrics_exposition(controller):
+    service, addr, switches = controller
+    service.apply(load_file(DEMO))
+    _wait_sync(Client(addr))
+    switches["hv1"].port_stats[1] = {"rx_packets": 7, "rx_bytes": 700}
+    import urllib.request
+
+    text = urllib.request.urlopen(f"http://{addr}/metrics").read().decode()
+    assert 'netvirt_port_rx_packets_total{hypervisor="hv1",port="web1",tenant="blue"} 7.0' in text
+    assert 'netvirt_tenant_rx_bytes_total{tenant="blue"} 700.0' in text
+    assert 'netvirt_flows{hypervisor="hv2",state="installed"} 30.0' in text
+    assert 'netvirt_switch_connected{hypervisor="hv3"} 1.0' in text
+    assert 'netvirt_reconciliations_total{hypervisor="hv1"}' in text
+
+
+def test_openapi_lists_every_endpoint(controller):
+    _, addr, _ = controller
+    served = Client(addr)._call("GET", "/v1/openapi.json")
+    assert served == json.loads(json.dumps(SPEC))
+    import netvirt.controller.api as api
+
+    for path in ("/v1/status", "/v1/topology", "/v1/config", "/v1/plan", "/v1/trace",
+                 "/metrics", "/v1/openapi.json"):
+        assert path in SPEC["paths"] and path in api.__doc__
+
+
+def test_token_is_required_off_loopback_and_checked():
+    with pytest.raises(ControllerError, match="would be reachable off this host"):
+        ApiServer(None, "0.0.0.0:0")
+    service = ControllerService(None, OPENFLOW)
+    api = ApiServer(service, "127.0.0.1:0", token="s3cret")
+    api.start()
+    addr = "127.0.0.1:%d" % api.httpd.server_address[1]
+    try:
+        with pytest.raises(ControllerError, match="401"):
+            Client(addr, token="").status()
+        with pytest.raises(ControllerError, match="401"):
+            Client(addr, token="wrong").status()
+        assert Client(addr, token="s3cret").status()["revision"] == 0
+    finally:
+        api.stop()
