@@ -3,17 +3,15 @@ switch's own ofproto/trace; topology and metrics show what is really there."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
 from netvirt.cli import main
 
-PROBE = str(Path(__file__).with_name("scapy_probe.py"))
+from .frames import receivers
+
 VMS = ["blue/b1", "blue/b2", "blue/b3", "blue/b5", "red/r1", "red/r2", "red/r4"]
 MACS = {"blue/b1": "02:00:00:00:0b:01", "red/r1": "02:00:00:00:0c:01"}
 IPS = {"blue/b1": "10.0.0.1", "red/r1": "10.0.0.1"}
@@ -24,25 +22,6 @@ CASES = {  # name: (source, destination IP, spoofed source IP)
     "cross-tenant": ("red/r1", "10.0.0.3", None),  # 10.0.0.3 exists only in blue
     "spoofed-source": ("blue/b1", "10.0.0.2", "10.0.0.4"),
 }
-
-
-def _real_receivers(env, source, frames):
-    """Send ``frames`` from ``source``; return {marker: set of VMs that saw it}."""
-    sniffers = {vm: subprocess.Popen(env.lab.exec_argv(vm, [sys.executable, PROBE, "sniff", "eth0", "4"]),
-                                     stdout=subprocess.PIPE, text=True) for vm in VMS}
-    try:
-        for p in sniffers.values():
-            assert p.stdout.readline().strip() == "READY"
-        for _ in range(2):
-            env.run(source, sys.executable, PROBE, "send", "eth0", json.dumps(frames), check=True)
-        seen = {vm: json.loads(p.communicate(timeout=20)[0].strip().splitlines()[-1])
-                for vm, p in sniffers.items()}
-    finally:
-        for p in sniffers.values():
-            p.kill()
-            p.wait()
-    return {f["marker"]: {vm for vm, c in seen.items() if c.get(f["marker"]) and vm != source}
-            for f in frames}
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -61,7 +40,7 @@ def test_trace_agrees_with_real_traffic_and_ofproto_trace(env, case):
         dst_mac = dict(r["packet"]["entries"][0]["packet"])["eth_dst"]
         frames.append({"marker": f"NVPROBE-{case}-ip", "eth_src": mac, "eth_dst": dst_mac,
                        "ip_src": src_ip, "ip_dst": dst_ip})
-    real = _real_receivers(env, source, frames)
+    real = receivers(env, source, frames, VMS)
     if "packet" in r:
         model = {d["port"] for d in r["packet"]["delivered"]}
         assert real[frames[1]["marker"]] == model, (r["verdict"], real)
