@@ -174,24 +174,22 @@ def cmd_apply(args) -> int:
 
 
 def _print_status(st: dict) -> bool:
-    healthy = st["in_sync"]
     for name, h in st["hypervisors"].items():
-        ok = h["switch_connected"] and h["ovsdb_connected"] and h["in_sync"] and not h["port_errors"]
-        healthy &= ok
-        print(f"{name:<12} {'ok  ' if ok else 'FAIL'} switch={'up' if h['switch_connected'] else 'down'} "
+        print(f"{name:<12} {'ok  ' if h['healthy'] else 'FAIL'} switch={'up' if h['switch_connected'] else 'down'} "
               f"ovsdb={'up' if h['ovsdb_connected'] else 'down'} flows={h['installed_flows']}/"
               f"{h['desired_flows']} rev={h['applied_revision']} "
               f"{('error: ' + h['last_error']) if h['last_error'] else ''}"
+              f"{(' ports down: ' + ', '.join(h['ports_down'])) if h['ports_down'] else ''}"
               f"{(' ports: ' + str(h['port_errors'])) if h['port_errors'] else ''}".rstrip())
-    print(f"revision {st['revision']}: {'healthy' if healthy else 'UNHEALTHY'}")
-    return healthy
+    print(f"revision {st['revision']}: {'healthy' if st['healthy'] else 'UNHEALTHY'}")
+    return st["healthy"]
 
 
 def cmd_status(args) -> int:
     st = _client(args).status()
     if args.json:
         print(json.dumps(st, indent=1))
-        return 0 if st["in_sync"] else 1
+        return 0 if st["healthy"] else 1
     return 0 if _print_status(st) else 1
 
 

@@ -40,6 +40,7 @@ class AgentStatus:
     port_errors: dict = field(default_factory=dict)  # interface -> why OVS cannot open it
     kernel_qdiscs: list | None = None  # as the hypervisor reports them; None = unknown
     bridges: list = field(default_factory=list)  # bridges verified present in OVSDB
+    ports_down: list = field(default_factory=list)  # TENANT/PORT with no carrier or no ofport
     reconcile_seconds_total: float = 0.0
 
 
@@ -164,6 +165,8 @@ class HypervisorAgent:
         st.flow_mods_sent, st.group_mods_sent = sw.flow_mods_sent, sw.group_mods_sent
         st.desired_flows, st.installed_flows = len(desired.flows), len(self._installed)
         st.applied_revision = rev
+        st.ports_down = [f"{r.tenant}/{r.port.name}" for r in topo.ports_on(self.name)
+                         if not self.inventory.link_up.get(r.port.interface)]
         st.in_sync = self.switch is sw and set(self._installed) == {f.key for f in desired.flows}
         st.reconciles += 1
         st.last_reconcile_seconds = time.monotonic() - t0

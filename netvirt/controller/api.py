@@ -24,7 +24,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from netvirt.config import load_text
 from netvirt.controller.metrics import exposition
 from netvirt.controller.openapi import SPEC
-from netvirt.errors import ConfigError, ControllerError, NetvirtError
+from netvirt.errors import ConfigError, ControllerError, NetvirtError, UsageError
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 << 20
@@ -41,7 +41,7 @@ class ApiServer:
     def __init__(self, service, addr: str, token: str | None = None):
         host, port = addr.rsplit(":", 1)
         if not is_loopback(host) and not token:
-            raise ControllerError(f"the API on {addr} would be reachable off this host: give "
+            raise UsageError(f"the API on {addr} would be reachable off this host: give "
                                   f"a token (--token-file FILE or NETVIRT_API_TOKEN), or "
                                   f"listen on 127.0.0.1")
         self._handler = type("Handler", (_Handler,), {"service": service, "token": token})

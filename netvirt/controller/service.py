@@ -127,12 +127,18 @@ class ControllerService:
     def status(self) -> dict:
         rev, loaded, _ = self.snapshot()
         hvs = {n: vars(a.status).copy() for n, a in sorted(self.agents.items())}
+        for h in hvs.values():
+            # what `netvirt status` and monitoring call healthy
+            h["healthy"] = (h["in_sync"] and h["applied_revision"] == rev and h["switch_connected"]
+                            and h["ovsdb_connected"] and not h["ports_down"]
+                            and not h["port_errors"])
         return {
             "revision": rev,
             "config": {"file": loaded.filename, "digest": loaded.revision} if loaded else None,
             "openflow": self.openflow,
             "uptime_seconds": round(time.time() - self.started, 1),
             "in_sync": all(h["in_sync"] and h["applied_revision"] == rev for h in hvs.values()),
+            "healthy": all(h["healthy"] for h in hvs.values()),
             "hypervisors": hvs,
         }
 
@@ -197,8 +203,8 @@ def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interva
     from netvirt.controller.ofapp import NetvirtOFApp
 
     host, port = openflow.removeprefix("tcp:").rsplit(":", 1)
-    _check_bindable(host, int(port), "OpenFlow")
     api = ApiServer(None, api_addr, token)  # binds now: a second controller fails here, loudly
+    _check_bindable(host, int(port), "OpenFlow")
     service = ControllerService(loaded, openflow, audit_interval)
     api.service = service
     NetvirtOFApp.service = service

@@ -77,3 +77,25 @@ def test_metrics_count_real_packets(env):
     time.sleep(0.2)
     after = rx(urllib.request.urlopen(url).read().decode())
     assert after - before >= 3
+
+
+def test_status_follows_a_port_that_goes_down(env, capsys):
+    api = env.client.base.removeprefix("http://")
+
+    def wait_for(pred):
+        for _ in range(100):
+            st = env.client.status()
+            if pred(st):
+                return st
+            time.sleep(0.05)
+        raise AssertionError(st)
+
+    env.run("blue/b2", "ip", "link", "set", "eth0", "down", check=True)
+    try:
+        wait_for(lambda st: st["hypervisors"]["hv2"]["ports_down"] == ["blue/b2"])
+        assert main(["status", "--api", api]) == 1
+        assert "ports down: blue/b2" in capsys.readouterr().out
+    finally:
+        env.run("blue/b2", "ip", "link", "set", "eth0", "up", check=True)
+    wait_for(lambda st: st["healthy"])
+    assert main(["status", "--api", api]) == 0

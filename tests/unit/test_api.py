@@ -13,7 +13,7 @@ from netvirt.controller.agent import HypervisorAgent
 from netvirt.controller.api import ApiServer
 from netvirt.controller.openapi import SPEC
 from netvirt.controller.service import ControllerService
-from netvirt.errors import ControllerError
+from netvirt.errors import ControllerError, UsageError
 from netvirt.reconcile.fakes import FakeOvsdb, FakeSwitch
 from netvirt.topology import Topology, render
 
@@ -156,7 +156,7 @@ def test_openapi_lists_every_endpoint(controller):
 
 
 def test_token_is_required_off_loopback_and_checked():
-    with pytest.raises(ControllerError, match="would be reachable off this host"):
+    with pytest.raises(UsageError, match="would be reachable off this host"):
         ApiServer(None, "0.0.0.0:0")
     service = ControllerService(None, OPENFLOW)
     api = ApiServer(service, "127.0.0.1:0", token="s3cret")
