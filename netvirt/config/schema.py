@@ -98,6 +98,9 @@ class Port(_Model):
     ips: Annotated[list[ipaddress.IPv4Address], Field(min_length=1)]
     mac: Mac | None = None
     interface: IfName | None = None
+    # system: a tap/veth that exists on the hypervisor (a guest's); internal: OVS creates it;
+    # dummy: a fake port of ovs-vswitchd --enable-dummy, for scale tests without devices
+    interface_type: Literal["system", "internal", "dummy"] = "system"
 
 
 class Tenant(_Model):

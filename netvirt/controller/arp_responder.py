@@ -18,15 +18,15 @@ def compile_arp_responder(topo: Topology, hv: str, inv: Inventory) -> list[Flow]
     for tenant, net in topo.networks_on(hv):
         for ref in topo.ports_of(tenant, net.name):
             mac = ref.port.mac
-            for ip in ref.port.ips:
+            for ip in ref.ips:
                 flows.append(Flow.make(
                     T, 100,
                     # only requests from local VMs: metadata "from tunnel" bit must be clear
                     {"metadata": (net.vni, NET_AND_ORIGIN_MASK), "eth_type": ETH_ARP,
-                     "arp_op": ARP_REQUEST, "arp_tpa": str(ip)},
+                     "arp_op": ARP_REQUEST, "arp_tpa": ip},
                     [Move("eth_src", "eth_dst", 48), SetField("eth_src", mac),
                      SetField("arp_op", ARP_REPLY), Move("arp_sha", "arp_tha", 48),
                      Move("arp_spa", "arp_tpa", 32), SetField("arp_sha", mac),
-                     SetField("arp_spa", str(ip)), Output("IN_PORT")],
+                     SetField("arp_spa", ip), Output("IN_PORT")],
                     ref.origin))
     return flows

@@ -53,7 +53,8 @@ def compile_ovsdb(topo: Topology, hv: str, datapath_type: str) -> OvsdbState:
     ports = {PortRow(INT_BRIDGE, TUNNEL_PORT_NAME, "vxlan",
                      (("key", "flow"), ("remote_ip", "flow")), owned, TUNNEL_OFPORT)}
     for ref in topo.ports_on(hv):
-        ports.add(PortRow(INT_BRIDGE, ref.port.interface, "", (), tuple(sorted({
+        kind = "" if ref.port.interface_type == "system" else ref.port.interface_type
+        ports.add(PortRow(INT_BRIDGE, ref.port.interface, kind, (), tuple(sorted({
             "iface-id": f"{ref.tenant}/{ref.port.name}", "attached-mac": ref.port.mac,
             OWNER_KEY: "true"}.items()))))
     return OvsdbState(frozenset(bridges), frozenset(ports))

@@ -15,10 +15,10 @@ def compile_port_security(topo: Topology, hv: str, inv: Inventory) -> list[Flow]
     flows = [Flow.make(T, 0, {}, [], "pipeline/PORT_SECURITY")]
     for ref, ofport in inv.bound_ports(topo, hv):
         mac = ref.port.mac
-        for ip in ref.port.ips:
+        for ip in ref.ips:
             base = {"in_port": ofport, "eth_src": mac}
-            flows.append(Flow.make(T, 100, {**base, "eth_type": ETH_IP, "ipv4_src": str(ip)},
+            flows.append(Flow.make(T, 100, {**base, "eth_type": ETH_IP, "ipv4_src": ip},
                                    [Goto(T.next())], ref.origin))
-            flows.append(Flow.make(T, 100, {**base, "eth_type": ETH_ARP, "arp_spa": str(ip),
+            flows.append(Flow.make(T, 100, {**base, "eth_type": ETH_ARP, "arp_spa": ip,
                                             "arp_sha": mac}, [Goto(T.next())], ref.origin))
     return flows

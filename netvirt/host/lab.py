@@ -221,8 +221,9 @@ class Lab:
                                    f"{dst.underlay_ip.ip}: {r.stdout.strip() or r.stderr.strip()}")
 
     def _sync_vms(self, topo: Topology) -> None:
+        # Only "system" ports are guests' devices; OVS makes internal and dummy ports itself.
         want = {vm_netns(r.tenant, r.port.name, self.prefix): r for hv in topo.hypervisors
-                for r in topo.ports_on(hv)}
+                for r in topo.ports_on(hv) if r.port.interface_type == "system"}
         have = self.state.get("vms", {})
         for ns in sorted(set(have) - set(want)):
             self.remove_vm(ns)

@@ -7,6 +7,7 @@ they never walk the config themselves.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import networkx as nx
 
@@ -19,9 +20,14 @@ class PortRef:
     port: Port
     network: Network
 
-    @property
+    @cached_property
     def origin(self) -> str:
         return f"tenant/{self.tenant}/port/{self.port.name}"
+
+    @cached_property
+    def ips(self) -> tuple[str, ...]:
+        """The port's addresses as text, as flows carry them (formatted once, not per flow)."""
+        return tuple(str(ip) for ip in self.port.ips)
 
 
 class Topology:
