@@ -160,14 +160,13 @@ def cmd_apply(args) -> int:
     print(f"revision {r['revision']} accepted ({lc.filename}, {r['digest']})")
     if args.no_wait:
         return 0
-    while time.monotonic() - t0 < args.timeout:
-        st = client.status()
-        if st["revision"] >= r["revision"] and st["in_sync"]:
-            print(f"converged in {time.monotonic() - t0:.2f}s on {len(st['hypervisors'])} "
-                  f"hypervisor(s)")
-            return 0
-        time.sleep(0.05)
-    _print_status(client.status())
+    client.timeout = args.timeout + 10
+    st = client.wait_in_sync(r["revision"], args.timeout)
+    if st["revision"] >= r["revision"] and st["in_sync"]:
+        print(f"converged in {time.monotonic() - t0:.2f}s on {len(st['hypervisors'])} "
+              f"hypervisor(s)")
+        return 0
+    _print_status(st)
     print(f"netvirt: error: not in sync after {args.timeout}s; see the lines above and the "
           f"controller log", file=sys.stderr)
     return 1

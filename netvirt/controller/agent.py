@@ -42,6 +42,7 @@ class AgentStatus:
     bridges: list = field(default_factory=list)  # bridges verified present in OVSDB
     ports_down: list = field(default_factory=list)  # TENANT/PORT with no carrier or no ofport
     reconcile_seconds_total: float = 0.0
+    last_ovsdb_seconds: float = 0.0  # the OVSDB part of the last pass that wrote anything
 
 
 class HypervisorAgent:
@@ -63,6 +64,7 @@ class HypervisorAgent:
         self._ovsdb_factory = ovsdb_factory
         self._ovsdb: OvsdbDriverProtocol | None = None
         self._ovsdb_done_rev = -1
+        self._ovsdb_applied = None  # the OvsdbState last made true on the switch
         self._thread = threading.Thread(target=self._run, name=f"agent-{name}", daemon=True)
 
     # -- events (any thread) -----------------------------------------------------------
@@ -124,6 +126,7 @@ class HypervisorAgent:
             try:
                 self.reconcile_once()
                 self.status.last_error = ""
+                self.service.notify()
             except NetvirtError as e:
                 self._failed(str(e))
             except Exception as e:  # keep the agent alive; report and retry
@@ -193,13 +196,20 @@ class HypervisorAgent:
             if self._ovsdb:
                 self._ovsdb.close()
             self._ovsdb = self._ovsdb_factory(hv.ovsdb)
+        t0 = time.monotonic()
         try:
             self._ovsdb.connect()
             dp_type = hv.datapath_type or self._ovsdb.datapath_hint() or "system"
             state = compile_ovsdb(topo, self.name, dp_type)
+            if state == self._ovsdb_applied and not self.need_read:
+                # A revision that changes nothing here (most do, for most hypervisors):
+                # skip reading and diffing every row; the audit re-checks the switch.
+                self._ovsdb_done_rev = rev
+                return
             n = self._ovsdb.apply(state)
         except NetvirtError:
             self.status.ovsdb_connected = False
+            self._ovsdb_applied = None
             raise
         st = self.status
         st.ovsdb_connected = True
@@ -207,7 +217,8 @@ class HypervisorAgent:
         st.bridges = sorted(b.name for b in state.bridges)
         st.kernel_qdiscs = self._ovsdb.kernel_qdiscs()
         if n:
-            log.info("%s: OVSDB: %d change(s)", self.name, n)
+            st.last_ovsdb_seconds = time.monotonic() - t0
+            log.info("%s: OVSDB: %d change(s) in %.2fs", self.name, n, st.last_ovsdb_seconds)
         # A VM's device may appear later (the guest is not started yet): report, not fail.
         before = st.port_errors
         st.port_errors = self._ovsdb.port_errors({p.name for p in state.ports},
@@ -216,3 +227,4 @@ class HypervisorAgent:
             if name not in before:
                 log.warning("%s: interface %s is not usable yet: %s", self.name, name, why)
         self._ovsdb_done_rev = rev
+        self._ovsdb_applied = state

@@ -1,6 +1,7 @@
 """The controller's HTTP JSON API.  The CLI is a client of it; so are scripts and Prometheus.
 
-    GET  /v1/status        revision, per-hypervisor sync state, flow counts, errors
+    GET  /v1/status        revision, per-hypervisor sync state, flow counts, errors;
+                           ?wait_revision=N&timeout=S answers once in sync at revision N
     GET  /v1/topology      hypervisors, bridges, tunnels, tenants -> networks -> ports, live
     POST /v1/config        {"source": YAML, "filename": NAME} -> apply atomically
     POST /v1/plan          same body -> what would change, per hypervisor; changes nothing
@@ -19,6 +20,7 @@ import ipaddress
 import json
 import logging
 import threading
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from netvirt.config import load_text
@@ -96,7 +98,16 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if not self._authorized():
             return
-        if self.path == "/v1/status":
+        url = urllib.parse.urlsplit(self.path)
+        if url.path == "/v1/status":
+            q = urllib.parse.parse_qs(url.query)
+            if "wait_revision" in q:  # long poll: answer once in sync at that revision
+                try:
+                    rev = int(q["wait_revision"][0])
+                    timeout = min(float(q.get("timeout", ["30"])[0]), 300.0)
+                except ValueError:
+                    return self._send(400, {"error": "wait_revision and timeout are numbers"})
+                return self._send(200, self.service.wait_in_sync(rev, timeout))
             return self._send(200, self.service.status())
         if self.path == "/v1/topology":
             return self._send(200, self.service.topology())

@@ -116,15 +116,14 @@ class Flow:
     def make(table: Table, priority: int, match: dict, actions, origin: str) -> "Flow":
         return Flow(table, priority, tuple(sorted(match.items())), tuple(actions), origin)
 
-    @cached_property
-    def cookie(self) -> int:
-        content = f"{int(self.table)}|{self.priority}|{self.match!r}|{self.actions!r}"
-        return (origin_id(self.origin) << 32) | _h32(content)
-
-    @property
-    def key(self) -> tuple:
-        """What identifies this exact flow on a switch."""
-        return (int(self.table), self.priority, self.cookie)
+    def __post_init__(self):
+        # Computed once: diffs, mirrors and status look at every flow's key on every pass.
+        table = int(self.table)
+        content = f"{table}|{self.priority}|{self.match!r}|{self.actions!r}"
+        cookie = (origin_id(self.origin) << 32) | _h32(content)
+        object.__setattr__(self, "cookie", cookie)
+        # what identifies this exact flow on a switch
+        object.__setattr__(self, "key", (table, self.priority, cookie))
 
     def __str__(self) -> str:
         return (f"{self.table.name:<14} prio={self.priority:<4} {format_match(self.match)} "

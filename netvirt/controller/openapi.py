@@ -28,6 +28,11 @@ SPEC = {
     "security": [{}, {"token": []}],
     "paths": {
         "/v1/status": {"get": {"summary": "revision and per-hypervisor state",
+                               "parameters": [
+                                   {"name": "wait_revision", "in": "query", "schema": {"type": "integer"},
+                                    "description": "answer once in sync at this revision"},
+                                   {"name": "timeout", "in": "query", "schema": {"type": "number"},
+                                    "description": "seconds to wait at most (default 30, max 300)"}],
                                "responses": _ok("status")}},
         "/v1/topology": {"get": {"summary": "live topology", "responses": _ok("topology")}},
         "/v1/config": {"post": {"summary": "apply a config atomically", "requestBody": _CONFIG_BODY,

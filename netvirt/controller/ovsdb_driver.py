@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 
-from ovsdbapp.backend.ovs_idl import connection
+from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from netvirt.controller.ovsdb_state import INT_BRIDGE, OWNER_KEY, BridgeRow, OvsdbState, PortRow
@@ -21,6 +21,17 @@ log = logging.getLogger(__name__)
 DATAPATH_HINT_KEY = "netvirt-datapath-type"
 KERNEL_QDISCS_KEY = "netvirt-kernel-qdiscs"  # e.g. "htb,tbf": no netem there
 CONTROLLER_MAX_BACKOFF_MS = 1000  # reconnect within a second after a controller restart
+
+
+INTERFACE_COLUMNS = ["name", "type", "options", "external_ids", "ofport", "ofport_request",
+                     "error", "link_state"]
+
+
+class _Idl(connection.OvsdbIdl):
+    def cooperative_yield(self):
+        """ovsdbapp sleeps(0) after every row it parses, for eventlet's sake.  With native
+        threads that hands the GIL away per row: parsing 10k new ports took seconds while
+        the agents were busy.  The interpreter's own switch interval keeps threads fair."""
 
 
 class OvsdbDriver:
@@ -34,7 +45,13 @@ class OvsdbDriver:
         if self.api is not None:
             return
         try:
-            idl = connection.OvsdbIdl.from_server(self.endpoint, "Open_vSwitch")
+            helper = idlutils.get_schema_helper(self.endpoint, "Open_vSwitch")
+            for table in ("Open_vSwitch", "Bridge", "Port", "Controller"):
+                helper.register_table(table)
+            # Interface rows carry statistics that ovs-vswitchd rewrites every few seconds:
+            # monitoring only what we read keeps 10k ports from flooding the IDL.
+            helper.register_columns("Interface", INTERFACE_COLUMNS)
+            idl = _Idl(self.endpoint, helper)
             self._conn = connection.Connection(idl=idl, timeout=self.timeout)
             # ovsdbapp keeps the connection in a *class* attribute: one subclass per
             # hypervisor, or every driver would talk to the first hypervisor's OVSDB.
@@ -108,13 +125,15 @@ class OvsdbDriver:
             cur = have_port.get((p.bridge, p.name))
             if cur == p:
                 continue
-            if cur is None:
-                cmds.append(api.add_port(p.bridge, p.name, may_exist=True))
-            cols = [("type", p.type), ("options", dict(p.options)),
-                    ("external_ids", {**(dict(cur.external_ids) if cur else {}), **dict(p.external_ids)})]
+            cols = {"type": p.type, "options": dict(p.options),
+                    "external_ids": {**(dict(cur.external_ids) if cur else {}),
+                                     **dict(p.external_ids)}}
             if p.ofport_request is not None:
-                cols.append(("ofport_request", p.ofport_request))
-            cmds.append(api.db_set("Interface", p.name, *cols))
+                cols["ofport_request"] = p.ofport_request
+            if cur is None:  # one command makes the port and its interface, columns and all
+                cmds.append(api.add_port(p.bridge, p.name, may_exist=True, **cols))
+            else:
+                cmds.append(api.db_set("Interface", p.name, *cols.items()))
         wanted = {(p.bridge, p.name) for p in desired.ports}
         for (bridge, name), p in sorted(have_port.items()):
             if bridge == INT_BRIDGE and (bridge, name) not in wanted and \

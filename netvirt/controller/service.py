@@ -41,6 +41,7 @@ class ControllerService:
         self._by_dpid: dict[int, HypervisorAgent] = {}
         self._datapaths: dict[int, object] = {}  # every connected switch, configured or not
         self.started = time.time()
+        self._progress = threading.Condition()  # notified after every agent's pass
         if loaded is not None:
             self.apply(loaded)
 
@@ -123,6 +124,23 @@ class ControllerService:
                     reports += result[stage]["real"]
             result["agree"] = all(r.get("agree") for r in reports)
         return result
+
+    def notify(self) -> None:
+        """An agent finished a pass: wake whoever waits for convergence."""
+        with self._progress:
+            self._progress.notify_all()
+
+    def wait_in_sync(self, revision: int, timeout: float) -> dict:
+        """The status, once every hypervisor is in sync at ``revision`` or later (or when
+        ``timeout`` runs out): one request instead of a polling loop."""
+        deadline = time.monotonic() + timeout
+        with self._progress:
+            while True:
+                st = self.status()
+                left = deadline - time.monotonic()
+                if (st["revision"] >= revision and st["in_sync"]) or left <= 0:
+                    return st
+                self._progress.wait(min(left, 1.0))
 
     def status(self) -> dict:
         rev, loaded, _ = self.snapshot()

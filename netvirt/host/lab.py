@@ -87,11 +87,13 @@ class Lab:
         except KeyError:
             raise LabError(f"hypervisor {hv!r} is not in the lab; is the lab up? "
                            f"(netvirt lab up FILE)") from None
-        return PrivateOvs(hv_netns(hv, self.prefix), Path(info["rundir"]))
+        return PrivateOvs(hv_netns(hv, self.prefix), Path(info["rundir"]),
+                          self.state.get("enable_dummy", False))
 
     # -- up / sync ------------------------------------------------------------------------
-    def up(self, loaded: LoadedConfig) -> None:
-        """Build the lab for ``loaded``; on an existing lab, add and remove VMs to match."""
+    def up(self, loaded: LoadedConfig, enable_dummy: bool = False) -> None:
+        """Build the lab for ``loaded``; on an existing lab, add and remove VMs to match.
+        ``enable_dummy`` lets ovs-vswitchd host dummy ports (interface_type: dummy)."""
         cfg = loaded.config
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, OVS daemons); run it as root")
@@ -101,6 +103,7 @@ class Lab:
                 raise LabError("the lab that is up has other hypervisors; run "
                                "`netvirt lab down` first")
             return self._sync_vms(topo)
+        self.state["enable_dummy"] = enable_dummy
         try:
             self._mgmt_bridge(cfg.controller.openflow)
             _netns_create(self.underlay_ns, self)
@@ -178,7 +181,7 @@ class Lab:
                      address=self._mgmt_ip(i), prefixlen=24)
             ul_mac = hns.get_links(hns.link_lookup(ifname="ul0")[0])[0].get_attr("IFLA_ADDRESS")
         _ethtool_tx_off(ns, "ul0")
-        ovs = PrivateOvs(ns, rundir)
+        ovs = PrivateOvs(ns, rundir, self.state.get("enable_dummy", False))
         hint = None if kernel_datapath_available() else "netdev"
         dp_type = hv.datapath_type or hint or "system"
         try:

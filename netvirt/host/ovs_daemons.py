@@ -25,9 +25,10 @@ def _run(cmd: list[str], what: str) -> str:
 
 
 class PrivateOvs:
-    def __init__(self, netns: str, rundir: Path):
+    def __init__(self, netns: str, rundir: Path, enable_dummy: bool = False):
         self.netns = netns
         self.dir = rundir
+        self.enable_dummy = enable_dummy  # dummy ports: thousands of cheap interfaces
         self.db_sock = rundir / "db.sock"
 
     def env_cmd(self, *cmd: str) -> list[str]:
@@ -77,7 +78,9 @@ class PrivateOvs:
         d = self.dir
         _run(self.env_cmd("ovs-vswitchd", f"unix:{self.db_sock}", f"--pidfile={d}/ovs-vswitchd.pid",
                           f"--unixctl={d}/ovs-vswitchd.ctl", f"--log-file={d}/ovs-vswitchd.log",
-                          "-vconsole:off", "--detach", "--no-chdir"), f"ovs-vswitchd in {self.netns}")
+                          "-vconsole:off", "--detach", "--no-chdir",
+                          *(["--enable-dummy"] if self.enable_dummy else [])),
+             f"ovs-vswitchd in {self.netns}")
 
     def pids(self) -> dict[str, int]:
         out = {}

@@ -18,6 +18,9 @@ class OneRevision:
     def snapshot(self):
         return 1, self.lc, self.topo
 
+    def notify(self):
+        pass
+
 
 def _setup():
     service = OneRevision(load_file(ROOT_EXAMPLES / "demo.yaml"))

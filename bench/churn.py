@@ -1,0 +1,64 @@
+"""Churn at N ports: add one port, remove one port, change one port's IP.  For each: seconds
+from `apply` until in sync, and the flow mods it took (target: O(1), independent of N).
+
+    python -m bench.churn [--ports 1000] [--hypervisors 3] [--repeat 5]
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+
+from bench import gen
+from bench.harness import Bench, flow_mods, median, save, table
+
+
+def changes(cfg: dict):
+    def add(c):
+        t = c["tenants"][0]
+        t["ports"].append({"name": "extra", "network": t["networks"][0]["name"],
+                           "hypervisor": "hv1", "ips": ["10.0.0.250"], "mac": "02:aa:00:00:00:01",
+                           "interface_type": "dummy", "interface": "dextra"})
+
+    def remove(c):
+        c["tenants"][-1]["ports"].pop()
+
+    def change_ip(c):
+        c["tenants"][0]["ports"][1]["ips"] = ["10.0.0.249"]
+
+    return [("add port", add), ("remove port", remove), ("change IP", change_ip)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--ports", type=int, default=1000)
+    ap.add_argument("--hypervisors", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args()
+    n, h = args.ports, args.hypervisors
+    base = gen.config(n, h, rundir=f"/run/netvirt-bench/churn-{n}-{h}")
+    rows = []
+    with Bench(f"churn-{n}-{h}", base) as b:
+        b.ctl.start()
+        seconds, st = b.apply()
+        rows.append({"change": f"initial ({n} ports)", "seconds": seconds, "flow_mods": flow_mods(st)})
+        for name, change in changes(base):
+            changed = copy.deepcopy(base)
+            change(changed)
+            path = b.write(changed, b.dir / "changed.yaml")
+            times, mods = [], []
+            for _ in range(args.repeat):  # forth and back: each apply is one change
+                for target in (path, b.cfg_file):
+                    before = flow_mods(b.ctl.client.status())
+                    seconds, st = b.apply(target)
+                    if target == path:
+                        times.append(seconds)
+                        mods.append(flow_mods(st) - before)
+            rows.append({"change": name, "seconds": median(times), "flow_mods": max(mods),
+                         "runs": len(times)})
+    print(table(rows, ["change", "seconds", "flow_mods", "runs"]))
+    print(f"(median seconds over runs; flow_mods = the most any run sent)")
+    print(f"wrote {save('churn', rows, {'ports': n, 'hypervisors': h})}")
+
+
+if __name__ == "__main__":
+    main()

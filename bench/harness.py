@@ -1,0 +1,160 @@
+"""The benchmarks' harness: a lab of emulated hypervisors (the project's own Lab, with dummy
+ports), the controller as a real process, and measurements of it (CPU seconds, peak RSS).
+Everything is torn down by recorded PIDs and the lab's own state."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from netvirt.client import Client
+from netvirt.config import load_file
+from netvirt.host.lab import Lab
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+RUNDIR = Path("/run/netvirt-bench")
+API = "127.0.0.1:18281"
+OPENFLOW = "tcp:172.30.8.1:6653"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.machine())
+    mem = int(next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines()
+                   if ln.startswith("MemTotal"))) // (1 << 20)
+    ovs = subprocess.run(["ovs-vswitchd", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
+    return f"{os.cpu_count()} x {cpu}, {mem} GiB, kernel {platform.release()}, {ovs}"
+
+
+class Controller:
+    """`netvirt controller` as a child process."""
+
+    def __init__(self, log: Path, audit_interval: float = 60):
+        self.log, self.audit = log, audit_interval
+        self.proc: subprocess.Popen | None = None
+        self.client = Client(API, timeout=60)
+
+    def start(self) -> float:
+        t0 = time.monotonic()
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "netvirt.cli", "controller", "--openflow", OPENFLOW,
+                 "--api", API, "--audit-interval", str(self.audit)], stdout=out,
+                stderr=subprocess.STDOUT)
+        while True:
+            try:
+                self.client.status()
+                return time.monotonic() - t0
+            except Exception:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"controller exited; see {self.log}")
+                time.sleep(0.02)
+
+    def start_with(self, cfg: Path) -> None:
+        with open(self.log, "a") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "netvirt.cli", "controller", str(cfg), "--openflow",
+                 OPENFLOW, "--api", API, "--audit-interval", str(self.audit)], stdout=out,
+                stderr=subprocess.STDOUT)
+
+    def cpu_seconds(self) -> float:
+        f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / CLK_TCK
+
+    def peak_rss_mib(self) -> float:
+        for ln in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if ln.startswith("VmHWM:"):
+                return int(ln.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None
+
+    def wait_in_sync(self, revision: int, timeout: float = 300) -> dict:
+        st = self.client.wait_in_sync(revision, timeout)  # one long-poll, no busy polling
+        if not (st["revision"] >= revision and st["in_sync"]):
+            raise RuntimeError(f"not in sync after {timeout}s: {json.dumps(st)[:2000]}")
+        return st
+
+
+class Bench:
+    """A lab + controller for one benchmark case."""
+
+    def __init__(self, name: str, cfg: dict):
+        self.dir = RUNDIR / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.cfg_file = self.dir / "tenants.yaml"
+        self.write(cfg)
+        self.lab = Lab(state_dir=self.dir / "lab", prefix="nvb")
+        self.ctl = Controller(self.dir / "controller.log")
+
+    def write(self, cfg: dict, path: Path | None = None) -> Path:
+        path = path or self.cfg_file
+        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        return path
+
+    def __enter__(self):
+        self.lab.up(load_file(self.cfg_file), enable_dummy=True)
+        return self
+
+    def __exit__(self, *exc):
+        self.ctl.stop()
+        self.lab.down()
+
+    def apply(self, path: Path | None = None) -> tuple[float, dict]:
+        """Seconds from the apply request until every hypervisor is in sync."""
+        lc = load_file(path or self.cfg_file)
+        t0 = time.monotonic()
+        rev = self.ctl.client.apply(lc)["revision"]
+        st = self.ctl.wait_in_sync(rev)
+        return time.monotonic() - t0, st
+
+    def switch_flows(self, hv: str) -> int:
+        out = self.lab.ovs(hv).ofctl("dump-aggregate", "br-int")
+        return int(out.split("flow_count=")[1].split()[0])
+
+
+def flow_mods(st: dict) -> int:
+    return sum(h["flow_mods_sent"] for h in st["hypervisors"].values())
+
+
+def save(name: str, rows: list[dict], extra: dict | None = None) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps({"benchmark": name, "machine": machine(),
+                                "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows,
+                                **(extra or {})}, indent=1))
+    return path
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in cols}
+    lines = ["  ".join(c.rjust(widths[c]) for c in cols)]
+    lines += ["  ".join(_fmt(r.get(c)).rjust(widths[c]) for c in cols) for r in rows]
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.3f}" if v < 10 else f"{v:.1f}"
+    return "-" if v is None else str(v)
+
+
+def median(xs) -> float:
+    return statistics.median(xs)
