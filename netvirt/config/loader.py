@@ -17,6 +17,7 @@ from netvirt.config.checks import check
 from netvirt.config.schema import Config
 from netvirt.config.yamlsource import SourceMap, load_yaml
 from netvirt.errors import ConfigError, Diagnostic
+from netvirt.gcpause import gc_paused
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ def load_file(path: str | Path) -> LoadedConfig:
 
 
 def load_text(text: str, filename: str) -> LoadedConfig:
+    with gc_paused():
+        return _load_text(text, filename)
+
+
+def _load_text(text: str, filename: str) -> LoadedConfig:
     data, smap = load_yaml(text, filename)
     if not isinstance(data, dict):
         raise ConfigError([smap.diag((), "the top level must be a mapping with 'hypervisors' and 'tenants'")])

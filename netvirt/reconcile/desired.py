@@ -9,6 +9,7 @@ from netvirt.controller.classify import compile_classify
 from netvirt.controller.flows import Flow, Group
 from netvirt.controller.l2 import compile_l2
 from netvirt.controller.port_security import compile_port_security
+from netvirt.gcpause import gc_paused
 from netvirt.topology import Topology
 from netvirt.topology.inventory import Inventory
 
@@ -26,6 +27,11 @@ class DesiredFlows:
 
 
 def compile_flows(topo: Topology, hv: str, inv: Inventory) -> DesiredFlows:
+    with gc_paused():
+        return _compile_flows(topo, hv, inv)
+
+
+def _compile_flows(topo: Topology, hv: str, inv: Inventory) -> DesiredFlows:
     flows = []
     flows += compile_classify(topo, hv, inv)
     flows += compile_port_security(topo, hv, inv)
