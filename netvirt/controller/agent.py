@@ -221,8 +221,9 @@ class HypervisorAgent:
             log.info("%s: OVSDB: %d change(s) in %.2fs", self.name, n, st.last_ovsdb_seconds)
         # A VM's device may appear later (the guest is not started yet): report, not fail.
         before = st.port_errors
-        st.port_errors = self._ovsdb.port_errors({p.name for p in state.ports},
-                                                 wait=2.0 if n else 0.0)
+        # New ports may not be open yet (see ovsdb_driver._NoWaitTransaction); what fails
+        # shows at the next audit, and until then such a port counts as down.
+        st.port_errors = self._ovsdb.port_errors({p.name for p in state.ports}, wait=0.0)
         for name, why in sorted(st.port_errors.items()):
             if name not in before:
                 log.warning("%s: interface %s is not usable yet: %s", self.name, name, why)

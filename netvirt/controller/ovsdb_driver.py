@@ -34,6 +34,13 @@ class _Idl(connection.OvsdbIdl):
         the agents were busy.  The interpreter's own switch interval keeps threads fair."""
 
 
+class _NoWaitTransaction(impl_idl.OvsVsctlTransaction):
+    def do_post_commit(self, txn):
+        """ovs-vsctl semantics wait until ovs-vswitchd has applied the commit; for 10k new
+        ports that took longer than any sane timeout.  The agent does not need to wait: the
+        switch reports each new port (PortStatus) and its flows follow it."""
+
+
 class OvsdbDriver:
     def __init__(self, endpoint: str, timeout: float = 10.0):
         self.endpoint = endpoint
@@ -55,7 +62,10 @@ class OvsdbDriver:
             self._conn = connection.Connection(idl=idl, timeout=self.timeout)
             # ovsdbapp keeps the connection in a *class* attribute: one subclass per
             # hypervisor, or every driver would talk to the first hypervisor's OVSDB.
-            api_cls = type(f"OvsdbIdl_{id(self):x}", (impl_idl.OvsdbIdl,), {})
+            api_cls = type(f"OvsdbIdl_{id(self):x}", (impl_idl.OvsdbIdl,), {
+                "create_transaction": lambda api, check_error=False, log_errors=True, **kw:
+                    _NoWaitTransaction(api, api.ovsdb_connection, check_error=check_error,
+                                       log_errors=log_errors)})
             self.api = api_cls(self._conn)
         except Exception as e:  # ovsdbapp raises a variety of types here
             self.api = None
@@ -99,12 +109,14 @@ class OvsdbDriver:
         actual = self.read()
         have_br = {b.name: b for b in actual.bridges}
         have_port = {(p.bridge, p.name): p for p in actual.ports}
-        cmds = []
+        # Two transactions: bridges and the tunnel first, so the switch connects and gets
+        # its flows while ovs-vswitchd is still creating (possibly thousands of) VM ports.
+        infra, ports = [], []
         api = self.api
         for b in sorted(desired.bridges):
             cur = have_br.get(b.name)
             if cur is None:
-                cmds.append(api.add_br(b.name, may_exist=True, datapath_type=b.datapath_type))
+                infra.append(api.add_br(b.name, may_exist=True, datapath_type=b.datapath_type))
             cols = []
             if cur is None or cur.datapath_type != b.datapath_type:
                 cols.append(("datapath_type", b.datapath_type))
@@ -116,12 +128,14 @@ class OvsdbDriver:
             if any(other.get(k) != v for k, v in b.other_config):
                 cols.append(("other_config", {**other, **dict(b.other_config)}))
             if cols:
-                cmds.append(api.db_set("Bridge", b.name, *cols))
+                infra.append(api.db_set("Bridge", b.name, *cols))
             if b.controller and (cur is None or cur.controller != b.controller):
-                cmds.append(api.set_controller(b.name, [b.controller]))
-                cmds.append(api.db_set("Controller", b.name,
+                infra.append(api.set_controller(b.name, [b.controller]))
+                infra.append(api.db_set("Controller", b.name,
                                        ("max_backoff", CONTROLLER_MAX_BACKOFF_MS)))
         for p in sorted(desired.ports):
+            # the tunnel goes with the bridges; VM ports, possibly thousands, after them
+            target = infra if p.type == "vxlan" else ports
             cur = have_port.get((p.bridge, p.name))
             if cur == p:
                 continue
@@ -131,19 +145,20 @@ class OvsdbDriver:
             if p.ofport_request is not None:
                 cols["ofport_request"] = p.ofport_request
             if cur is None:  # one command makes the port and its interface, columns and all
-                cmds.append(api.add_port(p.bridge, p.name, may_exist=True, **cols))
+                target.append(api.add_port(p.bridge, p.name, may_exist=True, **cols))
             else:
-                cmds.append(api.db_set("Interface", p.name, *cols.items()))
+                target.append(api.db_set("Interface", p.name, *cols.items()))
         wanted = {(p.bridge, p.name) for p in desired.ports}
         for (bridge, name), p in sorted(have_port.items()):
             if bridge == INT_BRIDGE and (bridge, name) not in wanted and \
                     dict(p.external_ids).get(OWNER_KEY) == "true":
-                cmds.append(api.del_port(name, bridge=bridge, if_exists=True))
-        if cmds:
-            with api.transaction(check_error=True) as txn:
-                for c in cmds:
-                    txn.add(c)
-        return len(cmds)
+                ports.append(api.del_port(name, bridge=bridge, if_exists=True))
+        for cmds in (infra, ports):
+            if cmds:
+                with api.transaction(check_error=True) as txn:
+                    for c in cmds:
+                        txn.add(c)
+        return len(infra) + len(ports)
 
     def port_errors(self, names: set[str], wait: float = 2.0) -> dict[str, str]:
         """Interfaces among ``names`` that OVS could not open (ofport -1), with its reason.
