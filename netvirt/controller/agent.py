@@ -21,6 +21,7 @@ from netvirt.reconcile.drivers import OvsdbDriverProtocol, SwitchDriver
 from netvirt.topology.inventory import Inventory
 
 log = logging.getLogger(__name__)
+PORT_DEBOUNCE = 0.05  # seconds
 
 
 @dataclass
@@ -60,6 +61,7 @@ class HypervisorAgent:
         self.last_desired: dict[tuple, object] = {}  # key -> Flow, from the last compile
         self._expect_removed: set[tuple] = set()
         self._wake = threading.Event()
+        self._port_burst = False
         self._stop = threading.Event()
         self._ovsdb_factory = ovsdb_factory
         self._ovsdb: OvsdbDriverProtocol | None = None
@@ -97,7 +99,11 @@ class HypervisorAgent:
         self.status.in_sync = False
 
     def port_changed(self, name: str, port: tuple[int, bool] | None) -> None:
-        self.inventory = self.inventory.with_port(name, port)
+        inventory = self.inventory.with_port(name, port)
+        if inventory == self.inventory:
+            return
+        self.inventory = inventory
+        self._port_burst = True  # ports come in bursts (a VM boot, a host's thousand ports)
         self.mark_dirty()
 
     def flow_removed(self, key: tuple) -> None:
@@ -123,6 +129,11 @@ class HypervisorAgent:
                 return
             if not woke:
                 self.need_read = True  # periodic audit against the switch's real tables
+            elif self._port_burst:
+                # let the rest of a burst of PortStatus events arrive: one pass for all of
+                # them instead of a full recompile per port
+                self._port_burst = False
+                self._stop.wait(PORT_DEBOUNCE)
             try:
                 self.reconcile_once()
                 self.status.last_error = ""
