@@ -42,7 +42,7 @@ def bind_ports(b: Bench, lc) -> None:
                 ids = [f'external_ids:{k}="{v}"' for k, v in p.external_ids]
                 args += ["--", "add-port", "br-int", p.name, "--", "set", "interface", p.name,
                          "type=dummy", *ids]
-            ovs.vsctl(*args)  # waits until ovs-vswitchd made them
+            ovs.vsctl(*args, timeout=300)  # waits until ovs-vswitchd made them
 
 
 def run_case(n: int, h: int, start: str = "cold") -> dict:
@@ -68,7 +68,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    rows = [run_case(n, h, start) for n, h, start in (QUICK if args.quick else FULL)]
+    rows = []
+    for n, h, start in (QUICK if args.quick else FULL):
+        rows.append(run_case(n, h, start))
+        print(rows[-1], flush=True)
     cols = ["ports", "hypervisors", "start", "seconds", "ovsdb_seconds", "flows", "flows_per_port",
             "flow_mods", "verified", "cpu_seconds", "peak_rss_mib"]
     print(table(rows, cols))

@@ -87,6 +87,7 @@ class Controller:
         self.proc = None
 
     def wait_in_sync(self, revision: int, timeout: float = 300) -> dict:
+        self.client.timeout = timeout + 10
         st = self.client.wait_in_sync(revision, timeout)  # one long-poll, no busy polling
         if not (st["revision"] >= revision and st["in_sync"]):
             raise RuntimeError(f"not in sync after {timeout}s: {json.dumps(st)[:2000]}")

@@ -147,6 +147,9 @@ class HypervisorAgent:
     def _failed(self, msg: str) -> None:
         self.status.last_error = msg
         self.status.in_sync = False
+        # Part of a plan may have been applied: the mirror no longer says what the switch
+        # has.  Read it again rather than re-send (re-adding a group that exists fails).
+        self.need_read = True
         log.warning("%s: %s (retrying in 1s)", self.name, msg)
         self._stop.wait(1.0)
         self._wake.set()

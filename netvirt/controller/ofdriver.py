@@ -14,6 +14,7 @@ from netvirt.reconcile.diff import InstalledFlow, Plan
 
 log = logging.getLogger(__name__)
 SEND_CHUNK = 256 << 10  # bytes of OpenFlow messages handed to the socket at once
+BARRIER_RATE = 1000  # flow mods per second a busy switch is granted, at least
 
 
 class _Pending:
@@ -63,18 +64,19 @@ class OFSwitch:
             p.done.set()
 
     # -- called from the agent thread ------------------------------------------------
-    def request(self, msg) -> list:
+    def request(self, msg, timeout: float | None = None) -> list:
         """Send and wait for the reply (all parts of a multipart one).  Safe to call from
         several threads at once (the agent, an API request for metrics)."""
+        timeout = timeout or self.timeout
         p = _Pending()
         with self._lock:
             self.dp.set_xid(msg)
             self._pending[msg.xid] = p
         try:
             self.dp.send_msg(msg)
-            if not p.done.wait(self.timeout):
+            if not p.done.wait(timeout):
                 raise ControllerError(f"switch {dp_id(self.dp)}: no reply to {type(msg).__name__} "
-                                      f"within {self.timeout}s; is it still connected?")
+                                      f"within {timeout:.0f}s; is it still connected?")
         finally:
             with self._lock:
                 self._pending.pop(msg.xid, None)
@@ -143,7 +145,9 @@ class OFSwitch:
                 chunk, size = [], 0
         if chunk:
             self._send_raw(b"".join(chunk))
-        self.request(ofcodec.barrier(self.dp))  # errors arrive before the barrier reply
+        # Errors arrive before the barrier reply.  A userspace switch takes its time over tens
+        # of thousands of flow mods, so the wait grows with the batch.
+        self.request(ofcodec.barrier(self.dp), timeout=self.timeout + len(msgs) / BARRIER_RATE)
         with self._lock:
             errors = [e for x, e in ((m.xid, self._batch_errors.pop(m.xid, "")) for m in msgs) if e]
         if errors:

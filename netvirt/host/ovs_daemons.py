@@ -20,7 +20,10 @@ SCHEMA = Path("/usr/share/openvswitch/vswitch.ovsschema")
 def _run(cmd: list[str], what: str) -> str:
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise LabError(f"{what} failed (exit {r.returncode}): {' '.join(cmd)}\n{r.stderr.strip()}")
+        shown = " ".join(cmd)
+        if len(shown) > 300:  # a bulk ovs-vsctl can be megabytes long
+            shown = shown[:300] + f" ... ({len(cmd)} arguments)"
+        raise LabError(f"{what} failed (exit {r.returncode}): {shown}\n{r.stderr.strip()[-2000:]}")
     return r.stdout
 
 
@@ -36,9 +39,9 @@ class PrivateOvs:
         return ["ip", "netns", "exec", self.netns, "env", f"OVS_RUNDIR={d}", f"OVS_DBDIR={d}",
                 f"OVS_LOGDIR={d}", f"OVS_SYSCONFDIR={d}", *cmd]
 
-    def vsctl(self, *args: str) -> str:
-        return _run(self.env_cmd("ovs-vsctl", f"--db=unix:{self.db_sock}", "--timeout=10", *args),
-                    f"ovs-vsctl on {self.netns}")
+    def vsctl(self, *args: str, timeout: int = 10) -> str:
+        return _run(self.env_cmd("ovs-vsctl", f"--db=unix:{self.db_sock}", f"--timeout={timeout}",
+                                 *args), f"ovs-vsctl on {self.netns}")
 
     def ofctl(self, command: str, bridge: str, *args: str) -> str:
         """ovs-ofctl through the bridge's management socket: works from any namespace."""

@@ -1,6 +1,7 @@
 """The reconciler against in-memory drivers: converge, stay quiet, repair, restart."""
 from netvirt.config import load_file
 from netvirt.controller.agent import HypervisorAgent
+from netvirt.errors import NetvirtError
 from netvirt.reconcile.diff import InstalledFlow
 from netvirt.reconcile.fakes import FakeOvsdb, FakeSwitch
 from netvirt.topology import Topology
@@ -89,3 +90,32 @@ def test_ovsdb_is_written_once_per_revision():
     a.reconcile_once()
     assert db.writes == 1 and a.status.datapath_type == "netdev"
     assert {p.name for p in db.state.ports} >= {"nv-vxlan", "tap2544c6b57b"}
+
+
+class FailsMidway(FakeSwitch):
+    """Applies the plan's groups, then loses the connection's answer (a barrier timeout)."""
+
+    fail = True
+
+    def apply(self, plan):
+        if self.fail:
+            self.fail = False
+            self.groups |= {g.group_id for g in plan.add_groups}
+            raise NetvirtError("no reply to OFPBarrierRequest")
+        if set(g.group_id for g in plan.add_groups) & self.groups:
+            raise AssertionError("re-added a group the switch already has")
+        super().apply(plan)
+
+
+def test_a_failed_apply_rereads_the_switch_instead_of_resending():
+    service, sw = _setup()
+    sw = FailsMidway(sw.ofports)
+    a = _agent(service, sw)
+    try:
+        a.reconcile_once()
+    except NetvirtError as e:
+        a._stop.set()  # no retry delay in a test
+        a._failed(str(e))
+    assert a.need_read
+    a.reconcile_once()
+    assert a.status.in_sync and len(sw.flows) == 30
