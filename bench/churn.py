@@ -56,7 +56,7 @@ def main() -> None:
             rows.append({"change": name, "seconds": median(times), "flow_mods": max(mods),
                          "runs": len(times)})
     print(table(rows, ["change", "seconds", "flow_mods", "runs"]))
-    print(f"(median seconds over runs; flow_mods = the most any run sent)")
+    print("(median seconds over runs; flow_mods = the most any run sent)")
     print(f"wrote {save('churn', rows, {'ports': n, 'hypervisors': h})}")
 
 

@@ -103,7 +103,7 @@ def main() -> None:
         with Baseline(b, underlay):
             paths = {"netvirt": (b.lab.vm("t0/p0")["netns"], b.lab.vm("t0/p1")["netns"], "10.0.0.2"),
                      "baseline": ("nvb-base-hv1", "nvb-base-hv2", BASE_IPS["hv2"])}
-            for c, s, ip in paths.values():  # warm ARP and tunnel neighbour caches
+            for c, _, ip in paths.values():  # warm ARP and tunnel neighbour caches
                 subprocess.run(["ip", "netns", "exec", c, "ping", "-c", "3", "-i", "0.2", ip],
                                capture_output=True)
             for _ in range(args.runs):

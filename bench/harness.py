@@ -56,7 +56,7 @@ class Controller:
                 return time.monotonic() - t0
             except Exception:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(f"controller exited; see {self.log}")
+                    raise RuntimeError(f"controller exited; see {self.log}") from None
                 time.sleep(0.02)
 
     def start_with(self, cfg: Path) -> None:

@@ -167,6 +167,7 @@ class HypervisorAgent:
             self._installed = {f.key: f for f in sw.read_flows()}
             self._installed_groups = sw.read_groups()
             self.inventory = Inventory.from_ports(sw.read_ports())
+            self._expect_removed.clear()  # the table as read is the truth from here on
             self.need_read = False  # only once all three reads succeeded
         desired = compile_flows(topo, self.name, self.inventory)
         self.last_desired = {f.key: f for f in desired.flows}

@@ -315,7 +315,8 @@ class Lab:
         for hv, info in sorted(self.state.get("hypervisors", {}).items()):
             ovs = PrivateOvs(hv_netns(hv, self.prefix), Path(info["rundir"]))
             for name, pid in sorted(info.get("pids", {}).items()):
-                attempt(f"{name} of {hv} (pid {pid})", lambda n=name, p=pid: ovs.stop_daemon(n, p))
+                attempt(f"{name} of {hv} (pid {pid})",
+                        lambda o=ovs, n=name, p=pid: o.stop_daemon(n, p))
         existing = set(netns.listnetns())
         for ns in self.state.get("namespaces", []):
             if ns in existing:
