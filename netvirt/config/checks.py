@@ -1,7 +1,6 @@
 """Semantic checks that the schema cannot express.  Each yields (yaml path, message)."""
 from __future__ import annotations
 
-
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 

@@ -10,19 +10,19 @@ import threading
 import time
 
 from netvirt.config import LoadedConfig
-from netvirt.errors import ControllerError
 from netvirt.controller.agent import HypervisorAgent
 from netvirt.controller.ofcodec import port_status
 from netvirt.controller.ofdriver import OFSwitch, dp_id
 from netvirt.controller.ovsdb_state import datapath_id
-from netvirt.reconcile import diff
-from netvirt.reconcile.desired import compile_flows
 from netvirt.controller.real_trace import compare, origin_index
 from netvirt.controller.simulate import Network
 from netvirt.controller.trace import TraceError, TraceRequest, trace
+from netvirt.errors import ControllerError
+from netvirt.reconcile import diff
+from netvirt.reconcile.desired import compile_flows
 from netvirt.topology import Topology
-from netvirt.topology.live import live_topology
 from netvirt.topology.inventory import Inventory
+from netvirt.topology.live import live_topology
 
 log = logging.getLogger(__name__)
 

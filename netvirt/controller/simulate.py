@@ -9,8 +9,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
-from netvirt.controller.flows import (Flow, Goto, GroupAction, Move, Output, SetField,
-                                      WriteMetadata)
+from netvirt.controller.flows import Flow, Goto, GroupAction, Move, Output, SetField, WriteMetadata
 from netvirt.controller.pipeline import TUNNEL_OFPORT, Table
 from netvirt.reconcile.desired import DesiredFlows
 

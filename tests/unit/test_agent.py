@@ -9,7 +9,6 @@ from netvirt.topology import Topology
 from .helpers import ROOT_EXAMPLES, sequential_inventory
 
 
-
 class OneRevision:
     """The one thing an agent asks of the service: the current config revision."""
 

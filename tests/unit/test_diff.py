@@ -4,8 +4,8 @@ import copy
 import yaml
 
 from netvirt.config import load_file
-from netvirt.reconcile.diff import InstalledFlow, plan
 from netvirt.reconcile.desired import compile_flows
+from netvirt.reconcile.diff import InstalledFlow, plan
 from netvirt.topology import Topology
 
 from .helpers import ROOT_EXAMPLES, load_data, sequential_inventory
