@@ -1,6 +1,8 @@
 """The only place where netvirt records become os-ken OpenFlow 1.3 messages and back."""
 from __future__ import annotations
 
+import struct
+
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
@@ -42,6 +44,36 @@ def add_flow(dp, flow: Flow):
         datapath=dp, cookie=flow.cookie, table_id=int(flow.table), command=ofp.OFPFC_ADD,
         priority=flow.priority, flags=ofp.OFPFF_SEND_FLOW_REM,
         match=parser.OFPMatch(**dict(flow.match)), instructions=instructions(flow.actions))
+
+
+# Serialized ADD messages by flow key (table, priority, cookie; the cookie digests the
+# content).  Flows recur: the same ARP-responder flow on every hypervisor of a network, every
+# flow again when a vswitchd restarts.  Building one costs ~85 us in os-ken; a hit, ~1 us.
+_ENCODED_ADDS: dict[tuple, bytes] = {}
+ENCODED_CACHE_MAX = 1 << 20
+
+
+def encode(msg) -> bytes:
+    """The message's bytes with xid 0 (with_xid() gives each sending its own)."""
+    msg.xid = 0
+    msg.serialize()
+    return bytes(msg.buf)
+
+
+def add_flow_encoded(dp, flow: Flow) -> bytes:
+    buf = _ENCODED_ADDS.get(flow.key)
+    if buf is None:
+        buf = encode(add_flow(dp, flow))
+        if len(_ENCODED_ADDS) >= ENCODED_CACHE_MAX:
+            _ENCODED_ADDS.clear()
+        _ENCODED_ADDS[flow.key] = buf
+    return buf
+
+
+def with_xid(buf: bytes, xid: int) -> bytes:
+    out = bytearray(buf)
+    struct.pack_into("!I", out, 4, xid)  # ofp_header: version, type, length, xid
+    return out
 
 
 def delete_flow(dp, flow: InstalledFlow):

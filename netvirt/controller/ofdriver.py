@@ -110,14 +110,14 @@ class OFSwitch:
         groups that no flow uses any more last."""
         dp = self.dp
         steps = [
-            [ofcodec.add_group(dp, g) for g in plan.add_groups],
-            [ofcodec.delete_flow(dp, f) for f in plan.delete_flows],
-            [ofcodec.add_flow(dp, f) for f in plan.add_flows],
-            [ofcodec.delete_group(dp, g) for g in plan.delete_groups],
+            [ofcodec.encode(ofcodec.add_group(dp, g)) for g in plan.add_groups],
+            [ofcodec.encode(ofcodec.delete_flow(dp, f)) for f in plan.delete_flows],
+            [ofcodec.add_flow_encoded(dp, f) for f in plan.add_flows],
+            [ofcodec.encode(ofcodec.delete_group(dp, g)) for g in plan.delete_groups],
         ]
-        for msgs in steps:
-            if msgs:
-                self._send_batch(msgs)
+        for encoded in steps:
+            if encoded:
+                self._send_batch(encoded)
         self.flow_mods_sent += len(plan.delete_flows) + len(plan.add_flows)
         self.group_mods_sent += len(plan.add_groups) + len(plan.delete_groups)
 
@@ -126,30 +126,33 @@ class OFSwitch:
             raise ControllerError(f"switch {dp_id(self.dp)}: the connection is closing; "
                                   f"nothing sent")
 
-    def _send_batch(self, msgs: list) -> None:
-        with self._lock:
-            for m in msgs:
-                self.dp.set_xid(m)
-                self._batch_errors[m.xid] = ""
-        # Serialized here and written in large chunks: one hand-off to os-ken's send thread
-        # (and one sendall) per chunk instead of per message, which halved the time to push
-        # 3,000 flow mods.
-        chunk: list[bytes] = []
-        size = 0
-        for m in msgs:
-            m.serialize()
-            chunk.append(m.buf)
-            size += len(m.buf)
-            if size >= SEND_CHUNK:
-                self._send_raw(b"".join(chunk))
-                chunk, size = [], 0
+    def _next_xids(self, n: int) -> list[int]:
+        with self._lock:  # the same counter os-ken's set_xid() advances
+            first = self.dp.xid + 1
+            self.dp.xid = (self.dp.xid + n) & self.dp.ofproto.MAX_XID
+            xids = [(first + i) & self.dp.ofproto.MAX_XID for i in range(n)]
+            self._batch_errors.update(dict.fromkeys(xids, ""))
+        return xids
+
+    def _send_batch(self, encoded: list[bytes]) -> None:
+        """Send serialized messages, each with a fresh xid so an error names its message,
+        written in large chunks: one hand-off to os-ken's send thread (and one sendall) per
+        chunk instead of per message, which halved the time to push 3,000 flow mods."""
+        xids = self._next_xids(len(encoded))
+        chunk = bytearray()
+        for buf, xid in zip(encoded, xids):
+            chunk += ofcodec.with_xid(buf, xid)
+            if len(chunk) >= SEND_CHUNK:
+                self._send_raw(bytes(chunk))
+                chunk = bytearray()
         if chunk:
-            self._send_raw(b"".join(chunk))
+            self._send_raw(bytes(chunk))
         # Errors arrive before the barrier reply.  A userspace switch takes its time over tens
         # of thousands of flow mods, so the wait grows with the batch.
-        self.request(ofcodec.barrier(self.dp), timeout=self.timeout + len(msgs) / BARRIER_RATE)
+        self.request(ofcodec.barrier(self.dp),
+                     timeout=self.timeout + len(encoded) / BARRIER_RATE)
         with self._lock:
-            errors = [e for x, e in ((m.xid, self._batch_errors.pop(m.xid, "")) for m in msgs) if e]
+            errors = [e for e in (self._batch_errors.pop(x, "") for x in xids) if e]
         if errors:
             raise ControllerError(f"switch {dp_id(self.dp)}: {len(errors)} message(s) rejected, "
                                   f"first: {errors[0]}")
