@@ -160,7 +160,10 @@ class _Handler(BaseHTTPRequestHandler):
             rev = self.service.apply(loaded)
             return self._send(200, {"revision": rev, "digest": loaded.revision})
         plans = self.service.plan(loaded)
+        _, current, _ = self.service.snapshot()
+        old_at = current.location if current else None
         return self._send(200, {"hypervisors": {
             hv: {"per_table": p.per_table(), "add_groups": len(p.add_groups),
-                 "delete_groups": len(p.delete_groups), "lines": p.lines(known)}
+                 "delete_groups": len(p.delete_groups),
+                 "lines": p.lines(known, new_at=loaded.location, old_at=old_at)}
             for hv, (p, known) in plans.items()}})

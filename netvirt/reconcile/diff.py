@@ -46,15 +46,21 @@ class Plan:
         dels = Counter(_table_name(f.table) for f in self.delete_flows)
         return {t: (adds[t], dels[t]) for t in sorted(set(adds) | set(dels))}
 
-    def lines(self, known: dict | None = None) -> list[str]:
+    def lines(self, known: dict | None = None, new_at=None, old_at=None) -> list[str]:
         """One line per change.  ``known`` maps a flow key to the Flow record that made it (the
-        controller's last compile), so a deleted flow prints in full, not as a bare cookie."""
+        controller's last compile), so a deleted flow prints in full, not as a bare cookie.
+        ``new_at``/``old_at`` map an origin to its YAML location in the new/current config."""
         known = known or {}
+
+        def at(locate, origin: str) -> str:
+            loc = locate(origin) if locate else None
+            return f"  {loc}" if loc else ""
+
         out = [f"+ {g}" for g in self.add_groups]
-        out += [f"- {known[f.key]}" if f.key in known else
+        out += [f"- {known[f.key]}{at(old_at, known[f.key].origin)}" if f.key in known else
                 f"- {_table_name(f.table):<14} prio={f.priority:<4} cookie={f.cookie:#018x} "
                 f"(not made by this controller)" for f in self.delete_flows]
-        out += [f"+ {f}" for f in self.add_flows]
+        out += [f"+ {f}{at(new_at, f.origin)}" for f in self.add_flows]
         out += [f"- group {g:#x}" for g in self.delete_groups]
         return out
 

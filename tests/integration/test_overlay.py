@@ -38,6 +38,7 @@ def test_plan_lists_changes_and_changes_nothing(env, capsys):
     out = capsys.readouterr().out
     assert "PORT_SECURITY" in out and "ARP_RESPONDER" in out and "nothing was applied" in out
     assert "+ PORT_SECURITY" in out and "ipv4_src=10.0.0.9" in out
+    assert f"[tenant/blue/port/b1]  {f}:" in out  # each change cites its YAML line
     after = env.client.status()
     assert after["revision"] == before["revision"]
     assert env.ping("blue/b2", "10.0.0.1")

@@ -170,3 +170,19 @@ def test_token_is_required_off_loopback_and_checked():
         assert Client(addr, token="s3cret").status()["revision"] == 0
     finally:
         api.stop()
+
+
+def test_plan_cites_yaml_lines_and_changes_nothing(controller, tmp_path, capsys):
+    service, addr, switches = controller
+    service.apply(load_file(DEMO))
+    _wait_sync(Client(addr))
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(DEMO.read_text().replace("ips: [10.0.0.2]", "ips: [10.0.0.12]", 1))
+    mods = sum(s.flow_mods_sent for s in switches.values())
+    assert main(["plan", "-v", "--api", addr, str(changed)]) == 0
+    out = capsys.readouterr().out
+    assert "hv2: 6 change(s)" in out and "10 change(s) in total; nothing was applied" in out
+    assert "arp_tpa=10.0.0.12" in out and f"[tenant/blue/port/web2]  {changed}:28:9" in out
+    assert f"[tenant/blue/port/web2]  {DEMO}:28:9" in out  # the flow it replaces, from the current file
+    assert sum(s.flow_mods_sent for s in switches.values()) == mods
+    assert Client(addr).status()["revision"] == 1
