@@ -238,7 +238,7 @@ class HypervisorAgent:
         before = st.port_errors
         # New ports may not be open yet (see ovsdb_driver._NoWaitTransaction); what fails
         # shows at the next audit, and until then such a port counts as down.
-        st.port_errors = self._ovsdb.port_errors({p.name for p in state.ports}, wait=0.0)
+        st.port_errors = self._ovsdb.port_errors({p.name for p in state.ports})
         for name, why in sorted(st.port_errors.items()):
             if name not in before:
                 log.warning("%s: interface %s is not usable yet: %s", self.name, name, why)

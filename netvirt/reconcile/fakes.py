@@ -79,5 +79,5 @@ class FakeOvsdb:
         self.writes += 1
         return 1
 
-    def port_errors(self, names: set[str], wait: float = 2.0) -> dict[str, str]:
+    def port_errors(self, names: set[str]) -> dict[str, str]:
         return {}
