@@ -111,10 +111,10 @@ class ControllerService:
         inventories = {hv: agents[hv].inventory if hv in agents else Inventory()
                        for hv in topo.hypervisors}
         per_hv = {hv: compile_flows(topo, hv, inv) for hv, inv in inventories.items()}
-        result = trace(TraceRequest.from_json(request), loaded, topo, per_hv, inventories)
+        net = Network.of_config(per_hv, loaded.config)
+        result = trace(TraceRequest.from_json(request), loaded, topo, net, inventories)
         result["revision"] = rev
         if request.get("real"):
-            net = Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in loaded.config.hypervisors})
             origins = origin_index(per_hv)
             reports = []
             for stage in ("arp", "packet"):

@@ -28,6 +28,7 @@ class Result:
     delivered: set = field(default_factory=set)  # {(hv, ofport, frozen packet items)}
     steps: list = field(default_factory=list)
     entries: list = field(default_factory=list)  # (hv, packet) as it entered each switch
+    follow_tunnels: bool = True  # False: stop at the first switch, as ofproto/trace does
     dropped_at: list = field(default_factory=list)  # Steps whose flow dropped the packet
 
     def ports(self) -> set[tuple[str, int]]:
@@ -67,6 +68,11 @@ class Network:
                 flows.sort(key=lambda f: -f.priority)
             self.tables[hv] = t
 
+    @staticmethod
+    def of_config(per_hv: dict[str, DesiredFlows], cfg) -> "Network":
+        """The network of ``cfg``'s hypervisors, joined by their underlay IPs."""
+        return Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in cfg.hypervisors})
+
     def lookup(self, hv: str, table: Table, pkt: dict) -> Flow | None:
         for f in self.tables[hv].get(int(table), []):
             if matches(f, pkt):
@@ -75,8 +81,7 @@ class Network:
 
     def inject(self, hv: str, in_port: int, pkt: dict, follow_tunnels: bool = True) -> Result:
         """``follow_tunnels=False`` stops at this switch, as `ofproto/trace` does."""
-        res = Result()
-        self.follow_tunnels = follow_tunnels
+        res = Result(follow_tunnels=follow_tunnels)
         self._enter(hv, {**pkt, "in_port": in_port, "metadata": 0}, res, 0)
         return res
 
@@ -121,7 +126,7 @@ class Network:
                                                    if k not in ("metadata", "in_port"))))
             return
         remote = self.by_ip.get(str(ipaddress.ip_address(pkt["tun_ipv4_dst"])))
-        if remote is None or not self.follow_tunnels:
+        if remote is None or not res.follow_tunnels:
             return  # nobody there: the underlay drops it
         inner = {k: v for k, v in pkt.items() if not k.startswith("tun_")}
         inner.update(in_port=TUNNEL_OFPORT, metadata=0, tun_ipv4_src=self.underlay[hv],

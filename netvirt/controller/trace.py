@@ -81,7 +81,7 @@ def _stage(res: Result, loaded, topo, inventories) -> dict:
             "entries": [{"hypervisor": hv, "packet": pkt} for hv, pkt in res.entries]}
 
 
-def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, per_hv: dict,
+def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
           inventories: dict) -> dict:
     tenant, _, name = req.source.partition("/")
     try:
@@ -94,7 +94,6 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, per_hv: dict,
     if ofport is None:
         raise TraceError(f"{req.source} has no ofport on {hv}: its interface "
                          f"{src.port.interface} is not on br-int (is the VM running?)")
-    net = Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in loaded.config.hypervisors})
     mac = req.src_mac or src.port.mac
     ip = req.src_ip or str(src.port.ips[0])
     arp = net.inject(hv, ofport, {"eth_src": mac, "eth_dst": BROADCAST, "eth_type": 0x0806,

@@ -28,5 +28,5 @@ def compile_all(loaded):
     topo = Topology(loaded.config)
     inv = sequential_inventory(topo)
     per_hv = {hv: compile_flows(topo, hv, inv[hv]) for hv in topo.hypervisors}
-    net = Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in loaded.config.hypervisors})
+    net = Network.of_config(per_hv, loaded.config)
     return topo, inv, per_hv, net
