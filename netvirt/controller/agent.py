@@ -185,7 +185,7 @@ class HypervisorAgent:
         st.applied_revision = rev
         st.ports_down = [f"{r.tenant}/{r.port.name}" for r in topo.ports_on(self.name)
                          if not self.inventory.link_up.get(r.port.interface)]
-        st.in_sync = self.switch is sw and set(self._installed) == {f.key for f in desired.flows}
+        st.in_sync = self.switch is sw and self._installed.keys() == self.last_desired.keys()
         st.reconciles += 1
         st.last_reconcile_seconds = time.monotonic() - t0
         st.reconcile_seconds_total += st.last_reconcile_seconds

@@ -21,6 +21,14 @@ class Table(IntEnum):
         return min(later)
 
 
+def table_name(table_id: int) -> str:
+    """A table's name, also for ids no enum member has (a flow someone else installed)."""
+    try:
+        return Table(table_id).name
+    except ValueError:
+        return f"table{table_id}"
+
+
 # metadata layout: the network's VNI in the low 24 bits, a "came from a tunnel" flag above.
 VNI_MASK = 0xFFFFFF
 FROM_TUNNEL = 1 << 32

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from netvirt.config.schema import Hypervisor
 from netvirt.controller.flows import origin_id
-from netvirt.controller.pipeline import Table
+from netvirt.controller.pipeline import table_name
 from netvirt.controller.simulate import Network
 
 # our packet field -> ofproto/trace (ovs-fields) name
@@ -97,14 +97,9 @@ def compare(stage_entries: list[dict], net: Network, hypervisors: dict[str, Hype
 
 
 def _named(steps, origins: dict[int, str]) -> list[str]:
-    out = []
-    for table, prio, cookie in steps:
-        try:
-            name = Table(table).name
-        except ValueError:
-            name = f"table {table}"
-        out.append(f"{name} prio={prio} {origins.get(cookie >> 32, f'cookie {cookie:#x} (unknown origin)')}")
-    return out
+    return [f"{table_name(table)} prio={prio} "
+            f"{origins.get(cookie >> 32, f'cookie {cookie:#x} (unknown origin)')}"
+            for table, prio, cookie in steps]
 
 
 def origin_index(per_hv: dict) -> dict[int, str]:

@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from netvirt.controller.flows import Flow, Group
-from netvirt.controller.pipeline import Table
+from netvirt.controller.pipeline import Table, table_name
 from netvirt.reconcile.desired import DesiredFlows
 
 
@@ -43,7 +43,7 @@ class Plan:
     def per_table(self) -> dict[str, tuple[int, int]]:
         """table name -> (adds, deletes)."""
         adds = Counter(Table(f.table).name for f in self.add_flows)
-        dels = Counter(_table_name(f.table) for f in self.delete_flows)
+        dels = Counter(table_name(f.table) for f in self.delete_flows)
         return {t: (adds[t], dels[t]) for t in sorted(set(adds) | set(dels))}
 
     def lines(self, known: dict | None = None, new_at=None, old_at=None) -> list[str]:
@@ -58,18 +58,11 @@ class Plan:
 
         out = [f"+ {g}" for g in self.add_groups]
         out += [f"- {known[f.key]}{at(old_at, known[f.key].origin)}" if f.key in known else
-                f"- {_table_name(f.table):<14} prio={f.priority:<4} cookie={f.cookie:#018x} "
+                f"- {table_name(f.table):<14} prio={f.priority:<4} cookie={f.cookie:#018x} "
                 f"(not made by this controller)" for f in self.delete_flows]
         out += [f"+ {f}{at(new_at, f.origin)}" for f in self.add_flows]
         out += [f"- group {g:#x}" for g in self.delete_groups]
         return out
-
-
-def _table_name(table: int) -> str:
-    try:
-        return Table(table).name
-    except ValueError:
-        return f"table{table}"
 
 
 def plan(desired: DesiredFlows, installed: list[InstalledFlow], installed_groups: set[int]) -> Plan:
