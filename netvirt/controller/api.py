@@ -43,9 +43,9 @@ class ApiServer:
     def __init__(self, service, addr: str, token: str | None = None):
         host, port = addr.rsplit(":", 1)
         if not is_loopback(host) and not token:
-            raise UsageError(f"the API on {addr} would be reachable off this host: give "
-                                  f"a token (--token-file FILE or NETVIRT_API_TOKEN), or "
-                                  f"listen on 127.0.0.1")
+            raise UsageError(f"the API on {addr} would be reachable off this host: give a "
+                             f"token (--token-file FILE or NETVIRT_API_TOKEN), or listen on "
+                             f"127.0.0.1")
         self._handler = type("Handler", (_Handler,), {"service": service, "token": token})
         try:
             self.httpd = ThreadingHTTPServer((host, int(port)), self._handler)
@@ -109,13 +109,13 @@ class _Handler(BaseHTTPRequestHandler):
                     return self._send(400, {"error": "wait_revision and timeout are numbers"})
                 return self._send(200, self.service.wait_in_sync(rev, timeout))
             return self._send(200, self.service.status())
-        if self.path == "/v1/topology":
+        if url.path == "/v1/topology":
             return self._send(200, self.service.topology())
-        if self.path == "/v1/openapi.json":
+        if url.path == "/v1/openapi.json":
             return self._send(200, SPEC)
-        if self.path == "/metrics":
+        if url.path == "/metrics":
             return self._send(200, exposition(self.service), "text/plain; version=0.0.4")
-        self._send(404, {"error": f"no such endpoint {self.path}; see /v1/openapi.json"})
+        self._send(404, {"error": f"no such endpoint {url.path}; see /v1/openapi.json"})
 
     def _body(self) -> dict | None:
         n = int(self.headers.get("Content-Length", "0"))

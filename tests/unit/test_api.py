@@ -136,7 +136,8 @@ def test_metrics_exposition(controller):
     switches["hv1"].port_stats[1] = {"rx_packets": 7, "rx_bytes": 700}
     import urllib.request
 
-    text = urllib.request.urlopen(f"http://{addr}/metrics").read().decode()
+    # a query string (scrapers add some) does not change the endpoint
+    text = urllib.request.urlopen(f"http://{addr}/metrics?scrape=1").read().decode()
     assert 'netvirt_port_rx_packets_total{hypervisor="hv1",port="web1",tenant="blue"} 7.0' in text
     assert 'netvirt_tenant_rx_bytes_total{tenant="blue"} 700.0' in text
     assert 'netvirt_flows{hypervisor="hv2",state="installed"} 30.0' in text
