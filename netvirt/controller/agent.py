@@ -15,7 +15,7 @@ from netvirt.controller.ovsdb_driver import OvsdbDriver
 from netvirt.controller.ovsdb_state import compile_ovsdb
 from netvirt.errors import NetvirtError
 from netvirt.reconcile import diff
-from netvirt.reconcile.desired import compile_flows
+from netvirt.reconcile.desired import Compiler
 from netvirt.reconcile.diff import InstalledFlow
 from netvirt.reconcile.drivers import OvsdbDriverProtocol, SwitchDriver
 from netvirt.topology.inventory import Inventory
@@ -59,6 +59,7 @@ class HypervisorAgent:
         self._installed: dict[tuple, InstalledFlow] = {}
         self._installed_groups: set[int] = set()
         self.last_desired: dict[tuple, object] = {}  # key -> Flow, from the last compile
+        self._compiler = Compiler()
         self._expect_removed: set[tuple] = set()
         self._wake = threading.Event()
         self._port_burst = False
@@ -169,7 +170,7 @@ class HypervisorAgent:
             self.inventory = Inventory.from_ports(sw.read_ports())
             self._expect_removed.clear()  # the table as read is the truth from here on
             self.need_read = False  # only once all three reads succeeded
-        desired = compile_flows(topo, self.name, self.inventory)
+        desired = self._compiler.compile(topo, self.name, self.inventory)
         self.last_desired = {f.key: f for f in desired.flows}
         plan = diff.plan(desired, list(self._installed.values()), self._installed_groups)
         if not plan.empty:

@@ -1,30 +1,26 @@
-"""CLASSIFY: which network does a packet belong to?  Local ports and tunnel keys map to the
-network's VNI in metadata; anything else (unknown ports, unknown VNIs, unknown tunnel
-sources) is dropped here."""
+"""CLASSIFY: which network does a packet from a tunnel belong to?  A tunnel key is accepted
+only from the underlay IP of a hypervisor that hosts the same network; every other tunnel
+packet drops here.  Packets from VM ports go on to PORT_SECURITY, which classifies them by
+the same flow that checks their source (one flow per address instead of two)."""
 from __future__ import annotations
 
 from netvirt.controller.flows import Flow, Goto, WriteMetadata
-from netvirt.controller.pipeline import FROM_TUNNEL, NET_AND_ORIGIN_MASK, TUNNEL_OFPORT, Table
-from netvirt.topology import Topology
-from netvirt.topology.inventory import Inventory
+from netvirt.controller.pipeline import TUNNEL_OFPORT, VNI_MASK, Table
+from netvirt.topology.views import NetworkOnHv
 
 T = Table.CLASSIFY
+ORIGIN = "pipeline/CLASSIFY"
 
 
-def compile_classify(topo: Topology, hv: str, inv: Inventory) -> list[Flow]:
-    flows = [Flow.make(T, 0, {}, [], "pipeline/CLASSIFY")]
-    for ref, ofport in inv.bound_ports(topo, hv):
-        flows.append(Flow.make(T, 100, {"in_port": ofport},
-                               [WriteMetadata(ref.network.vni, NET_AND_ORIGIN_MASK),
-                                Goto(T.next())], ref.origin))
-    # Tunnel traffic is accepted only from hypervisors that host the same network.
-    for tenant, net in topo.networks_on(hv):
-        for remote in topo.hosts_of(tenant, net.name):
-            if remote == hv:
-                continue
-            rip = str(topo.hypervisors[remote].underlay_ip.ip)
-            flows.append(Flow.make(
-                T, 100, {"in_port": TUNNEL_OFPORT, "tunnel_id": net.vni, "tun_ipv4_src": rip},
-                [WriteMetadata(net.vni | FROM_TUNNEL, NET_AND_ORIGIN_MASK), Goto(Table.L2_LOOKUP)],
-                f"tenant/{tenant}/network/{net.name}"))
-    return flows
+def classify_defaults() -> list[Flow]:
+    return [Flow.make(T, 0, {}, [Goto(Table.PORT_SECURITY)], ORIGIN),
+            # a tunnel packet no network flow accepted: unknown VNI or source
+            Flow.make(T, 10, {"in_port": TUNNEL_OFPORT}, [], ORIGIN)]
+
+
+def compile_classify(net: NetworkOnHv) -> list[Flow]:
+    # Tunnel traffic skips PORT_SECURITY (its source was checked where it entered) but not
+    # ARP_RESPONDER: this hypervisor answers requests for the addresses it hosts.
+    return [Flow.make(T, 100, {"in_port": TUNNEL_OFPORT, "tunnel_id": net.vni, "tun_ipv4_src": peer},
+                      [WriteMetadata(net.vni, VNI_MASK), Goto(Table.ARP_RESPONDER)], net.origin)
+            for peer in net.peers]

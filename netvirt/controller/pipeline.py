@@ -9,9 +9,9 @@ from enum import IntEnum
 
 
 class Table(IntEnum):
-    CLASSIFY = 0  # in_port / tunnel key -> network (metadata); unknown ports drop
-    PORT_SECURITY = 10  # source MAC/IP/ARP must match the port (anti-spoofing)
-    ARP_RESPONDER = 50  # answer ARP for known ports locally
+    CLASSIFY = 0  # tunnel key + source -> network; VM ports go on to PORT_SECURITY
+    PORT_SECURITY = 10  # in_port + source MAC/IP/ARP -> network (anti-spoofing); else drop
+    ARP_RESPONDER = 50  # the hypervisor that hosts an address answers ARP for it
     L2_LOOKUP = 60  # dst MAC -> local port or tunnel; broadcast/unknown -> flood group
 
     def next(self) -> "Table":
@@ -29,10 +29,10 @@ def table_name(table_id: int) -> str:
         return f"table{table_id}"
 
 
-# metadata layout: the network's VNI in the low 24 bits, a "came from a tunnel" flag above.
+# metadata layout: the network's VNI in the low 24 bits; the other bits are left to later
+# stages.  Whether a packet came from a tunnel needs no bit: in_port says so, and OpenFlow
+# never outputs a packet to its ingress port unless told to (split horizon for free).
 VNI_MASK = 0xFFFFFF
-FROM_TUNNEL = 1 << 32
-NET_AND_ORIGIN_MASK = VNI_MASK | FROM_TUNNEL
 
 # The single VXLAN port of br-int (remote_ip=flow, key=flow) is requested at this ofport,
 # so tunnel flows compile without waiting to observe it.

@@ -103,15 +103,8 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
               "arp": _stage(arp, loaded, topo, inventories)}
     answer = next((dict(p) for h, port, p in arp.delivered
                    if (h, port) == (hv, ofport) and dict(p).get("arp_op") == 2), None)
-    if answer is None and not arp.delivered:
-        # _verdict says "dropped by <switch> <table>: <flow>"
-        result["verdict"] = "not delivered: the ARP request was " + _verdict(result["arp"], hv)
-        result["delivered"] = []
-        return result
     if answer is None:
-        where = ", ".join(d["port"] for d in result["arp"]["delivered"])
-        result["verdict"] = (f"not delivered: ARP for {req.dst_ip} is not answered in "
-                             f"{src.tenant}/{src.network.name} (request reached: {where})")
+        result["verdict"] = "not delivered: " + _unanswered(result["arp"], arp, hv, req.dst_ip, src)
         result["delivered"] = []
         return result
     pkt = {"eth_src": mac, "eth_dst": answer["arp_sha"], "eth_type": 0x0800, "ipv4_src": ip,
@@ -123,6 +116,16 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
     result["delivered"] = result["packet"]["delivered"]
     result["verdict"] = _verdict(result["packet"], hv)
     return result
+
+
+def _unanswered(stage: dict, res: Result, hv: str, ip: str, src) -> str:
+    if not stage["delivered"] and all(e_hv == hv for e_hv, _ in res.entries):
+        # it never left the asking VM's switch: say which flow stopped it
+        return "the ARP request was " + _verdict(stage, hv)
+    reached = ", ".join(d["port"] for d in stage["delivered"]) or "no other port"
+    dropped = ", ".join(f"{s.hv} {s.table.name}" for s in res.dropped_at)
+    return (f"ARP for {ip} is not answered in {src.tenant}/{src.network.name}: no port there "
+            f"has that address (request reached: {reached}; dropped by: {dropped or 'none'})")
 
 
 def _verdict(stage: dict, src_hv: str) -> str:

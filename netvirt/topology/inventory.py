@@ -8,7 +8,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from netvirt.topology.graph import PortRef, Topology
 
 
 @dataclass(frozen=True)
@@ -30,12 +29,3 @@ class Inventory:
         else:
             ofports[name], link_up[name] = port
         return Inventory(ofports, link_up)
-
-    def bound_ports(self, topo: Topology, hv: str) -> list[tuple[PortRef, int]]:
-        """Ports configured on ``hv`` whose interface is on the switch, with their ofport."""
-        out = []
-        for ref in topo.ports_on(hv):
-            ofport = self.ofports.get(ref.port.interface)
-            if ofport is not None and ofport > 0:
-                out.append((ref, ofport))
-        return out

@@ -39,10 +39,10 @@ def test_converges_then_sends_nothing_more():
     service, sw = _setup()
     a = _agent(service, sw)
     a.reconcile_once()
-    assert a.status.in_sync and sw.flow_mods_sent == a.status.desired_flows == 30
+    assert a.status.in_sync and sw.flow_mods_sent == a.status.desired_flows == 24
     a.mark_dirty(reread=True)
     a.reconcile_once()
-    assert sw.flow_mods_sent == 30 and a.status.in_sync
+    assert sw.flow_mods_sent == 24 and a.status.in_sync
 
 
 def test_a_restarted_controller_sends_zero_flow_mods():
@@ -65,7 +65,7 @@ def test_foreign_and_deleted_flows_are_repaired():
     assert not a.status.in_sync
     a.reconcile_once()
     assert a.status.in_sync and (0, 7, (("in_port", 99),)) not in sw.flows
-    assert len(sw.flows) == 30
+    assert len(sw.flows) == 24
 
 
 def test_own_deletions_do_not_trigger_a_reread():
@@ -117,4 +117,4 @@ def test_a_failed_apply_rereads_the_switch_instead_of_resending():
         a._failed(str(e))
     assert a.need_read
     a.reconcile_once()
-    assert a.status.in_sync and len(sw.flows) == 30
+    assert a.status.in_sync and len(sw.flows) == 24

@@ -42,18 +42,19 @@ def test_foreign_flows_are_deleted_and_stale_groups_last():
     assert p.delete_flows == (junk,) and not p.add_flows and p.delete_groups == (77,)
 
 
-def test_changing_one_ip_touches_only_that_ports_flows_and_replaces_in_place():
+def test_changing_one_ip_touches_only_that_ports_flows_on_its_own_hypervisor():
     data = _demo_data()
-    before = _compile(data, "hv2")
     changed = copy.deepcopy(data)
     changed["tenants"][0]["ports"][0]["ips"] = ["10.0.0.11"]  # blue/web1 lives on hv1
-    after = _compile(changed, "hv2")
-    p = plan(after, installed(before), {g.group_id for g in before.groups})
-    origins = {f.origin for f in p.add_flows} | {
-        f.origin for f in before.flows if f.cookie in {d.cookie for d in p.delete_flows}}
-    assert origins == {"tenant/blue/port/web1"}
-    # hv2 answers ARP for web1: the old answer goes, the new one comes
-    assert len(p.add_flows) == 1 and len(p.delete_flows) == 1 and not p.add_groups
+    for hv, n in (("hv1", 3), ("hv2", 0), ("hv3", 0)):
+        before, after = _compile(data, hv), _compile(changed, hv)
+        p = plan(after, installed(before), {g.group_id for g in before.groups})
+        origins = {f.origin for f in p.add_flows} | {
+            f.origin for f in before.flows if f.cookie in {d.cookie for d in p.delete_flows}}
+        # hv1 admits web1 from the new address (IPv4 and ARP) and answers ARP for it; the
+        # other hypervisors reach web1 by MAC, which did not change
+        assert origins == ({"tenant/blue/port/web1"} if n else set()), hv
+        assert len(p.add_flows) == len(p.delete_flows) == n and not p.add_groups, hv
 
 
 def test_same_match_new_actions_is_an_add_without_delete():

@@ -74,22 +74,49 @@ def test_broadcast_stays_inside_the_network(data):
         assert res.ports() == same, (s.origin, res.steps)
 
 
+def _arp_request(src, target_ip):
+    return {"eth_src": src.port.mac, "eth_dst": BCAST, "eth_type": 0x0806, "arp_op": 1,
+            "arp_sha": src.port.mac, "arp_spa": str(src.port.ips[0]), "arp_tpa": target_ip}
+
+
 @SETTINGS
 @given(configs())
-def test_arp_is_answered_locally_with_the_own_tenants_mac(data):
+def test_arp_is_answered_by_the_owners_hypervisor_and_stays_off_other_guests(data):
     net, ports, where = _setup(data)
     for s in ports:
+        src = where[s.origin]
         for d in ports:
             if s is d or d.tenant != s.tenant:
                 continue
-            arp = {"eth_src": s.port.mac, "eth_dst": BCAST, "eth_type": 0x0806, "arp_op": 1,
-                   "arp_sha": s.port.mac, "arp_spa": str(s.port.ips[0]),
-                   "arp_tpa": str(d.port.ips[0])}
-            res = net.inject(*where[s.origin], arp)
-            assert res.ports() == {where[s.origin]}, "the reply goes back to the asker only"
-            (_, _, reply), = res.delivered
-            reply = dict(reply)
-            assert (reply["arp_op"], reply["arp_sha"], reply["eth_dst"]) == (2, d.port.mac, s.port.mac)
+            res = net.inject(*src, _arp_request(s, str(d.port.ips[0])))
+            replies = [(hv, port, dict(p)) for hv, port, p in res.delivered
+                       if dict(p)["arp_op"] == 2]
+            assert [(hv, port) for hv, port, _ in replies] == [src], res.steps
+            reply = replies[0][2]
+            assert (reply["arp_sha"], reply["arp_spa"], reply["eth_src"]) == \
+                (d.port.mac, str(d.port.ips[0]), d.port.mac)
+            assert (reply["eth_dst"], reply["arp_tha"], reply["arp_tpa"]) == \
+                (s.port.mac, s.port.mac, str(s.port.ips[0]))
+            seen_request = {(hv, port) for hv, port, p in res.delivered if dict(p)["arp_op"] == 1}
+            if d.port.hypervisor == s.port.hypervisor:
+                assert not seen_request, "a local address is answered in place"
+            else:
+                # the broadcast reaches the asker's own segment only, never another
+                # hypervisor's guests: their hypervisors answer or drop it
+                neighbours = {where[p.origin] for p in ports if p.tenant == s.tenant
+                              and p.port.hypervisor == s.port.hypervisor and p is not s}
+                assert seen_request == neighbours, res.steps
+
+
+@SETTINGS
+@given(configs())
+def test_arp_for_an_unknown_address_is_not_answered_and_stays_on_its_hypervisor(data):
+    net, ports, where = _setup(data)
+    for s in ports:
+        res = net.inject(*where[s.origin], _arp_request(s, "10.0.0.200"))
+        same_hv = {where[p.origin] for p in ports if p.tenant == s.tenant
+                   and p.port.hypervisor == s.port.hypervisor and p is not s}
+        assert res.ports() == same_hv, res.steps
 
 
 @SETTINGS

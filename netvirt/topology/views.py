@@ -1,0 +1,62 @@
+"""What one network looks like from one hypervisor: the whole input of that network's flows.
+
+A view holds plain values only (no config objects), so two views compare and hash by value.
+Everything a network's flows on a hypervisor depend on is in its view and nothing else is, so
+the compile of a view can be remembered: a config revision or a port event recompiles only the
+networks whose view it changed (see netvirt.reconcile.desired.Compiler).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netvirt.topology.graph import Topology
+from netvirt.topology.inventory import Inventory
+
+
+@dataclass(frozen=True)
+class LocalPort:
+    origin: str  # tenant/T/port/P
+    mac: str
+    ips: tuple[str, ...]
+    ofport: int | None  # None: its interface is not on br-int (yet)
+
+
+@dataclass(frozen=True)
+class RemotePort:
+    origin: str
+    mac: str
+    underlay_ip: str  # of the hypervisor that hosts it
+
+
+@dataclass(frozen=True)
+class NetworkOnHv:
+    origin: str  # tenant/T/network/N
+    vni: int
+    local: tuple[LocalPort, ...]  # ports of the network on this hypervisor, by name
+    remote: tuple[RemotePort, ...]  # ports of the network on other hypervisors, by name
+    peers: tuple[str, ...]  # underlay IPs of the other hypervisors that host the network
+
+    @property
+    def bound(self) -> tuple[LocalPort, ...]:
+        """Local ports whose interface is on the switch."""
+        return tuple(p for p in self.local if p.ofport is not None)
+
+
+def network_views(topo: Topology, hv: str, inv: Inventory) -> list[NetworkOnHv]:
+    """The views of every network that has a port on ``hv``, in (tenant, network) order."""
+    underlay = {name: str(h.underlay_ip.ip) for name, h in topo.hypervisors.items()}
+    views = []
+    for tenant, net in topo.networks_on(hv):
+        local, remote, peers = [], [], set()
+        for ref in topo.ports_of(tenant, net.name):
+            where = ref.port.hypervisor
+            if where == hv:
+                ofport = inv.ofports.get(ref.port.interface)
+                local.append(LocalPort(ref.origin, ref.port.mac, ref.ips,
+                                       ofport if ofport is not None and ofport > 0 else None))
+            else:
+                remote.append(RemotePort(ref.origin, ref.port.mac, underlay[where]))
+                peers.add(underlay[where])
+        views.append(NetworkOnHv(f"tenant/{tenant}/network/{net.name}", net.vni, tuple(local),
+                                 tuple(remote), tuple(sorted(peers))))
+    return views
