@@ -124,6 +124,8 @@ class Flow:
         object.__setattr__(self, "cookie", cookie)
         # what identifies this exact flow on a switch
         object.__setattr__(self, "key", (table, self.priority, cookie))
+        # what an ADD of this flow overwrites on a switch (OpenFlow's identity of a flow)
+        object.__setattr__(self, "slot", (table, self.priority, self.match))
 
     def __str__(self) -> str:
         return (f"{self.table.name:<14} prio={self.priority:<4} {format_match(self.match)} "

@@ -103,9 +103,10 @@ class OvsdbDriver:
                                       (iface.ofport_request or [None])[0]))
         return OvsdbState(frozenset(bridges), frozenset(ports))
 
-    def apply(self, desired: OvsdbState) -> int:
-        """Make the switch match ``desired``; return the number of commands sent."""
-        actual = self.read()
+    def apply(self, desired: OvsdbState, actual: OvsdbState | None = None) -> int:
+        """Make the switch match ``desired``; return the number of commands sent.  ``actual``
+        is what OVSDB is believed to hold (our last write); None reads every row."""
+        actual = self.read() if actual is None else actual
         have_br = {b.name: b for b in actual.bridges}
         have_port = {(p.bridge, p.name): p for p in actual.ports}
         # Two transactions: bridges and the tunnel first, so the switch connects and gets
@@ -136,11 +137,11 @@ class OvsdbDriver:
             # the tunnel goes with the bridges; VM ports, possibly thousands, after them
             target = infra if p.type == "vxlan" else ports
             cur = have_port.get((p.bridge, p.name))
-            if cur == p:
+            if cur is not None and _same_port(cur, p):
                 continue
+            # a map given to db_set is merged into the row's: others' keys stay
             cols = {"type": p.type, "options": dict(p.options),
-                    "external_ids": {**(dict(cur.external_ids) if cur else {}),
-                                     **dict(p.external_ids)}}
+                    "external_ids": dict(p.external_ids)}
             if p.ofport_request is not None:
                 cols["ofport_request"] = p.ofport_request
             if cur is None:  # one command makes the port and its interface, columns and all
@@ -162,6 +163,17 @@ class OvsdbDriver:
     def port_errors(self, names: set[str]) -> dict[str, str]:
         """Interfaces among ``names`` that OVS could not open (ofport -1), with its reason.
         One whose ofport is not assigned yet is not an error (yet)."""
-        return {iface.name: (iface.error or ["unknown error"])[0]
-                for iface in self.api.tables["Interface"].rows.values()
-                if iface.name in names and (iface.ofport or [None])[0] == -1}
+        errors = {}
+        for name in names:  # by the IDL's name index: a few ports cost a few lookups
+            iface = idlutils.row_by_value(self.api.idl, "Interface", "name", name, None)
+            if iface is not None and (iface.ofport or [None])[0] == -1:
+                errors[name] = (iface.error or ["unknown error"])[0]
+        return errors
+
+
+def _same_port(have: PortRow, want: PortRow) -> bool:
+    """``have`` is what ``want`` asks for; external_ids others set (libvirt sets vm-uuid and
+    iface-status on a guest's tap) are theirs, and no reason to write the row again."""
+    ids = dict(have.external_ids)
+    return (have._replace(external_ids=()) == want._replace(external_ids=())
+            and all(ids.get(k) == v for k, v in want.external_ids))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from netvirt.config.allocate import digest
 from netvirt.controller.pipeline import TUNNEL_OFPORT, TUNNEL_PORT_NAME
@@ -11,8 +12,9 @@ INT_BRIDGE, PHY_BRIDGE = "br-int", "br-phy"
 OWNER_KEY = "netvirt-owned"  # external_ids key on every port netvirt created
 
 
-@dataclass(frozen=True, order=True)
-class BridgeRow:
+# Rows are named tuples: every agent builds and compares its hypervisor's rows on every
+# revision, and tuples are built, hashed and compared in C.
+class BridgeRow(NamedTuple):
     name: str
     datapath_type: str
     fail_mode: str
@@ -21,8 +23,7 @@ class BridgeRow:
     controller: str | None = None
 
 
-@dataclass(frozen=True, order=True)
-class PortRow:
+class PortRow(NamedTuple):
     bridge: str
     name: str
     type: str = ""  # "" = a system device (tap/veth) that already exists on the host

@@ -94,7 +94,7 @@ class ControllerService:
         for name in topo.hypervisors:
             a = self.agents.get(name)
             inventory = a.inventory if a else Inventory()
-            installed, groups = a.mirror() if a else ([], set())
+            installed, groups = a.mirror() if a else ({}, set())
             known = a.last_desired if a else {}
             out[name] = (diff.plan(compile_flows(topo, name, inventory), installed, groups), known)
         return out

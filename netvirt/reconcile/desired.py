@@ -6,6 +6,7 @@ changes one port recompiles one network on each hypervisor, not all of them.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from netvirt.controller.arp_responder import arp_responder_defaults, compile_arp_responder
@@ -21,8 +22,12 @@ from netvirt.topology.views import NetworkOnHv, network_views
 
 @dataclass(frozen=True)
 class DesiredFlows:
-    flows: frozenset[Flow]
+    by_key: Mapping[tuple, Flow]  # (table, priority, cookie) -> Flow; read-only
     groups: frozenset[Group]
+
+    @property
+    def flows(self):
+        return self.by_key.values()
 
     def dump(self) -> str:
         """Sorted, named, one line per flow: the golden-file format."""
@@ -43,33 +48,57 @@ def compile_network(net: NetworkOnHv) -> tuple[tuple[Flow, ...], tuple[Group, ..
 
 
 class Compiler:
-    """Compiles one hypervisor again and again, reusing the networks whose view is unchanged.
-    It keeps the results of the last compile only, so it never holds more than one state."""
+    """Compiles one hypervisor again and again, reusing the networks whose view is unchanged,
+    and keeps the desired state's index up to date by the changed networks alone: a one-port
+    change costs the views' hashes plus that network's flows, not a pass over every flow.
+    It holds the results of the last compile only."""
 
     def __init__(self):
-        self._last: dict[NetworkOnHv, tuple] = {}
         self.recompiled = 0  # networks compiled (not reused) by the last compile
+        self._reset()
+
+    def _reset(self) -> None:
+        self._last: dict[NetworkOnHv, tuple] = {}
+        self._by_key: dict[tuple, Flow] = {}
+        self._slots: set[tuple] = set()
+        self._add(pipeline_defaults())
 
     def compile(self, topo: Topology, hv: str, inv: Inventory) -> DesiredFlows:
         with gc_paused():
-            views = network_views(topo, hv, inv)
-            done = {}
-            for v in views:
-                result = self._last.get(v)
-                if result is None:
-                    result = compile_network(v)
-                done[v] = result
-            self.recompiled = sum(1 for v in views if v not in self._last)
-            self._last = done
-            flows = pipeline_defaults()
-            groups = []
-            for net_flows, net_groups in done.values():
-                flows += net_flows
-                groups += net_groups
-            _check_unique([f.key for f in flows], "flow cookie")
-            _check_unique([(f.table, f.priority, f.match) for f in flows], "flow match")
-            _check_unique([g.group_id for g in set(groups)], "group id")
-            return DesiredFlows(frozenset(flows), frozenset(groups))
+            try:
+                return self._compile(network_views(topo, hv, inv))
+            except Exception:
+                self._reset()  # a half-updated index must not outlive a failure
+                raise
+
+    def _compile(self, views: list[NetworkOnHv]) -> DesiredFlows:
+        done = {v: self._last.get(v) for v in views}
+        for v, (flows, _) in self._last.items():
+            if v not in done:
+                self._remove(flows)
+        added = [v for v, result in done.items() if result is None]
+        for v in added:
+            done[v] = compile_network(v)
+            self._add(done[v][0])
+        self._last, self.recompiled = done, len(added)
+        groups = frozenset(g for _, net_groups in done.values() for g in net_groups)
+        if len({g.group_id for g in groups}) != len(groups):
+            _collision([g.group_id for g in groups], "group id")
+        return DesiredFlows(dict(self._by_key), groups)
+
+    def _add(self, flows) -> None:
+        for f in flows:
+            if f.key in self._by_key:
+                _collision([f.key, f.key], "flow cookie")
+            if f.slot in self._slots:
+                _collision([f.slot, f.slot], "flow match")
+            self._by_key[f.key] = f
+            self._slots.add(f.slot)
+
+    def _remove(self, flows) -> None:
+        for f in flows:
+            del self._by_key[f.key]
+            self._slots.discard(f.slot)
 
 
 def compile_flows(topo: Topology, hv: str, inv: Inventory) -> DesiredFlows:
@@ -77,9 +106,7 @@ def compile_flows(topo: Topology, hv: str, inv: Inventory) -> DesiredFlows:
     return Compiler().compile(topo, hv, inv)
 
 
-def _check_unique(keys: list, what: str) -> None:
-    if len(set(keys)) == len(keys):
-        return
+def _collision(keys: list, what: str) -> None:
     seen, dup = set(), []
     for k in keys:
         if k in seen:

@@ -72,7 +72,7 @@ class FakeOvsdb:
     def kernel_qdiscs(self) -> list[str] | None:
         return ["htb", "tbf"]
 
-    def apply(self, desired: OvsdbState) -> int:
+    def apply(self, desired: OvsdbState, actual: OvsdbState | None = None) -> int:
         if desired == self.state:
             return 0
         self.state = desired

@@ -1,35 +1,33 @@
 """What one network looks like from one hypervisor: the whole input of that network's flows.
 
-A view holds plain values only (no config objects), so two views compare and hash by value.
+A view holds plain values only (no config objects), so two views compare and hash by value;
+they are named tuples, so that hashing one (every revision, for every network) is done in C.
 Everything a network's flows on a hypervisor depend on is in its view and nothing else is, so
 the compile of a view can be remembered: a config revision or a port event recompiles only the
 networks whose view it changed (see netvirt.reconcile.desired.Compiler).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from netvirt.topology.graph import Topology
 from netvirt.topology.inventory import Inventory
 
 
-@dataclass(frozen=True)
-class LocalPort:
+class LocalPort(NamedTuple):
     origin: str  # tenant/T/port/P
     mac: str
     ips: tuple[str, ...]
     ofport: int | None  # None: its interface is not on br-int (yet)
 
 
-@dataclass(frozen=True)
-class RemotePort:
+class RemotePort(NamedTuple):
     origin: str
     mac: str
     underlay_ip: str  # of the hypervisor that hosts it
 
 
-@dataclass(frozen=True)
-class NetworkOnHv:
+class NetworkOnHv(NamedTuple):
     origin: str  # tenant/T/network/N
     vni: int
     local: tuple[LocalPort, ...]  # ports of the network on this hypervisor, by name

@@ -11,8 +11,9 @@ from netvirt.topology import Topology
 from .helpers import ROOT_EXAMPLES, load_data, sequential_inventory
 
 
-def installed(desired):
-    return [InstalledFlow(int(f.table), f.priority, f.cookie, f.match) for f in desired.flows]
+def installed(desired, *extra):
+    flows = [InstalledFlow(int(f.table), f.priority, f.cookie, f.match) for f in desired.flows]
+    return {f.key: f for f in flows + list(extra)}
 
 
 def _compile(data, hv="hv1"):
@@ -28,7 +29,7 @@ def _demo_data():
 def test_empty_switch_gets_everything_and_a_synced_one_nothing():
     topo = Topology(load_file(ROOT_EXAMPLES / "demo.yaml").config)
     d = compile_flows(topo, "hv1", sequential_inventory(topo)["hv1"])
-    p = plan(d, [], set())
+    p = plan(d, {}, set())
     assert len(p.add_flows) == len(d.flows) and not p.delete_flows
     assert {g.group_id for g in p.add_groups} == {g.group_id for g in d.groups}
     assert plan(d, installed(d), {g.group_id for g in d.groups}).empty
@@ -38,7 +39,7 @@ def test_foreign_flows_are_deleted_and_stale_groups_last():
     data = _demo_data()
     d = _compile(data)
     junk = InstalledFlow(0, 5, 0x1234, (("in_port", 99),))
-    p = plan(d, installed(d) + [junk], {g.group_id for g in d.groups} | {77})
+    p = plan(d, installed(d, junk), {g.group_id for g in d.groups} | {77})
     assert p.delete_flows == (junk,) and not p.add_flows and p.delete_groups == (77,)
 
 

@@ -56,7 +56,7 @@ class RecordingDatapath:
 
 def _plan():
     topo = Topology(load_file(ROOT_EXAMPLES / "demo.yaml").config)
-    return plan(compile_flows(topo, "hv1", sequential_inventory(topo)["hv1"]), [], set())
+    return plan(compile_flows(topo, "hv1", sequential_inventory(topo)["hv1"]), {}, set())
 
 
 def test_every_message_gets_its_own_xid():
