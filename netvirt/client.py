@@ -53,8 +53,14 @@ class Client:
         return self._call("POST", "/v1/trace", request)
 
     def apply(self, loaded: LoadedConfig) -> dict:
-        return self._call("POST", "/v1/config", {"source": loaded.source, "filename": loaded.filename})
+        return self._call("POST", "/v1/config", _config_body(loaded))
 
     def plan(self, loaded: LoadedConfig) -> dict:
-        return self._call("POST", "/v1/plan", {"source": loaded.source, "filename": loaded.filename})
+        return self._call("POST", "/v1/plan", _config_body(loaded))
+
+
+def _config_body(loaded: LoadedConfig) -> dict:
+    # The parsed document rides along, so the controller validates it without parsing the
+    # YAML again; the source gives it the locations and the revision digest.
+    return {"source": loaded.source, "filename": loaded.filename, "data": loaded.data}
 

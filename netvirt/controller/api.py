@@ -2,8 +2,11 @@
 
     GET  /v1/status        revision, per-hypervisor sync state, flow counts, errors;
                            ?wait_revision=N&timeout=S answers once in sync at revision N
+                           (&healthy=1: and every configured port bound, with its flows)
     GET  /v1/topology      hypervisors, bridges, tunnels, tenants -> networks -> ports, live
-    POST /v1/config        {"source": YAML, "filename": NAME} -> apply atomically
+    POST /v1/config        {"source": YAML, "filename": NAME, "data": DOC} -> apply atomically
+                           (DOC: the document parsed from YAML, optional; the CLI sends it
+                           so that the controller validates it without parsing the YAML)
     POST /v1/plan          same body -> what would change, per hypervisor; changes nothing
     POST /v1/trace         {"from": "T/P", "to_ip": IP, ...} -> the packet's walk
     GET  /v1/openapi.json  this, as OpenAPI 3
@@ -23,7 +26,7 @@ import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from netvirt.config import load_text
+from netvirt.config import load_data, load_text
 from netvirt.controller.metrics import exposition
 from netvirt.controller.openapi import SPEC
 from netvirt.errors import ConfigError, ControllerError, NetvirtError, UsageError
@@ -145,13 +148,19 @@ class _Handler(BaseHTTPRequestHandler):
             except NetvirtError as e:
                 return self._send(400, {"error": str(e)})
         try:
-            loaded = load_text(body["source"], body.get("filename", "<api>"))
+            source, filename = body["source"], body.get("filename", "<api>")
+            if not isinstance(source, str):
+                raise TypeError("source")
+            loaded = (load_data(body["data"], source, filename) if "data" in body
+                      else load_text(source, filename))
         except ConfigError as e:
             return self._send(422, {"error": "invalid config; nothing was applied",
                                     "diagnostics": [vars(d) for d in e.diagnostics]})
+        except UsageError as e:
+            return self._send(400, {"error": str(e)})
         except (KeyError, TypeError) as e:
-            return self._send(400, {"error": f"bad request body: missing {e}; send "
-                                             '{"source": YAML, "filename": NAME}'})
+            return self._send(400, {"error": f"bad request body: missing or not text: {e}; "
+                                             'send {"source": YAML, "filename": NAME}'})
         try:
             self.service.check(loaded)
         except ControllerError as e:

@@ -5,6 +5,7 @@ import shutil
 import time
 
 import pytest
+import yaml
 
 from netvirt.cli import main
 from netvirt.client import Client
@@ -13,7 +14,7 @@ from netvirt.controller.agent import HypervisorAgent
 from netvirt.controller.api import ApiServer
 from netvirt.controller.openapi import SPEC
 from netvirt.controller.service import ControllerService
-from netvirt.errors import ControllerError, UsageError
+from netvirt.errors import ConfigError, ControllerError, UsageError
 from netvirt.reconcile.fakes import FakeOvsdb, FakeSwitch
 from netvirt.topology import Topology, render
 
@@ -64,6 +65,22 @@ def test_apply_status_and_zero_extra_mods(controller, capsys):
     assert sum(s.flow_mods_sent for s in switches.values()) == 72
     assert main(["status", "--api", addr]) == 0
     assert "revision 2: healthy" in capsys.readouterr().out
+
+
+def test_the_controller_validates_what_it_is_sent_with_locations(controller):
+    """The CLI validates before it sends; the controller must not rely on that."""
+    service, addr, _ = controller
+    text = DEMO.read_text()
+    bad = text.replace("ips: [10.0.0.2]", "ips: [10.0.0.1]", 1)  # blue/web1's address
+    data = yaml.safe_load(bad)
+    client = Client(addr)
+    with pytest.raises(ConfigError) as e:
+        client._call("POST", "/v1/config", {"source": bad, "filename": "x.yaml", "data": data})
+    assert [f"{d.file}:{d.line}:{d.col}" for d in e.value.diagnostics] == ["x.yaml:28:59"]
+    assert "already used by port 'web1'" in str(e.value)
+    # the source alone (a client that does not parse YAML) is parsed by the controller
+    r = client._call("POST", "/v1/config", {"source": text, "filename": "demo.yaml"})
+    assert r["revision"] == 1 and service.snapshot()[1].location("tenant/blue/port/web2")
 
 
 def test_topology_tree_json_and_port_state(controller, capsys):

@@ -2,6 +2,7 @@
 import textwrap
 
 import pytest
+import yaml
 
 from netvirt.config import load_text
 from netvirt.errors import ConfigError
@@ -182,3 +183,40 @@ def test_cli_exit_codes(tmp_path, capsys):
 def test_unquoted_mac_gets_a_hint():
     e = one_error(BASE.replace('mac: "02:00:00:00:00:01"', "mac: 12:00:00:00:00:01"))  # base 60!
     assert e.startswith("t.yaml:21:14: tenants[0].ports[0].mac: quote MAC addresses")
+
+
+# -- the controller's side: a document the client parsed, validated without the YAML --------
+
+def test_data_from_a_client_loads_like_its_source():
+    from netvirt.config import load_data
+
+    text = textwrap.dedent(BASE)
+    local = load_text(text, "t.yaml")
+    remote = load_data(local.data, text, "t.yaml")
+    assert remote.config == local.config and remote.revision == local.revision
+    # locations come from parsing the source, on first use
+    assert remote.location("tenant/blue/port/web1") == local.location("tenant/blue/port/web1")
+    assert str(remote.location("tenant/blue/port/web1")) == "t.yaml:17:9"
+
+
+def test_invalid_data_is_reported_at_its_source_location():
+    from netvirt.config import load_data
+
+    text = textwrap.dedent(BASE).replace("ips: [10.0.0.1]", "ips: [10.9.0.1]")
+    data = yaml.safe_load(text)
+    with pytest.raises(ConfigError) as e:
+        load_data(data, text, "t.yaml")
+    assert [str(d) for d in e.value.diagnostics] == [
+        "t.yaml:20:15: tenants[0].ports[0].ips[0]: IP 10.9.0.1 is outside network 'web''s "
+        "subnets (10.0.0.0/24); pick an address inside"]
+
+
+def test_data_that_is_not_its_source_is_refused():
+    from netvirt.config import load_data
+    from netvirt.errors import UsageError
+
+    text = textwrap.dedent(BASE)
+    data = yaml.safe_load(text)
+    data["tenants"][0]["ports"][0]["ips"] = ["10.9.0.1"]  # invalid, but the source is fine
+    with pytest.raises(UsageError, match="not the document its source"):
+        load_data(data, text, "t.yaml")
