@@ -87,10 +87,13 @@ class Controller:
         self.proc = None
 
     def wait_in_sync(self, revision: int, timeout: float = 300) -> dict:
+        """Converged: every hypervisor in sync at ``revision`` and healthy, so every port of the
+        config is on its switch with all its flows (not just the ports seen so far)."""
         self.client.timeout = timeout + 10
-        st = self.client.wait_in_sync(revision, timeout)  # one long-poll, no busy polling
-        if not (st["revision"] >= revision and st["in_sync"]):
-            raise RuntimeError(f"not in sync after {timeout}s: {json.dumps(st)[:2000]}")
+        # one long-poll, no busy polling
+        st = self.client.wait_in_sync(revision, timeout, healthy=True)
+        if not (st["revision"] >= revision and st["in_sync"] and st["healthy"]):
+            raise RuntimeError(f"not converged after {timeout}s: {json.dumps(st)[:2000]}")
         return st
 
 

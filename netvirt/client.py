@@ -42,9 +42,11 @@ class Client:
     def status(self) -> dict:
         return self._call("GET", "/v1/status")
 
-    def wait_in_sync(self, revision: int, timeout: float) -> dict:
-        """Block (server side) until in sync at ``revision``, or ``timeout`` seconds."""
-        return self._call("GET", f"/v1/status?wait_revision={revision}&timeout={timeout}")
+    def wait_in_sync(self, revision: int, timeout: float, healthy: bool = False) -> dict:
+        """Block (server side) until in sync at ``revision`` (and, with ``healthy``, every
+        port bound), or ``timeout`` seconds."""
+        return self._call("GET", f"/v1/status?wait_revision={revision}&timeout={timeout}"
+                                 f"&healthy={int(healthy)}")
 
     def topology(self) -> dict:
         return self._call("GET", "/v1/topology")

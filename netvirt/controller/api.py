@@ -77,6 +77,9 @@ class ApiServer:
 class _Handler(BaseHTTPRequestHandler):
     service = None
     token: str | None = None
+    # The response goes out in two writes (headers, body): with Nagle's algorithm the second
+    # waited for the client's delayed ACK, up to 40 ms per request.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt, *args):
         log.debug("api: " + fmt, *args)
@@ -110,7 +113,8 @@ class _Handler(BaseHTTPRequestHandler):
                     timeout = min(float(q.get("timeout", ["30"])[0]), 300.0)
                 except ValueError:
                     return self._send(400, {"error": "wait_revision and timeout are numbers"})
-                return self._send(200, self.service.wait_in_sync(rev, timeout))
+                healthy = q.get("healthy", ["0"])[0] in ("1", "true")
+                return self._send(200, self.service.wait_in_sync(rev, timeout, healthy))
             return self._send(200, self.service.status())
         if url.path == "/v1/topology":
             return self._send(200, self.service.topology())

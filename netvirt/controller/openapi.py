@@ -34,7 +34,10 @@ SPEC = {
                                    {"name": "wait_revision", "in": "query", "schema": {"type": "integer"},
                                     "description": "answer once in sync at this revision"},
                                    {"name": "timeout", "in": "query", "schema": {"type": "number"},
-                                    "description": "seconds to wait at most (default 30, max 300)"}],
+                                    "description": "seconds to wait at most (default 30, max 300)"},
+                                   {"name": "healthy", "in": "query", "schema": {"type": "boolean"},
+                                    "description": "with wait_revision: also wait until every "
+                                                   "configured port is bound, with its flows"}],
                                "responses": _ok("status")}},
         "/v1/topology": {"get": {"summary": "live topology", "responses": _ok("topology")}},
         "/v1/config": {"post": {"summary": "apply a config atomically", "requestBody": _CONFIG_BODY,

@@ -18,6 +18,7 @@ from netvirt.controller.real_trace import compare, origin_index
 from netvirt.controller.simulate import Network
 from netvirt.controller.trace import TraceError, TraceRequest, trace
 from netvirt.errors import ControllerError
+from netvirt.gcpause import settle
 from netvirt.reconcile import diff
 from netvirt.reconcile.desired import compile_flows
 from netvirt.topology import Topology
@@ -42,6 +43,8 @@ class ControllerService:
         self._datapaths: dict[int, object] = {}  # every connected switch, configured or not
         self.started = time.time()
         self._progress = threading.Condition()  # notified after every agent's pass
+        self._converged = False  # every agent in sync at the current revision
+        self._settled_rev = -1  # the revision whose state was last settled (gcpause)
         if loaded is not None:
             self.apply(loaded)
 
@@ -126,19 +129,32 @@ class ControllerService:
         return result
 
     def notify(self) -> None:
-        """An agent finished a pass: wake whoever waits for convergence."""
+        """An agent finished a pass: wake whoever waits for convergence, and once everything
+        has converged, take the state that now lives on out of the collector's scans."""
         with self._progress:
             self._progress.notify_all()
+            rev, agents = self._rev, list(self.agents.values())
+            converged = all(a.status.in_sync and a.status.applied_revision == rev
+                            for a in agents)
+            # a new revision, or back in sync after a switch was repaired
+            newly = converged and (not self._converged or rev != self._settled_rev)
+            self._converged = converged
+            if newly:
+                self._settled_rev = rev
+        if newly:
+            settle()
 
-    def wait_in_sync(self, revision: int, timeout: float) -> dict:
+    def wait_in_sync(self, revision: int, timeout: float, healthy: bool = False) -> dict:
         """The status, once every hypervisor is in sync at ``revision`` or later (or when
-        ``timeout`` runs out): one request instead of a polling loop."""
+        ``timeout`` runs out): one request instead of a polling loop.  ``healthy`` also waits
+        for every configured port to be on its switch, with its flows."""
         deadline = time.monotonic() + timeout
         with self._progress:
             while True:
                 st = self.status()
                 left = deadline - time.monotonic()
-                if (st["revision"] >= revision and st["in_sync"]) or left <= 0:
+                done = st["revision"] >= revision and st["in_sync"] and (st["healthy"] or not healthy)
+                if done or left <= 0:
                     return st
                 self._progress.wait(min(left, 1.0))
 
