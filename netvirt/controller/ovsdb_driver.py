@@ -52,8 +52,9 @@ class OvsdbDriver:
             return
         try:
             helper = idlutils.get_schema_helper(self.endpoint, "Open_vSwitch")
-            for table in ("Open_vSwitch", "Bridge", "Port", "Controller"):
+            for table in ("Open_vSwitch", "Bridge", "Controller"):
                 helper.register_table(table)
+            helper.register_columns("Port", ["name", "interfaces"])
             # Interface rows carry statistics that ovs-vswitchd rewrites every few seconds:
             # monitoring only what we read keeps 10k ports from flooding the IDL.
             helper.register_columns("Interface", INTERFACE_COLUMNS)
