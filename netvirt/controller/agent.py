@@ -54,7 +54,8 @@ class HypervisorAgent:
         self.status = AgentStatus()
         self.switch: SwitchDriver | None = None
         self.inventory = Inventory()
-        self.need_read = True
+        self.need_read = True  # re-read the switch's flows, groups and ports
+        self._audit_ovsdb = True  # compare OVSDB row by row, not with our last write
         self._installed: dict[tuple, InstalledFlow] = {}
         self._installed_groups: set[int] = set()
         self.last_desired: dict[tuple, object] = {}  # key -> Flow, from the last compile
@@ -127,8 +128,8 @@ class HypervisorAgent:
             self._wake.clear()
             if self._stop.is_set():
                 return
-            if not woke:
-                self.need_read = True  # periodic audit against the switch's real tables
+            if not woke:  # periodic audit against the switch's and OVSDB's real state
+                self.need_read = self._audit_ovsdb = True
             try:
                 self.reconcile_once()
                 self.status.last_error = ""
@@ -198,7 +199,7 @@ class HypervisorAgent:
 
     def _reconcile_ovsdb(self, rev: int, topo) -> None:
         # OVSDB is checked on every config revision and every audit, not on every flow event.
-        if self._ovsdb_done_rev == rev and not self.need_read:
+        if self._ovsdb_done_rev == rev and not self._audit_ovsdb:
             return
         hv = topo.hypervisors[self.name]
         if self._ovsdb is None or self._ovsdb.endpoint != hv.ovsdb:
@@ -210,7 +211,7 @@ class HypervisorAgent:
             self._ovsdb.connect()
             dp_type = hv.datapath_type or self._ovsdb.datapath_hint() or "system"
             state = compile_ovsdb(topo, self.name, dp_type)
-            full = self.need_read or self._ovsdb_applied is None
+            full = self._audit_ovsdb or self._ovsdb_applied is None
             if state == self._ovsdb_applied and not full:
                 # A revision that changes nothing here (most do, for most hypervisors).
                 self._ovsdb_done_rev = rev
@@ -247,3 +248,5 @@ class HypervisorAgent:
                 log.warning("%s: interface %s is not usable yet: %s", self.name, name, why)
         self._ovsdb_done_rev = rev
         self._ovsdb_applied = state
+        if full:
+            self._audit_ovsdb = False

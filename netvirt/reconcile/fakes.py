@@ -59,6 +59,7 @@ class FakeOvsdb:
         self.endpoint = endpoint
         self.state: OvsdbState | None = None
         self.writes = 0
+        self.full_reads = 0  # applies that compared with the database, not a believed state
 
     def connect(self) -> None:
         pass
@@ -73,6 +74,7 @@ class FakeOvsdb:
         return ["htb", "tbf"]
 
     def apply(self, desired: OvsdbState, actual: OvsdbState | None = None) -> int:
+        self.full_reads += actual is None
         if desired == self.state:
             return 0
         self.state = desired

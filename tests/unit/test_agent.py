@@ -91,6 +91,20 @@ def test_ovsdb_is_written_once_per_revision():
     assert {p.name for p in db.state.ports} >= {"nv-vxlan", "tap2544c6b57b"}
 
 
+def test_ovsdb_is_read_back_at_audits_not_at_every_switch_reconnect():
+    service, sw = _setup()
+    db = FakeOvsdb("unix:/x")
+    a = _agent(service, sw, db)
+    a.reconcile_once()
+    assert db.full_reads == 1
+    a.attach(sw)  # the switch reconnects (a vswitchd restart): OVSDB did not change
+    a.reconcile_once()
+    assert db.full_reads == 1 and a.status.in_sync
+    a._audit_ovsdb = True  # what the periodic audit sets
+    a.reconcile_once()
+    assert db.full_reads == 2 and db.writes == 1
+
+
 class FailsMidway(FakeSwitch):
     """Applies the plan's groups, then loses the connection's answer (a barrier timeout)."""
 
