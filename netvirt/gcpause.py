@@ -52,7 +52,7 @@ def settle() -> bool:
     with _lock:
         if _depth:  # bulk work under way: what it allocates is not settled yet
             return False
-        full = _settled % FULL_COLLECTION_EVERY == 0
+        full = _settled % FULL_COLLECTION_EVERY == FULL_COLLECTION_EVERY - 1
         if full:
             gc.unfreeze()
             gc.collect()

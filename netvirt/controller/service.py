@@ -26,6 +26,7 @@ from netvirt.topology.inventory import Inventory
 from netvirt.topology.live import live_topology
 
 log = logging.getLogger(__name__)
+SETTLE_DELAY = 0.1  # seconds after convergence
 
 
 class ControllerService:
@@ -142,7 +143,8 @@ class ControllerService:
             if newly:
                 self._settled_rev = rev
         if newly:
-            settle()
+            # after the waiters have answered: a collection holds the GIL while it runs
+            threading.Timer(SETTLE_DELAY, settle).start()
 
     def wait_in_sync(self, revision: int, timeout: float, healthy: bool = False) -> dict:
         """The status, once every hypervisor is in sync at ``revision`` or later (or when
