@@ -26,6 +26,16 @@ OPENFLOW = "tcp:172.30.8.1:6653"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
+def calibration_ms() -> float:
+    """A fixed piece of pure-Python work, timed in the run it describes (median of 5): these
+    machines are shared, and this says how fast this one was while the run took place."""
+    def once() -> float:
+        t0 = time.perf_counter()
+        sum(i * i for i in range(2_000_000))
+        return (time.perf_counter() - t0) * 1000
+    return statistics.median(once() for _ in range(5))
+
+
 def machine() -> str:
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.machine())
@@ -141,9 +151,12 @@ def flow_mods(st: dict) -> int:
 def save(name: str, rows: list[dict], extra: dict | None = None) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
+    calib = calibration_ms()
     path.write_text(json.dumps({"benchmark": name, "machine": machine(),
+                                "calibration_ms": calib,
                                 "when": time.strftime("%Y-%m-%d %H:%M:%S"), "rows": rows,
                                 **(extra or {})}, indent=1))
+    print(f"machine speed: the calibration loop took {calib:.0f} ms (lower is faster)")
     return path
 
 

@@ -5,9 +5,11 @@ most of a large apply's CPU (tests/unit/test_ofcodec.py checks that the bytes ar
 what os-ken's plain API makes):
 - a match is handed to OFPMatch already in OXM order (``_ordered_fields``, the form os-ken's
   own parser builds), which skips the user-value normalization OFPMatch(**fields) does;
-- an instruction list is serialized by os-ken once per distinct list of actions and its
-  bytes reused: most flows share theirs (every port of a network is admitted with the same
-  write_metadata + goto; every remote port behind one hypervisor is one tunnel output).
+- an action, and an instruction list, is serialized by os-ken once and its bytes reused:
+  most flows share their instruction list (every port of a network is admitted with the
+  same write_metadata + goto; every remote port behind one hypervisor is one tunnel
+  output), and the flows whose lists are their own share most of their actions (an ARP
+  reply is five register moves, the same for every port, and three set-fields).
 """
 from __future__ import annotations
 
@@ -37,8 +39,9 @@ def _action(a):
     raise TypeError(f"not an apply-action: {a!r}")
 
 
-def instructions(actions: tuple) -> list:
-    apply = [_action(a) for a in actions if not isinstance(a, (Goto, WriteMetadata))]
+def instructions(actions: tuple, action=_action) -> list:
+    """os-ken's instructions for a flow's actions; ``action`` makes each apply-action."""
+    apply = [action(a) for a in actions if not isinstance(a, (Goto, WriteMetadata))]
     out = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, apply)] if apply else []
     for a in actions:
         if isinstance(a, WriteMetadata):
@@ -62,9 +65,9 @@ def match(fields: tuple):
     return parser.OFPMatch(_ordered_fields=sorted(fields, key=lambda kv: _oxm_order(kv[0])))
 
 
-class _Serialized(parser.OFPInstruction):
-    """An instruction list as os-ken serialized it, written again where a flow mod asks for
-    it (OFPFlowMod calls serialize(buf, offset) and then reads len)."""
+class _Serialized:
+    """What os-ken serialized once, written again where a message asks for it (os-ken's
+    containers call serialize(buf, offset) and then read len)."""
 
     def __init__(self, data: bytes):
         self.data, self.len = data, len(data)
@@ -75,12 +78,29 @@ class _Serialized(parser.OFPInstruction):
         buf[offset:offset + self.len] = self.data
 
 
-@lru_cache(maxsize=1 << 16)
-def _serialized_instructions(actions: tuple) -> _Serialized:
+class _SerializedAction(_Serialized, parser.OFPAction):
+    pass
+
+
+class _SerializedInstructions(_Serialized, parser.OFPInstruction):
+    pass
+
+
+def _serialize(objs: list) -> bytes:
     buf = bytearray()
-    for inst in instructions(actions):
-        inst.serialize(buf, len(buf))
-    return _Serialized(bytes(buf))
+    for o in objs:
+        o.serialize(buf, len(buf))
+    return bytes(buf)
+
+
+@lru_cache(maxsize=1 << 16)
+def _serialized_action(a) -> _SerializedAction:
+    return _SerializedAction(_serialize([_action(a)]))
+
+
+@lru_cache(maxsize=1 << 16)
+def _serialized_instructions(actions: tuple) -> _SerializedInstructions:
+    return _SerializedInstructions(_serialize(instructions(actions, _serialized_action)))
 
 
 def add_flow(dp, flow: Flow):
@@ -131,7 +151,7 @@ def delete_flow(dp, flow: InstalledFlow):
 
 
 def add_group(dp, group: Group):
-    buckets = [parser.OFPBucket(actions=[_action(a) for a in b]) for b in group.buckets]
+    buckets = [parser.OFPBucket(actions=[_serialized_action(a) for a in b]) for b in group.buckets]
     return parser.OFPGroupMod(dp, ofp.OFPGC_ADD, ofp.OFPGT_ALL, group.group_id, buckets)
 
 

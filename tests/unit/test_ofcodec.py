@@ -1,5 +1,6 @@
-"""The codec's shortcuts (matches handed over in OXM order, instruction lists serialized
-once) must give exactly the bytes os-ken's plain API gives, for every flow we compile."""
+"""The codec's shortcuts (matches handed over in OXM order, actions and instruction lists
+serialized once) must give exactly the bytes os-ken's plain API gives, for every flow and
+group we compile."""
 import pytest
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
@@ -30,7 +31,8 @@ def _plain_add(dp, flow):
                                     load_data(gen.config(60, 3))], ids=["demo", "generated"])
 def test_flow_mods_are_byte_for_byte_what_os_ken_makes(loaded):
     dp = Datapath()
-    flows = [f for d in compile_all(loaded)[2].values() for f in d.flows]
+    per_hv = compile_all(loaded)[2].values()
+    flows = [f for d in per_hv for f in d.flows]
     assert {type(a).__name__ for f in flows for a in f.actions} >= {
         "Output", "SetField", "Move", "GroupAction", "WriteMetadata", "Goto"}
     for f in flows:
@@ -41,3 +43,7 @@ def test_flow_mods_are_byte_for_byte_what_os_ken_makes(loaded):
             command=ofp.OFPFC_DELETE_STRICT, priority=f.priority, out_port=ofp.OFPP_ANY,
             out_group=ofp.OFPG_ANY, match=parser.OFPMatch(**dict(f.match)))
         assert ofcodec.encode(ofcodec.delete_flow(dp, deleted)) == ofcodec.encode(plain), f
+    for g in {g for d in per_hv for g in d.groups}:
+        plain = parser.OFPGroupMod(dp, ofp.OFPGC_ADD, ofp.OFPGT_ALL, g.group_id, [
+            parser.OFPBucket(actions=[ofcodec._action(a) for a in b]) for b in g.buckets])
+        assert ofcodec.encode(ofcodec.add_group(dp, g)) == ofcodec.encode(plain), g
