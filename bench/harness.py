@@ -45,6 +45,12 @@ def machine() -> str:
     return f"{os.cpu_count()} x {cpu}, {mem} GiB, kernel {platform.release()}, {ovs}"
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process, from /proc."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / CLK_TCK
+
+
 class Controller:
     """`netvirt controller` as a child process."""
 
@@ -77,8 +83,7 @@ class Controller:
                 stderr=subprocess.STDOUT)
 
     def cpu_seconds(self) -> float:
-        f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(f[11]) + int(f[12])) / CLK_TCK
+        return process_cpu_seconds(self.proc.pid)
 
     def peak_rss_mib(self) -> float:
         for ln in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -134,6 +139,7 @@ class Bench:
     def apply(self, path: Path | None = None) -> tuple[float, dict]:
         """Seconds from the apply request until every hypervisor is in sync."""
         lc = load_file(path or self.cfg_file)
+        self.apply_started_at = time.time()  # wall clock, to compare with the agents' stamps
         t0 = time.monotonic()
         rev = self.ctl.client.apply(lc)["revision"]
         st = self.ctl.wait_in_sync(rev)

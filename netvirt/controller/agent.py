@@ -251,7 +251,8 @@ class HypervisorAgent:
             st.port_errors = self._ovsdb.port_errors(names)
         else:
             changed = names - {p.name for p in self._ovsdb_applied.ports & state.ports}
-            st.port_errors = {n: why for n, why in before.items() if n in names and n not in changed}
+            st.port_errors = {name: why for name, why in before.items()
+                              if name in names and name not in changed}
             st.port_errors.update(self._ovsdb.port_errors(changed))
         for name, why in sorted(st.port_errors.items()):
             if name not in before:
