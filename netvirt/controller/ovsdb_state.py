@@ -55,7 +55,8 @@ def compile_ovsdb(topo: Topology, hv: str, datapath_type: str) -> OvsdbState:
                      (("key", "flow"), ("remote_ip", "flow")), owned, TUNNEL_OFPORT)}
     for ref in topo.ports_on(hv):
         kind = "" if ref.port.interface_type == "system" else ref.port.interface_type
-        ports.add(PortRow(INT_BRIDGE, ref.port.interface, kind, (), tuple(sorted({
-            "iface-id": f"{ref.tenant}/{ref.port.name}", "attached-mac": ref.port.mac,
-            OWNER_KEY: "true"}.items()))))
+        # external_ids in key order, as a row read back from OVSDB has them
+        ids = (("attached-mac", ref.port.mac), ("iface-id", f"{ref.tenant}/{ref.port.name}"),
+               (OWNER_KEY, "true"))
+        ports.add(PortRow(INT_BRIDGE, ref.port.interface, kind, (), ids))
     return OvsdbState(frozenset(bridges), frozenset(ports))
