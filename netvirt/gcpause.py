@@ -1,31 +1,31 @@
 """Keep Python's cyclic garbage collector off the controller's latency.
 
-Two things cost time, both measured (bench/churn.py, gc.callbacks):
-- Loading a config and compiling flows allocate hundreds of thousands of objects that all
-  stay alive; the collector rescanned them again and again and doubled compile time at 50k
-  ports.  gc_paused() holds it off around such bulk work.
-- The state that lives from one revision to the next (configs, flows, OVSDB rows: about
-  250,000 tracked objects at 1000 ports) made every full collection take 50-100 ms at a
-  random moment, collecting next to nothing.  settle() freezes that state once a revision
-  has converged (gc.freeze), so the collector only scans what was allocated since.  Frozen
-  objects are still freed by reference counting when a later revision drops them; only
-  garbage *cycles* among them would stay (a few dozen objects per revision, measured), so
-  every 64th settle() runs one full collection first: what could be held is bounded, and
-  a steady controller pays ~1 ms per revision on average instead of 100 ms at random.
+Measured with bench/ and gc.callbacks:
+- Loading a config, compiling flows and a reconcile pass allocate tens to hundreds of
+  thousands of objects that either live on (configs, flows, the installed mirror) or die by
+  reference count (os-ken messages).  The collector rescanned them again and again (it
+  doubled compile time at 50k ports), and full collections over the ~250k long-lived
+  objects of 1000 ports took 50-150 ms at random moments, collecting next to nothing.
+- So gc_paused() holds the collector off such work, and when the last user leaves, freezes
+  what the work left behind (gc.freeze): scanning it on the next collection would cost
+  about what the work did.  Frozen objects are still freed by reference counting; only
+  garbage *cycles* among them (a few dozen objects per revision, measured) wait for a full
+  collection, which collect_if_due() runs at most every FULL_COLLECTION_INTERVAL seconds at
+  a quiet moment (the service calls it once everything has converged).
 
-Nested and concurrent users (one agent thread per hypervisor) share one pause: the
-collector runs again once the last of them is done."""
+Nested and concurrent users (one agent thread per hypervisor) share one pause."""
 from __future__ import annotations
 
 import gc
 import threading
+import time
 from contextlib import contextmanager
 
 _lock = threading.Lock()
 _depth = 0
 _was_enabled = False
-_settled = 0  # settle() calls since the last full collection
-FULL_COLLECTION_EVERY = 64  # settles; counted, as gc.get_freeze_count() walks the heap
+FULL_COLLECTION_INTERVAL = 600.0  # seconds
+_last_full = time.monotonic()
 
 
 @contextmanager
@@ -42,20 +42,23 @@ def gc_paused():
         with _lock:
             _depth -= 1
             if _depth == 0 and _was_enabled:
+                gc.freeze()
                 gc.enable()
 
 
-def settle() -> bool:
-    """Freeze what is alive now (call once a revision has converged).  Returns whether it ran
-    a full collection first."""
-    global _settled
+def collection_due() -> bool:
+    return time.monotonic() - _last_full >= FULL_COLLECTION_INTERVAL
+
+
+def collect_if_due() -> bool:
+    """One full collection, of frozen objects too, if the last was long enough ago and no
+    bulk work is under way.  Returns whether it ran."""
+    global _last_full
     with _lock:
-        if _depth:  # bulk work under way: what it allocates is not settled yet
+        if _depth or not collection_due():
             return False
-        full = _settled % FULL_COLLECTION_EVERY == FULL_COLLECTION_EVERY - 1
-        if full:
-            gc.unfreeze()
-            gc.collect()
+        gc.unfreeze()
+        gc.collect()
         gc.freeze()
-        _settled += 1
-        return full
+        _last_full = time.monotonic()
+        return True

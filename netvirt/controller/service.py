@@ -18,7 +18,7 @@ from netvirt.controller.real_trace import compare, origin_index
 from netvirt.controller.simulate import Network
 from netvirt.controller.trace import TraceError, TraceRequest, trace
 from netvirt.errors import ControllerError
-from netvirt.gcpause import settle
+from netvirt.gcpause import collect_if_due, collection_due
 from netvirt.reconcile import diff
 from netvirt.reconcile.desired import compile_flows
 from netvirt.topology import Topology
@@ -26,7 +26,7 @@ from netvirt.topology.inventory import Inventory
 from netvirt.topology.live import live_topology
 
 log = logging.getLogger(__name__)
-SETTLE_DELAY = 0.1  # seconds after convergence
+COLLECT_DELAY = 0.1  # seconds after convergence
 
 
 class ControllerService:
@@ -44,8 +44,7 @@ class ControllerService:
         self._datapaths: dict[int, object] = {}  # every connected switch, configured or not
         self.started = time.time()
         self._progress = threading.Condition()  # notified after every agent's pass
-        self._converged = False  # every agent in sync at the current revision
-        self._settled_rev = -1  # the revision whose state was last settled (gcpause)
+        self._collect_pending = False  # a full garbage collection is scheduled
         if loaded is not None:
             self.apply(loaded)
 
@@ -130,21 +129,24 @@ class ControllerService:
         return result
 
     def notify(self) -> None:
-        """An agent finished a pass: wake whoever waits for convergence, and once everything
-        has converged, take the state that now lives on out of the collector's scans."""
+        """An agent finished a pass: wake whoever waits for convergence.  Once everything
+        has converged, a full garbage collection that is due runs (gcpause), shortly after
+        the waiters have answered: it holds the GIL while it runs."""
         with self._progress:
             self._progress.notify_all()
-            rev, agents = self._rev, list(self.agents.values())
-            converged = all(a.status.in_sync and a.status.applied_revision == rev
-                            for a in agents)
-            # a new revision, or back in sync after a switch was repaired
-            newly = converged and (not self._converged or rev != self._settled_rev)
-            self._converged = converged
-            if newly:
-                self._settled_rev = rev
-        if newly:
-            # after the waiters have answered: a collection holds the GIL while it runs
-            threading.Timer(SETTLE_DELAY, settle).start()
+            rev = self._rev
+            collect = (not self._collect_pending and collection_due()
+                       and all(a.status.in_sync and a.status.applied_revision == rev
+                               for a in self.agents.values()))
+            self._collect_pending |= collect
+        if collect:
+            threading.Timer(COLLECT_DELAY, self._collect).start()
+
+    def _collect(self) -> None:
+        try:
+            collect_if_due()
+        finally:
+            self._collect_pending = False
 
     def wait_in_sync(self, revision: int, timeout: float, healthy: bool = False) -> dict:
         """The status, once every hypervisor is in sync at ``revision`` or later (or when

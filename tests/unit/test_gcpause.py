@@ -1,6 +1,8 @@
-"""The collector is held off bulk work and kept from rescanning settled state, and a full
-collection still runs regularly so that garbage cycles cannot pile up."""
+"""The collector is held off bulk work, what the work left behind is frozen so that it is
+not rescanned, and a full collection still runs when it is due, so garbage cycles among
+frozen objects cannot pile up."""
 import gc
+import weakref
 
 from netvirt import gcpause
 
@@ -14,13 +16,25 @@ def test_paused_inside_nested_users_and_back_after_the_last():
     assert gc.isenabled()
 
 
-def test_settle_freezes_what_is_alive_and_collects_fully_every_so_often():
+def test_what_bulk_work_keeps_is_frozen_and_cycles_go_at_the_next_full_collection(monkeypatch):
+    class Node:
+        pass
+
     try:
-        kept = [[i] for i in range(1000)]
-        runs = [gcpause.settle() for _ in range(gcpause.FULL_COLLECTION_EVERY)]
+        with gcpause.gc_paused():
+            kept = [[i] for i in range(1000)]
+            cycle = Node()
+            cycle.me = cycle
         assert gc.get_freeze_count() >= len(kept)
-        assert runs.count(True) == 1  # one full collection per FULL_COLLECTION_EVERY settles
-        with gcpause.gc_paused():  # bulk work under way: nothing is settled
-            assert gcpause.settle() is False
+        ref = weakref.ref(cycle)
+        del cycle
+        gc.collect()  # a normal collection does not look at frozen objects
+        assert ref() is not None
+        monkeypatch.setattr(gcpause, "_last_full", 0.0)  # long ago: a collection is due
+        with gcpause.gc_paused():  # bulk work under way: it waits
+            assert gcpause.collect_if_due() is False
+        assert gcpause.collection_due() and gcpause.collect_if_due() is True
+        assert not gcpause.collection_due()
+        assert ref() is None
     finally:
         gc.unfreeze()
