@@ -1,6 +1,6 @@
 """Prometheus metrics, collected when scraped: controller state from the agents, counters
-from the switches (OpenFlow port stats, and the packet counts of each table's default drop
-flow, selected by their origin's cookie)."""
+from the switches (OpenFlow port stats, and the packet counts of the pipeline's own drop
+flows — each table's catch-all drops — selected by their exact cookies)."""
 from __future__ import annotations
 
 import logging
@@ -8,12 +8,14 @@ import logging
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from netvirt.controller.flows import origin_id
-from netvirt.controller.pipeline import Table
 from netvirt.errors import NetvirtError
+from netvirt.reconcile.desired import pipeline_defaults
 
 log = logging.getLogger(__name__)
-ORIGIN_MASK = 0xFFFFFFFF << 32
+ALL_ONES_64 = (1 << 64) - 1
+# The pipeline's fixed drop flows (an unknown tunnel source, a spoofed source, an ARP
+# request no one here answers, an unknown destination): the rest of its fixed flows continue.
+DROP_FLOWS = [f for f in pipeline_defaults() if not f.actions]
 PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")
 
 
@@ -36,7 +38,7 @@ class NetvirtCollector:
                                     "time spent reconciling", labels=["hypervisor"])
         mods = CounterMetricFamily("netvirt_flow_mods", "flow mods sent", labels=["hypervisor"])
         drops = CounterMetricFamily("netvirt_pipeline_drops_packets",
-                                    "packets dropped by a table's default flow",
+                                    "packets dropped by a table's catch-all drop flow",
                                     labels=["hypervisor", "table"])
         port = {c: CounterMetricFamily(f"netvirt_port_{c}", f"VM port {c.replace('_', ' ')}",
                                        labels=["tenant", "port", "hypervisor"]) for c in PORT_COUNTERS}
@@ -57,11 +59,12 @@ class NetvirtCollector:
                 continue
             try:
                 stats = sw.read_port_stats()
-                for t in Table:
-                    oid = origin_id(f"pipeline/{t.name}") << 32
-                    for _, packets in sw.read_flow_counters(oid, ORIGIN_MASK):
-                        if t is not Table.ARP_RESPONDER:  # its default continues, not drops
-                            drops.add_metric([name, t.name], packets)
+                dropped = {f.table.name: 0 for f in DROP_FLOWS}
+                for f in DROP_FLOWS:
+                    for _, packets in sw.read_flow_counters(f.cookie, ALL_ONES_64):
+                        dropped[f.table.name] += packets
+                for table, packets in dropped.items():
+                    drops.add_metric([name, table], packets)
             except NetvirtError as e:
                 log.warning("metrics: %s: %s", name, e)
                 continue

@@ -3,6 +3,7 @@ switch's own ofproto/trace; topology and metrics show what is really there."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 import urllib.request
 
@@ -10,7 +11,7 @@ import pytest
 
 from netvirt.cli import main
 
-from .frames import receivers
+from .frames import PROBE, receivers
 
 VMS = ["blue/b1", "blue/b2", "blue/b3", "blue/b5", "red/r1", "red/r2", "red/r4"]
 MACS = {"blue/b1": "02:00:00:00:0b:01", "red/r1": "02:00:00:00:0c:01"}
@@ -78,6 +79,32 @@ def test_metrics_count_real_packets(env):
     time.sleep(0.2)
     after = rx(urllib.request.urlopen(url).read().decode())
     assert after - before >= 3
+
+
+def test_metrics_count_drops_per_table(env):
+    url = f"{env.client.base}/metrics"
+
+    def drops() -> dict[tuple[str, str], float]:
+        out = {}
+        for ln in urllib.request.urlopen(url).read().decode().splitlines():
+            if ln.startswith("netvirt_pipeline_drops_packets_total{"):
+                labels, value = ln.rsplit(" ", 1)
+                hv = labels.split('hypervisor="')[1].split('"')[0]
+                table = labels.split('table="')[1].split('"')[0]
+                assert (hv, table) not in out, f"two samples for {labels}"
+                out[hv, table] = float(value)
+        return out
+
+    before = drops()
+    assert {t for hv, t in before if hv == "hv1"} == {
+        "CLASSIFY", "PORT_SECURITY", "ARP_RESPONDER", "L2_LOOKUP"}
+    spoofed = {"marker": "NVPROBE-drops", "eth_src": MACS["blue/b1"], "eth_dst": "02:00:00:00:0b:02",
+               "ip_src": "10.0.0.99", "ip_dst": "10.0.0.2"}
+    for _ in range(3):
+        env.run("blue/b1", sys.executable, PROBE, "send", "eth0", json.dumps([spoofed]), check=True)
+    time.sleep(0.2)
+    after = drops()
+    assert after["hv1", "PORT_SECURITY"] - before["hv1", "PORT_SECURITY"] >= 3
 
 
 def test_status_follows_a_port_that_goes_down(env, capsys):
