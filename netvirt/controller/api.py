@@ -155,8 +155,9 @@ class _Handler(BaseHTTPRequestHandler):
             source, filename = body["source"], body.get("filename", "<api>")
             if not isinstance(source, str):
                 raise TypeError("source")
-            loaded = (load_data(body["data"], source, filename) if "data" in body
-                      else load_text(source, filename))
+            current = self.service.snapshot()[1]
+            loaded = (load_data(body["data"], source, filename, previous=current)
+                      if "data" in body else load_text(source, filename))
         except ConfigError as e:
             return self._send(422, {"error": "invalid config; nothing was applied",
                                     "diagnostics": [vars(d) for d in e.diagnostics]})

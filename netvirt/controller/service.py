@@ -65,7 +65,7 @@ class ControllerService:
     def apply(self, loaded: LoadedConfig) -> int:
         """Swap in a validated config atomically; agents converge to it."""
         self.check(loaded)
-        topo = Topology(loaded.config)
+        topo = Topology(loaded.config, previous=self._topo)
         with self._lock:
             self._rev += 1
             self._loaded, self._topo = loaded, topo

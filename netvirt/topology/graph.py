@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netvirt.config.schema import Config, Hypervisor, Network, Port
+from netvirt.config.schema import Config, Hypervisor, Network, Port, Tenant
 
 
 @dataclass(frozen=True)
@@ -28,20 +28,28 @@ class PortRef:
 
 
 class Topology:
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, previous: Topology | None = None):
+        """``previous``: the topology of the config this one replaces; a tenant that is the
+        very same object there (the loader reuses the models of unchanged tenants) keeps
+        its port references instead of deriving them again."""
         self.config = cfg
         self.hypervisors: dict[str, Hypervisor] = {h.name: h for h in cfg.hypervisors}
         on_hv: dict[str, list[PortRef]] = {h: [] for h in self.hypervisors}
         of_net: dict[tuple[str, str], list[PortRef]] = {}
         self._ports: dict[tuple[str, str], PortRef] = {}
         self._networks: dict[tuple[str, str], Network] = {}
+        self._refs: dict[str, tuple[Tenant, list[PortRef]]] = {}
         for t in cfg.tenants:
             nets = {n.name: n for n in t.networks}
             for n in t.networks:
                 self._networks[t.name, n.name] = n
                 of_net[t.name, n.name] = []
-            for p in t.ports:
-                ref = PortRef(t.name, p, nets[p.network])
+            old = previous._refs.get(t.name) if previous else None
+            refs = old[1] if old and old[0] is t else [PortRef(t.name, p, nets[p.network])
+                                                       for p in t.ports]
+            self._refs[t.name] = (t, refs)
+            for ref in refs:
+                p = ref.port
                 self._ports[t.name, p.name] = ref
                 of_net[t.name, p.network].append(ref)
                 on_hv[p.hypervisor].append(ref)

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from netvirt.config import load_text
-from netvirt.errors import ConfigError
+from netvirt.errors import ConfigError, UsageError
 
 BASE = """\
 hypervisors:
@@ -213,10 +213,42 @@ def test_invalid_data_is_reported_at_its_source_location():
 
 def test_data_that_is_not_its_source_is_refused():
     from netvirt.config import load_data
-    from netvirt.errors import UsageError
 
     text = textwrap.dedent(BASE)
     data = yaml.safe_load(text)
     data["tenants"][0]["ports"][0]["ips"] = ["10.9.0.1"]  # invalid, but the source is fine
     with pytest.raises(UsageError, match="not the document its source"):
         load_data(data, text, "t.yaml")
+
+
+def test_unchanged_tenants_are_not_validated_again_and_the_result_is_the_same():
+    import copy
+
+    from bench import gen
+    from netvirt.config import load_data
+
+    data = gen.config(100, 3)  # tenants of 5 networks, explicit VNIs, MACs and interfaces
+    first = load_data(data, "", "a.yaml")
+    changed = copy.deepcopy(data)
+    changed["tenants"][0]["ports"][0]["ips"] = ["10.0.0.240"]
+    second = load_data(changed, "", "b.yaml", previous=first)
+    assert second.config == load_data(changed, "", "b.yaml").config
+    assert second.config.tenants[0] is not first.config.tenants[0]
+    assert all(a is b for a, b in
+               zip(second.config.tenants[1:], first.config.tenants[1:], strict=True))
+
+
+def test_a_reused_config_still_gets_every_cross_tenant_check():
+    import copy
+
+    from netvirt.config import load_data
+
+    text = textwrap.dedent(BASE)
+    first = load_data(yaml.safe_load(text), text, "t.yaml")
+    bad = text.replace("vni: 100", "vni: 100\n        mtu: 100")  # below the minimum
+    with pytest.raises(ConfigError, match="mtu"):
+        load_data(yaml.safe_load(bad), bad, "t.yaml", previous=first)
+    data = copy.deepcopy(first.data)
+    data["hypervisors"][1]["underlay_ip"] = "192.168.50.1/24"  # the tenant is unchanged
+    with pytest.raises(UsageError):  # the data is invalid; its source is the valid BASE
+        load_data(data, text, "t.yaml", previous=first)

@@ -62,3 +62,21 @@ def test_two_flows_with_one_identity_are_refused_and_the_compiler_recovers(monke
         c.compile(topo, "hv1", changed)
     monkeypatch.setattr(desired, "compile_network", real)
     assert c.compile(topo, "hv1", inv) == good
+
+
+def test_a_topology_reuses_the_port_references_of_unchanged_tenants():
+    from netvirt.config import load_data
+
+    data = gen.config(200, 3)
+    first = load_data(data, "", "a.yaml")
+    changed = copy.deepcopy(data)
+    moved = changed["tenants"][1]["ports"][0]  # p100, a port of t1, moves
+    moved["hypervisor"] = "hv1" if moved["hypervisor"] != "hv1" else "hv2"
+    second = load_data(changed, "", "b.yaml", previous=first)
+    before = Topology(first.config)
+    reused, fresh = Topology(second.config, previous=before), Topology(second.config)
+    for hv in fresh.hypervisors:
+        assert reused.ports_on(hv) == fresh.ports_on(hv)
+        assert reused.networks_on(hv) == fresh.networks_on(hv)
+    assert reused.port("t0", "p0") is before.port("t0", "p0")
+    assert reused.port("t1", "p100") is not before.port("t1", "p100")
