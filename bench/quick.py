@@ -1,9 +1,10 @@
-"""The quick set, in one command (root, about 5 minutes here):
+"""The quick set, in one command (root, about 4 minutes here):
 
     python -m bench.quick
 
-compile (1k, 10k ports), convergence (100x3, 1000x3, 1000x10), churn (1000 ports),
-restart (1000 ports), datapath.  Each writes bench/results/NAME.json and prints its table.
+compile (1k, 10k ports), convergence (100x3, 1000x3 cold/takeover/bound, 1000x10),
+churn (1000 ports), restart (1000 ports), datapath.  Each writes bench/results/NAME.json
+and prints its table.
 """
 import subprocess
 import sys
