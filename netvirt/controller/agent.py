@@ -57,6 +57,8 @@ class HypervisorAgent:
         self.switch: SwitchDriver | None = None
         self.inventory = Inventory()
         self.need_read = True  # re-read the switch's flows, groups and ports
+        self._read_ports = True  # re-read the switch's ports (need_read implies it)
+        self._port_events = 0  # PortStatus messages handled so far
         self._audit_ovsdb = True  # compare OVSDB row by row, not with our last write
         self._installed: dict[tuple, InstalledFlow] = {}
         self._installed_groups: set[int] = set()
@@ -102,6 +104,7 @@ class HypervisorAgent:
         self.status.in_sync = False
 
     def port_changed(self, name: str, port: tuple[int, bool] | None) -> None:
+        self._port_events += 1  # counted even when it changes nothing: see _reconcile_once
         inventory = self.inventory.with_port(name, port)
         if inventory == self.inventory:
             return
@@ -172,9 +175,18 @@ class HypervisorAgent:
         if self.need_read:
             self._installed = {f.key: f for f in sw.read_flows()}
             self._installed_groups = sw.read_groups()
-            self.inventory = Inventory.from_ports(sw.read_ports())
             self._expect_removed.clear()  # the table as read is the truth from here on
-            self.need_read = False  # only once all three reads succeeded
+            self.need_read, self._read_ports = False, True
+        if self._read_ports:
+            events = self._port_events
+            self.inventory = Inventory.from_ports(sw.read_ports())
+            # A PortStatus handled while the list was on its way may be newer than the list
+            # that just replaced what it did (it follows the list on the connection, but
+            # os-ken's thread can handle it before this one stores the list): read the
+            # ports again, next pass, until a read sees no event meanwhile.
+            self._read_ports = self._port_events != events
+            if self._read_ports:
+                self._wake.set()
         inventory = self.inventory  # one snapshot: port events may replace it meanwhile
         desired = self._compiler.compile(topo, self.name, inventory)
         self.last_desired = desired.by_key

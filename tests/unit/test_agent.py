@@ -81,6 +81,36 @@ def test_own_deletions_do_not_trigger_a_reread():
     assert a.status.in_sync and not a.need_read
 
 
+class PortPlugsDuringTheRead(FakeSwitch):
+    """A VM's port appears while the port list is on its way: the list (made first) lacks it,
+    and its PortStatus, which follows the list on the connection, is handled before the agent
+    has stored the list."""
+
+    def __init__(self, ofports, late: str, agent_ref: list):
+        self.late, self.agent_ref = late, agent_ref
+        self.plugged = ofports.pop(late)
+        super().__init__(ofports)
+
+    def read_ports(self):
+        ports = super().read_ports()
+        if self.late not in self.ofports:
+            self.ofports[self.late] = self.plugged
+            self.agent_ref[0].port_changed(self.late, (self.plugged, True))
+        return ports
+
+
+def test_a_port_event_during_the_port_read_is_not_lost():
+    service, sw = _setup()
+    late = next(iter(sw.ofports))
+    ref = []
+    sw = PortPlugsDuringTheRead(dict(sw.ofports), late, ref)
+    ref.append(a := _agent(service, sw))
+    a.reconcile_once()
+    a.reconcile_once()  # the pass the event's wake-up asks for
+    assert a.inventory.ofports.get(late) == sw.plugged
+    assert a.status.in_sync and not a.status.ports_down and len(sw.flows) == 24
+
+
 def test_ovsdb_is_written_once_per_revision():
     service, sw = _setup()
     db = FakeOvsdb("unix:/x")
