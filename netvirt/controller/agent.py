@@ -206,7 +206,8 @@ class HypervisorAgent:
         # flows yet, and is down until the next pass gives it some
         st.ports_down = [f"{r.tenant}/{r.port.name}" for r in topo.ports_on(self.name)
                          if not inventory.link_up.get(r.port.interface)]
-        st.in_sync = self.switch is sw and self._installed.keys() == self.last_desired.keys()
+        st.in_sync = (self.switch is sw and not self._read_ports  # ports as read may be stale
+                      and self._installed.keys() == self.last_desired.keys())
         st.reconciles += 1
         st.last_reconcile_seconds = time.monotonic() - t0
         st.reconcile_seconds_total += st.last_reconcile_seconds
