@@ -86,8 +86,10 @@ class PortPlugsDuringTheRead(FakeSwitch):
     and its PortStatus, which follows the list on the connection, is handled before the agent
     has stored the list."""
 
-    def __init__(self, ofports, late: str, agent_ref: list):
-        self.late, self.agent_ref = late, agent_ref
+    agent: HypervisorAgent  # whose os-ken thread handles the PortStatus
+
+    def __init__(self, ofports, late: str):
+        self.late = late
         self.plugged = ofports.pop(late)
         super().__init__(ofports)
 
@@ -95,16 +97,15 @@ class PortPlugsDuringTheRead(FakeSwitch):
         ports = super().read_ports()
         if self.late not in self.ofports:
             self.ofports[self.late] = self.plugged
-            self.agent_ref[0].port_changed(self.late, (self.plugged, True))
+            self.agent.port_changed(self.late, (self.plugged, True))
         return ports
 
 
 def test_a_port_event_during_the_port_read_is_not_lost():
     service, sw = _setup()
     late = next(iter(sw.ofports))
-    ref = []
-    sw = PortPlugsDuringTheRead(dict(sw.ofports), late, ref)
-    ref.append(a := _agent(service, sw))
+    sw = PortPlugsDuringTheRead(dict(sw.ofports), late)
+    sw.agent = a = _agent(service, sw)
     a.reconcile_once()
     assert not a.status.in_sync, "compiled from a port list that an event has overtaken"
     a.reconcile_once()  # the pass the event's wake-up asks for
