@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 
-from bench import gen
+from netvirt.testing import gen
 from bench.harness import Bench, flow_mods, median, save, table
 
 

@@ -14,10 +14,10 @@ import time
 
 import yaml
 
-from bench import gen
+from netvirt.testing import gen
 from bench.harness import median, save, table
 from netvirt.config import load_data, load_text
-from netvirt.reconcile.desired import compile_flows
+from netvirt.reconcile.compiler import compile_flows
 from netvirt.topology import Topology
 from netvirt.topology.inventory import Inventory
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from bench import gen
+from netvirt.testing import gen
 from bench.harness import Bench, flow_mods, median, process_cpu_seconds, save, table
 from netvirt.config import load_file
 
@@ -45,8 +45,9 @@ BIG = 10000  # cases this large run once: setting up 10k bound ports takes minut
 def bind_ports(b: Bench, lc, configure_bridge: bool) -> None:
     """Create br-int and every VM port with the columns netvirt would give them; with
     ``configure_bridge``, br-int and its tunnel port too."""
-    from netvirt.controller.ovsdb_driver import CONTROLLER_MAX_BACKOFF_MS
-    from netvirt.controller.ovsdb_state import INT_BRIDGE, compile_ovsdb
+    from netvirt.drivers.ovsdb import CONTROLLER_MAX_BACKOFF_MS
+    from netvirt.overlay.ovsdb import compile_ovsdb
+    from netvirt.pipeline.layout import INT_BRIDGE
     from netvirt.topology import Topology
 
     topo = Topology(lc.config)
@@ -95,7 +96,7 @@ def vswitchd_cpu(b: Bench) -> dict[str, float]:
 
 def expected_flows(lc) -> int:
     """The flow count with every configured port bound, compiled without any switch."""
-    from netvirt.reconcile.desired import compile_flows
+    from netvirt.reconcile.compiler import compile_flows
     from netvirt.topology import Topology
     from netvirt.topology.inventory import Inventory
 

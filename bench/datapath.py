@@ -16,7 +16,7 @@ from pathlib import Path
 
 from pyroute2 import NetNS, netns
 
-from bench import gen
+from netvirt.testing import gen
 from bench.harness import Bench, median, save, table
 from netvirt.host.lab import hv_netns
 

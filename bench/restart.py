@@ -11,7 +11,7 @@ import re
 import subprocess
 import time
 
-from bench import gen
+from netvirt.testing import gen
 from bench.harness import Bench, flow_mods, save, table
 
 PING_INTERVAL = 0.01

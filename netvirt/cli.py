@@ -311,7 +311,7 @@ def cmd_lab_exec(args) -> int:
 
 def cmd_lab_matrix(args) -> int:
     from netvirt.host.lab import Lab
-    from netvirt.host.probe import matrix, render_matrix
+    from netvirt.host.reach import matrix, render_matrix
 
     lc = load_file(args.file)
     lab = Lab()

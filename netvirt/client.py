@@ -7,7 +7,7 @@ import urllib.error
 import urllib.request
 
 from netvirt.config import LoadedConfig
-from netvirt.errors import ConfigError, ControllerError, Diagnostic, UsageError
+from netvirt.errors import ConfigError, ApiError, Diagnostic, UsageError
 
 
 class Client:
@@ -32,11 +32,11 @@ class Client:
                 raise ConfigError([Diagnostic(**d) for d in payload.get("diagnostics", [])]) from None
             if e.code == 400:
                 raise UsageError(payload.get("error", "bad request")) from None
-            raise ControllerError(f"controller at {self.base} answered {e.code}: "
+            raise ApiError(f"controller at {self.base} answered {e.code}: "
                                   f"{payload.get('error', '')}") from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
-            raise ControllerError(f"cannot reach the controller at {self.base}: {reason}; is "
+            raise ApiError(f"cannot reach the controller at {self.base}: {reason}; is "
                                   f"`netvirt controller` running? (--api HOST:PORT)") from None
 
     def status(self) -> dict:

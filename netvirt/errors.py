@@ -3,8 +3,16 @@
     NetvirtError                 every error netvirt raises on purpose
     ├── ConfigError              the tenant YAML is unusable (exit code 2); carries Diagnostics
     ├── UsageError               a request that cannot be right as given (exit code 2)
-    ├── ControllerError          the controller cannot be reached or refused a request
+    ├── ApiError                 the controller's API cannot be reached or answered an error
+    ├── ControllerError          the controller refused a request, or cannot start
+    ├── SwitchError              an OpenFlow switch did not answer or rejected a message
+    ├── OvsdbError               an OVSDB server cannot be reached or refused a transaction
+    ├── PipelineError            compiled state the pipeline refuses (a bug, never installed)
+    ├── NodeError                the node agent cannot read or change its hypervisor
     └── LabError                 the emulated lab could not be built, used or removed
+
+Anything else that escapes is a bug: the CLI and the API report it as one, without a
+traceback for the user (the log has it).
 
 Every message says where the problem is and what to do about it.
 """
@@ -12,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["NetvirtError", "ConfigError", "UsageError", "ControllerError", "LabError",
-           "Diagnostic"]
+__all__ = ["NetvirtError", "ConfigError", "UsageError", "ApiError", "ControllerError",
+           "SwitchError", "OvsdbError", "PipelineError", "NodeError", "LabError", "Diagnostic"]
 
 
 class NetvirtError(Exception):
@@ -56,8 +64,29 @@ class UsageError(NetvirtError):
     exit_code = 2
 
 
+class ApiError(NetvirtError):
+    """The controller API is unreachable or answered with an error (the client's side)."""
+
+
 class ControllerError(NetvirtError):
-    """The controller API is unreachable or answered with an error."""
+    """The controller refused a request (it cannot do it as running) or cannot start."""
+
+
+class SwitchError(NetvirtError):
+    """An OpenFlow switch did not answer in time, hung up, or rejected a message."""
+
+
+class OvsdbError(NetvirtError):
+    """An OVSDB server is unreachable, or a transaction on it failed."""
+
+
+class PipelineError(NetvirtError):
+    """Compiled state that the pipeline's declarations refuse, or two flows that want one
+    match with different actions: a compiler bug, reported instead of installed."""
+
+
+class NodeError(NetvirtError):
+    """The node agent could not read or change something on its hypervisor."""
 
 
 class LabError(NetvirtError):

@@ -9,13 +9,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from netvirt.errors import NetvirtError
-from netvirt.reconcile.desired import pipeline_defaults
+from netvirt.reconcile.compiler import fixed_flows
 
 log = logging.getLogger(__name__)
 ALL_ONES_64 = (1 << 64) - 1
 # The pipeline's fixed drop flows (an unknown tunnel source, a spoofed source, an ARP
 # request no one here answers, an unknown destination): the rest of its fixed flows continue.
-DROP_FLOWS = [f for f in pipeline_defaults() if not f.actions]
+DROP_FLOWS = [f for f in fixed_flows() if not f.actions]
 PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")
 
 

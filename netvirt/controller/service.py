@@ -10,28 +10,32 @@ import threading
 import time
 
 from netvirt.config import LoadedConfig
-from netvirt.controller.agent import HypervisorAgent
-from netvirt.controller.ofcodec import port_status
-from netvirt.controller.ofdriver import OFSwitch, dp_id
-from netvirt.controller.ovsdb_state import datapath_id
-from netvirt.controller.real_trace import compare, origin_index
-from netvirt.controller.simulate import Network
-from netvirt.controller.trace import TraceError, TraceRequest, trace
+from netvirt.reconcile.agent import HypervisorAgent
+from netvirt.drivers.ofcodec import port_status
+from netvirt.drivers.ofswitch import OFSwitch, dp_id
+from netvirt.drivers.ovsdb import OvsdbDriver
+from netvirt.overlay.ovsdb import datapath_id
+from netvirt.inspect.real_trace import compare, origin_index
+from netvirt.inspect.simulate import Network
+from netvirt.inspect.trace import TraceError, TraceRequest, trace
 from netvirt.errors import ControllerError
-from netvirt.gcpause import collect_if_due, collection_due
+from netvirt.gcpause import Collector
 from netvirt.reconcile import diff
-from netvirt.reconcile.desired import compile_flows
+from netvirt.reconcile.compiler import compile_flows
 from netvirt.topology import Topology
 from netvirt.topology.inventory import Inventory
 from netvirt.topology.live import live_topology
 
 log = logging.getLogger(__name__)
-COLLECT_DELAY = 0.1  # seconds after convergence
+
+
+def _agent(name: str, service, audit_interval: float) -> HypervisorAgent:
+    return HypervisorAgent(name, service, audit_interval, ovsdb_factory=OvsdbDriver)
 
 
 class ControllerService:
     def __init__(self, loaded: LoadedConfig | None, openflow: str, audit_interval: float = 10.0,
-                 agent_factory=HypervisorAgent):
+                 agent_factory=_agent):
         self.openflow = openflow  # the address os-ken listens on; fixed for the process
         self.audit_interval = audit_interval
         self._agent_factory = agent_factory  # (name, service, audit_interval) -> agent
@@ -44,7 +48,6 @@ class ControllerService:
         self._datapaths: dict[int, object] = {}  # every connected switch, configured or not
         self.started = time.time()
         self._progress = threading.Condition()  # notified after every agent's pass
-        self._collect_pending = False  # a full garbage collection is scheduled
         if loaded is not None:
             self.apply(loaded)
 
@@ -129,24 +132,9 @@ class ControllerService:
         return result
 
     def notify(self) -> None:
-        """An agent finished a pass: wake whoever waits for convergence.  Once everything
-        has converged, a full garbage collection that is due runs (gcpause), shortly after
-        the waiters have answered: it holds the GIL while it runs."""
+        """An agent finished a pass: wake whoever waits for convergence."""
         with self._progress:
             self._progress.notify_all()
-            rev = self._rev
-            collect = (not self._collect_pending and collection_due()
-                       and all(a.status.in_sync and a.status.applied_revision == rev
-                               for a in self.agents.values()))
-            self._collect_pending |= collect
-        if collect:
-            threading.Timer(COLLECT_DELAY, self._collect).start()
-
-    def _collect(self) -> None:
-        try:
-            collect_if_due()
-        finally:
-            self._collect_pending = False
 
     def wait_in_sync(self, revision: int, timeout: float, healthy: bool = False) -> dict:
         """The status, once every hypervisor is in sync at ``revision`` or later (or when
@@ -234,23 +222,18 @@ def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interva
         token: str | None = None) -> int:
     """Run the controller until SIGTERM/SIGINT.  Flows stay on the switches when it exits
     (br-int is fail-mode secure), so a restart drops no packet."""
-    from os_ken import cfg
-    from os_ken.base.app_manager import AppManager
-
     from netvirt.controller.api import ApiServer
-    from netvirt.controller.ofapp import NetvirtOFApp
+    from netvirt.drivers import ofapp
 
     host, port = openflow.removeprefix("tcp:").rsplit(":", 1)
     api = ApiServer(None, api_addr, token)  # binds now: a second controller fails here, loudly
     _check_bindable(host, int(port), "OpenFlow")
     service = ControllerService(loaded, openflow, audit_interval)
     api.service = service
-    NetvirtOFApp.service = service
-    cfg.CONF(args=["--ofp-listen-host", host, "--ofp-tcp-listen-port", port], project="os_ken")
-    mgr = AppManager.get_instance()
-    mgr.load_apps(["os_ken.controller.ofp_handler", "netvirt.controller.ofapp"])
-    mgr.instantiate_apps(**mgr.create_contexts())
+    ofapp.start(service, host, int(port))
     api.start()
+    collector = Collector()  # full garbage collections at quiet moments, every 10 minutes
+    collector.start()
     log.info("controller: OpenFlow on %s:%s, API on http://%s", host, port, api_addr)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -258,6 +241,7 @@ def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interva
     done.wait()
     log.info("controller: stopping; flows stay installed on the switches")
     api.stop()
+    collector.stop()
     service.stop()
     # os-ken 4.2.2 cannot stop its own threads (HubThread has no kill()), so the process
     # exits here rather than waiting for them.

@@ -30,7 +30,7 @@ from netvirt.config import LoadedConfig
 from netvirt.config.schema import Hypervisor
 from netvirt.errors import LabError
 from netvirt.host.ovs_daemons import PrivateOvs
-from netvirt.qos.probe import features_string, probe_qdiscs
+from netvirt.host.kernel import features_string, probe_qdiscs
 from netvirt.topology import PortRef, Topology
 
 STATE_DIR = Path(os.environ.get("NETVIRT_LAB_DIR", "/run/netvirt-lab"))

@@ -1,1 +1,1 @@
-"""QoS: tc objects and the kernel capability probe (policies come with the QoS issue)."""
+"""QoS: tc records and the QoS compiler (tc objects and OpenFlow meters) come here."""

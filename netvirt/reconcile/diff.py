@@ -12,9 +12,9 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from netvirt.controller.flows import Flow, Group
-from netvirt.controller.pipeline import Table, table_name
-from netvirt.reconcile.desired import DesiredFlows
+from netvirt.pipeline.records import Flow, Group
+from netvirt.pipeline.tables import table_name
+from netvirt.reconcile.compiler import DesiredFlows
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class Plan:
 
     def per_table(self) -> dict[str, tuple[int, int]]:
         """table name -> (adds, deletes)."""
-        adds = Counter(Table(f.table).name for f in self.add_flows)
+        adds = Counter(table_name(f.table) for f in self.add_flows)
         dels = Counter(table_name(f.table) for f in self.delete_flows)
         return {t: (adds[t], dels[t]) for t in sorted(set(adds) | set(dels))}
 

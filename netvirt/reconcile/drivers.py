@@ -1,12 +1,13 @@
 """What the reconciler needs from a switch and from OVSDB.  The real drivers
-(controller/ofdriver.py, controller/ovsdb_driver.py) and the in-memory fakes
-(netvirt/reconcile/fakes.py) both satisfy these, so the agent is tested without root."""
+(netvirt/drivers/ofswitch.py, netvirt/drivers/ovsdb.py) and the in-memory fakes
+(netvirt/testing/fakes.py) both satisfy these, so the agent is tested without root."""
 from __future__ import annotations
 
 from typing import Protocol
 
-from netvirt.controller.ovsdb_state import OvsdbState
+from netvirt.pipeline.rows import OvsdbState
 from netvirt.reconcile.diff import InstalledFlow, Plan
+from netvirt.reconcile.ovsdb_plan import RowPlan
 
 
 class SwitchDriver(Protocol):
@@ -29,5 +30,6 @@ class OvsdbDriverProtocol(Protocol):
     def close(self) -> None: ...
     def datapath_hint(self) -> str | None: ...
     def kernel_qdiscs(self) -> list[str] | None: ...
-    def apply(self, desired: OvsdbState, actual: OvsdbState | None = None) -> int: ...
+    def read(self) -> OvsdbState: ...
+    def apply(self, plan: RowPlan) -> int: ...
     def port_errors(self, names: set[str]) -> dict[str, str]: ...

@@ -3,7 +3,7 @@ data.  Served by the API (/v1/topology) and rendered by `netvirt topo`."""
 from __future__ import annotations
 
 from netvirt.config import LoadedConfig
-from netvirt.controller.pipeline import TUNNEL_PORT_NAME
+from netvirt.pipeline.layout import TUNNEL_PORT_NAME
 from netvirt.topology.graph import Topology
 
 

@@ -4,7 +4,7 @@ A view holds plain values only (no config objects), so two views compare and has
 they are named tuples, so that hashing one (every revision, for every network) is done in C.
 Everything a network's flows on a hypervisor depend on is in its view and nothing else is, so
 the compile of a view can be remembered: a config revision or a port event recompiles only the
-networks whose view it changed (see netvirt.reconcile.desired.Compiler).
+networks whose view it changed (see netvirt.reconcile.compiler.Compiler).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ import time
 
 from netvirt.cli import main
 from netvirt.config import load_file
-from netvirt.host.probe import matrix
+from netvirt.host.reach import matrix
 
 
 def test_full_reachability_inside_tenants_and_none_across(env):

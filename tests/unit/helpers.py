@@ -6,8 +6,8 @@ from pathlib import Path
 import yaml
 
 from netvirt.config import load_text
-from netvirt.controller.simulate import Network
-from netvirt.reconcile.desired import compile_flows
+from netvirt.inspect.simulate import Network
+from netvirt.reconcile.compiler import compile_flows
 from netvirt.topology import Topology
 from netvirt.topology.inventory import Inventory
 

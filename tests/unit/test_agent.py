@@ -1,9 +1,9 @@
 """The reconciler against in-memory drivers: converge, stay quiet, repair, restart."""
 from netvirt.config import load_file
-from netvirt.controller.agent import HypervisorAgent
+from netvirt.reconcile.agent import HypervisorAgent
 from netvirt.errors import NetvirtError
 from netvirt.reconcile.diff import InstalledFlow
-from netvirt.reconcile.fakes import FakeOvsdb, FakeSwitch
+from netvirt.testing.fakes import FakeOvsdb, FakeSwitch
 from netvirt.topology import Topology
 
 from .helpers import ROOT_EXAMPLES, sequential_inventory
@@ -39,10 +39,10 @@ def test_converges_then_sends_nothing_more():
     service, sw = _setup()
     a = _agent(service, sw)
     a.reconcile_once()
-    assert a.status.in_sync and sw.flow_mods_sent == a.status.desired_flows == 24
+    assert a.status.in_sync and sw.flow_mods_sent == a.status.desired_flows == 25
     a.mark_dirty(reread=True)
     a.reconcile_once()
-    assert sw.flow_mods_sent == 24 and a.status.in_sync
+    assert sw.flow_mods_sent == 25 and a.status.in_sync
 
 
 def test_a_restarted_controller_sends_zero_flow_mods():
@@ -62,10 +62,11 @@ def test_foreign_and_deleted_flows_are_repaired():
     del sw.flows[victim]
     sw.flows[(0, 7, (("in_port", 99),))] = InstalledFlow(0, 7, 0xBAD, (("in_port", 99),))
     a.flow_removed((victim[0], victim[1], 0))  # what OVS reports for the deleted flow
+    a.take_events()
     assert not a.status.in_sync
     a.reconcile_once()
     assert a.status.in_sync and (0, 7, (("in_port", 99),)) not in sw.flows
-    assert len(sw.flows) == 24
+    assert len(sw.flows) == 25
 
 
 def test_own_deletions_do_not_trigger_a_reread():
@@ -78,7 +79,8 @@ def test_own_deletions_do_not_trigger_a_reread():
     deleted = [k for k in a._expect_removed]
     assert deleted, "the agent expects the removals it caused"
     a.flow_removed(deleted[0])
-    assert a.status.in_sync and not a.need_read
+    a.take_events()
+    assert a.status.in_sync and not a._read_flows
 
 
 class PortPlugsDuringTheRead(FakeSwitch):
@@ -110,7 +112,7 @@ def test_a_port_event_during_the_port_read_is_not_lost():
     assert not a.status.in_sync, "compiled from a port list that an event has overtaken"
     a.reconcile_once()  # the pass the event's wake-up asks for
     assert a.inventory.ofports.get(late) == sw.plugged
-    assert a.status.in_sync and not a.status.ports_down and len(sw.flows) == 24
+    assert a.status.in_sync and not a.status.ports_down and len(sw.flows) == 25
 
 
 def test_ovsdb_is_written_once_per_revision():
@@ -159,8 +161,95 @@ def test_a_failed_apply_rereads_the_switch_instead_of_resending():
     try:
         a.reconcile_once()
     except NetvirtError as e:
-        a._stop.set()  # no retry delay in a test
-        a._failed(str(e))
-    assert a.need_read
+        a._failed(str(e))  # what the agent's turn does with it
+    assert a._read_flows
     a.reconcile_once()
-    assert a.status.in_sync and len(sw.flows) == 24
+    assert a.status.in_sync and len(sw.flows) == 25
+
+
+class FlowDeletedDuringTheRead(FakeSwitch):
+    """Someone deletes a flow while the flow table is on its way: the table read (made
+    first) still has it, and the FlowRemoved that follows is handled on os-ken's thread
+    before the agent has stored the table."""
+
+    agent: HypervisorAgent
+
+    def __init__(self, ofports):
+        super().__init__(ofports)
+        self.armed = False
+
+    def read_flows(self):
+        flows = super().read_flows()
+        if self.armed:
+            self.armed = False
+            slot, victim = next(iter(self.flows.items()))
+            del self.flows[slot]
+            self.agent.flow_removed(victim.key)
+        return flows
+
+
+def test_a_flow_removed_during_the_flow_read_is_not_lost():
+    service, sw = _setup()
+    sw = FlowDeletedDuringTheRead(dict(sw.ofports))
+    sw.agent = a = _agent(service, sw)
+    a.reconcile_once()
+    assert len(sw.flows) == 25
+    sw.armed = True
+    a.mark_dirty(reread=True)
+    a.reconcile_once()  # read the table with the flow; its removal is queued meanwhile
+    assert len(sw.flows) == 24
+    for _ in range(3):  # the agent's next turns
+        a.step()
+    assert len(sw.flows) == 25 and a.status.in_sync
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class CountsReads(FakeSwitch):
+    reads = 0
+
+    def read_flows(self):
+        self.reads += 1
+        return super().read_flows()
+
+
+def test_the_audit_runs_on_time_under_a_steady_stream_of_events():
+    service, sw = _setup()
+    sw = CountsReads(dict(sw.ofports))
+    clock = Clock()
+    a = HypervisorAgent("hv1", service, audit_interval=10, ovsdb_factory=FakeOvsdb, clock=clock)
+    a.attach(sw)
+    a.step()
+    assert sw.reads == 1
+    name = next(iter(sw.ofports))
+    for second in range(1, 31):  # a port flapping every second for 30 s
+        clock.now += 1
+        a.port_changed(name, (sw.ofports[name], second % 2 == 0))
+        a.step()
+    assert sw.reads == 1 + 3 and a.status.audits == 3, "an audit every 10 s, events or not"
+
+
+def test_flows_are_repaired_while_ovsdb_is_down():
+    service, sw = _setup()
+    db, clock = FakeOvsdb("unix:/x"), Clock()
+    a = HypervisorAgent("hv1", service, audit_interval=10, ovsdb_factory=lambda ep: db,
+                        clock=clock)
+    a.attach(sw)
+    a.step()
+    db.down = True
+    sw.flows.clear()  # ovs-vswitchd restarted: the switch reconnects with an empty table
+    a.attach(sw)
+    clock.now += 10  # and the audit is due, which reads OVSDB too
+    a.step()
+    assert len(sw.flows) == 25 and a.status.in_sync
+    assert not a.status.ovsdb_connected and "ovsdb-server" in a.status.ovsdb_error
+    db.down = False
+    clock.now += 1  # the retry is due
+    a.step()
+    assert a.status.ovsdb_connected and not a.status.ovsdb_error and a.status.in_sync

@@ -10,12 +10,12 @@ import yaml
 from netvirt.cli import main
 from netvirt.client import Client
 from netvirt.config import load_file
-from netvirt.controller.agent import HypervisorAgent
+from netvirt.reconcile.agent import HypervisorAgent
 from netvirt.controller.api import ApiServer
 from netvirt.controller.openapi import SPEC
 from netvirt.controller.service import ControllerService
-from netvirt.errors import ConfigError, ControllerError, UsageError
-from netvirt.reconcile.fakes import FakeOvsdb, FakeSwitch
+from netvirt.errors import ConfigError, ApiError, UsageError
+from netvirt.testing.fakes import FakeOvsdb, FakeSwitch
 from netvirt.topology import Topology, render
 
 from .helpers import ROOT_EXAMPLES, sequential_inventory
@@ -60,9 +60,9 @@ def test_apply_status_and_zero_extra_mods(controller, capsys):
     st = Client(addr).status()
     assert st["revision"] == 1 and st["in_sync"]
     assert {h: v["installed_flows"] for h, v in st["hypervisors"].items()} == \
-        {"hv1": 24, "hv2": 24, "hv3": 24}
+        {"hv1": 25, "hv2": 25, "hv3": 25}
     assert main(["apply", str(DEMO), "--api", addr]) == 0  # same intent again
-    assert sum(s.flow_mods_sent for s in switches.values()) == 72
+    assert sum(s.flow_mods_sent for s in switches.values()) == 75
     assert main(["status", "--api", addr]) == 0
     assert "revision 2: healthy" in capsys.readouterr().out
 
@@ -121,11 +121,11 @@ def test_png_is_an_image_with_a_node_per_hypervisor_and_port(controller, tmp_pat
     (["--from", "red/app1", "--to-ip", "10.0.0.3"],
      "not delivered: ARP for 10.0.0.3 is not answered in red/app: no port there has that "
      "address (request reached: no other port; dropped by: hv2 ARP_RESPONDER, hv3 "
-     "ARP_RESPONDER)", "ARP_RESPONDER", "pipeline/ARP_RESPONDER"),
+     "ARP_RESPONDER)", "ARP_RESPONDER", "pipeline"),
     (["--from", "blue/web1", "--to-ip", "10.0.0.2", "--src-ip", "10.0.0.9"],
      "not delivered: the ARP request was dropped by hv1 PORT_SECURITY: PORT_SECURITY  prio=0",
      "PORT_SECURITY",
-     "pipeline/PORT_SECURITY"),
+     "pipeline"),
 ])
 def test_trace_verdicts_with_origins(controller, capsys, args, verdict, last_table, origin):
     service, addr, _ = controller
@@ -135,9 +135,10 @@ def test_trace_verdicts_with_origins(controller, capsys, args, verdict, last_tab
     r = json.loads(capsys.readouterr().out)
     assert r["verdict"].startswith(verdict), r["verdict"]
     stage = r.get("packet", r["arp"])
-    assert (stage["steps"][-1]["table"], stage["steps"][-1]["origin"]) == (last_table, origin)
-    if not origin.startswith("pipeline/"):
-        assert stage["steps"][-1]["defined_at"].startswith(f"{DEMO}:")
+    decided = [s for s in stage["steps"] if s["table"] == last_table][-1]  # the last visit
+    assert decided["origin"] == origin
+    if origin != "pipeline":
+        assert decided["defined_at"].startswith(f"{DEMO}:")
 
 
 def test_trace_of_an_unknown_port_is_a_usage_error(controller, capsys):
@@ -158,7 +159,7 @@ def test_metrics_exposition(controller):
     text = urllib.request.urlopen(f"http://{addr}/metrics?scrape=1").read().decode()
     assert 'netvirt_port_rx_packets_total{hypervisor="hv1",port="web1",tenant="blue"} 7.0' in text
     assert 'netvirt_tenant_rx_bytes_total{tenant="blue"} 700.0' in text
-    assert 'netvirt_flows{hypervisor="hv2",state="installed"} 24.0' in text
+    assert 'netvirt_flows{hypervisor="hv2",state="installed"} 25.0' in text
     assert 'netvirt_switch_connected{hypervisor="hv3"} 1.0' in text
     assert 'netvirt_reconciliations_total{hypervisor="hv1"}' in text
 
@@ -182,9 +183,9 @@ def test_token_is_required_off_loopback_and_checked():
     api.start()
     addr = "127.0.0.1:%d" % api.httpd.server_address[1]
     try:
-        with pytest.raises(ControllerError, match="401"):
+        with pytest.raises(ApiError, match="401"):
             Client(addr, token="").status()
-        with pytest.raises(ControllerError, match="401"):
+        with pytest.raises(ApiError, match="401"):
             Client(addr, token="wrong").status()
         assert Client(addr, token="s3cret").status()["revision"] == 0
     finally:

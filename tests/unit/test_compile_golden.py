@@ -31,7 +31,7 @@ def test_every_flow_has_an_origin_that_leads_to_the_yaml():
     for d in per_hv.values():
         for f in d.flows:
             assert f.cookie >> 32, f
-            if not f.origin.startswith("pipeline/"):
+            if f.origin != "pipeline":
                 loc = lc.location(f.origin)
                 assert loc is not None and loc.line > 1, f
 
@@ -47,7 +47,7 @@ def test_flows_are_deterministic_and_hashable():
 def test_unbound_port_gets_no_local_flows_but_stays_reachable_from_remote():
     lc = load_file(ROOT / "examples" / "demo.yaml")
     topo = Topology(lc.config)
-    from netvirt.reconcile.desired import compile_flows
+    from netvirt.reconcile.compiler import compile_flows
     from netvirt.topology.inventory import Inventory
 
     empty = compile_flows(topo, "hv1", Inventory())

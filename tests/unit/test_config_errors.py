@@ -224,7 +224,7 @@ def test_data_that_is_not_its_source_is_refused():
 def test_unchanged_tenants_are_not_validated_again_and_the_result_is_the_same():
     import copy
 
-    from bench import gen
+    from netvirt.testing import gen
     from netvirt.config import load_data
 
     data = gen.config(100, 3)  # tenants of 5 networks, explicit VNIs, MACs and interfaces

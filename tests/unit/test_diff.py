@@ -4,7 +4,7 @@ import copy
 import yaml
 
 from netvirt.config import load_file
-from netvirt.reconcile.desired import compile_flows
+from netvirt.reconcile.compiler import compile_flows
 from netvirt.reconcile.diff import InstalledFlow, plan
 from netvirt.topology import Topology
 

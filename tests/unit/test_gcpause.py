@@ -2,6 +2,7 @@
 not rescanned, and a full collection still runs when it is due, so garbage cycles among
 frozen objects cannot pile up."""
 import gc
+import time
 import weakref
 
 from netvirt import gcpause
@@ -30,10 +31,15 @@ def test_what_bulk_work_keeps_is_frozen_and_cycles_go_at_the_next_full_collectio
         del cycle
         gc.collect()  # a normal collection does not look at frozen objects
         assert ref() is not None
-        monkeypatch.setattr(gcpause, "_last_full", 0.0)  # long ago: a collection is due
+        # long ago, measured from now: the monotonic clock may be young (a fresh boot)
+        long_ago = time.monotonic() - gcpause.FULL_COLLECTION_INTERVAL - 1
+        monkeypatch.setattr(gcpause, "_last_full", long_ago)
         with gcpause.gc_paused():  # bulk work under way: it waits
             assert gcpause.collect_if_due() is False
-        assert gcpause.collection_due() and gcpause.collect_if_due() is True
+        assert gcpause.collection_due()
+        assert gcpause.collect_if_due() is False, "bulk work has just ended: not quiet yet"
+        monkeypatch.setattr(gcpause, "_last_busy", time.monotonic() - gcpause.QUIET)
+        assert gcpause.collect_if_due() is True
         assert not gcpause.collection_due()
         assert ref() is None
     finally:

@@ -2,8 +2,8 @@
 produces is exactly what a compile from scratch produces."""
 import copy
 
-from bench import gen
-from netvirt.reconcile.desired import Compiler, compile_flows
+from netvirt.testing import gen
+from netvirt.reconcile.compiler import Compiler, compile_flows
 from netvirt.topology import Topology
 
 from .helpers import load_data, sequential_inventory
@@ -43,24 +43,35 @@ def test_a_port_event_recompiles_only_its_network():
     assert d == compile_flows(topo, "hv2", gone)
 
 
-def test_two_flows_with_one_identity_are_refused_and_the_compiler_recovers(monkeypatch):
-    """A compiler bug (or a 32-bit digest collision) must stop the compile, not install
-    half of it, and must not poison the next compile."""
+def test_two_flows_that_want_one_match_with_other_actions_are_refused_and_it_recovers():
+    """A compiler bug (two origins claiming one packet differently) must stop the compile,
+    not install half of it, and must not poison the next compile."""
     import pytest
 
-    from netvirt.reconcile import desired
+    from netvirt import overlay
+    from netvirt.errors import PipelineError
+    from netvirt.pipeline.records import Flow
+    from netvirt.reconcile.features import Feature
+    from netvirt.topology.views import network_views
+
+    broken = {"on": False}
+
+    def compile_network(view):
+        flows, groups = overlay.compile_network(view)
+        if broken["on"]:  # every flow again, dropping instead of what it does
+            flows += [Flow(f.table, f.priority, f.match, (), ("tenant/x/bug",)) for f in flows]
+        return flows, groups
 
     topo = _topo(gen.config(40, 2))
     inv = sequential_inventory(topo)["hv1"]
-    c = Compiler()
+    c = Compiler((Feature("overlay", network_views, compile_network, overlay.fixed_flows),))
     good = c.compile(topo, "hv1", inv)
-    real = desired.compile_network
-    monkeypatch.setattr(desired, "compile_network",
-                        lambda v: (real(v)[0] * 2, real(v)[1]))  # every flow twice
+    assert good == compile_flows(topo, "hv1", inv)
+    broken["on"] = True
     changed = inv.with_port(next(iter(inv.ofports)), None)
-    with pytest.raises(AssertionError, match="flow cookie collision"):
+    with pytest.raises(PipelineError, match="two origins want one match with different actions"):
         c.compile(topo, "hv1", changed)
-    monkeypatch.setattr(desired, "compile_network", real)
+    broken["on"] = False
     assert c.compile(topo, "hv1", inv) == good
 
 

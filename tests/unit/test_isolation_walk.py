@@ -4,7 +4,7 @@ network unicast, ARP and broadcast behave."""
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from netvirt.controller.pipeline import Table
+from netvirt.pipeline.tables import Table
 
 from .helpers import compile_all, load_data
 
@@ -149,6 +149,6 @@ def test_tunnel_packets_from_unknown_sources_are_dropped(data):
         vni = d.network.vni
         pkt = {"eth_src": "02:00:00:00:99:99", "eth_dst": d.port.mac, "eth_type": 0x0800,
                "tunnel_id": vni, "tun_ipv4_src": "192.168.50.77"}
-        from netvirt.controller.pipeline import TUNNEL_OFPORT
+        from netvirt.pipeline.layout import TUNNEL_OFPORT
 
         assert not net.inject(hv, TUNNEL_OFPORT, pkt).delivered

@@ -2,7 +2,7 @@
 tunnel output nests inside the trace (captured from OVS 3.1, tests/golden)."""
 from pathlib import Path
 
-from netvirt.controller.real_trace import flow_string, parse
+from netvirt.inspect.real_trace import flow_string, parse
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 

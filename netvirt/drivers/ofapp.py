@@ -5,11 +5,12 @@ service, which marks state dirty; the agents send every flow.
 """
 from __future__ import annotations
 
+from os_ken import cfg
 from os_ken.base import app_manager
 from os_ken.controller import controller, ofp_event
 from os_ken.controller.handler import DEAD_DISPATCHER, MAIN_DISPATCHER, set_ev_cls
 
-from netvirt.controller import ofcodec
+from netvirt.drivers import ofcodec
 
 
 def _end_connection_when_switch_hangs_up() -> None:
@@ -67,3 +68,14 @@ class NetvirtOFApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev):
         self.service.flow_removed(ev.msg)
+
+
+def start(service, host: str, port: int) -> None:
+    """Start os-ken's OpenFlow listener with this app; events go to ``service``.  (os-ken
+    4.2.2 runs on native threads and has no osken-manager: its AppManager is driven here.)"""
+    NetvirtOFApp.service = service
+    cfg.CONF(args=["--ofp-listen-host", host, "--ofp-tcp-listen-port", str(port)],
+             project="os_ken")
+    mgr = app_manager.AppManager.get_instance()
+    mgr.load_apps(["os_ken.controller.ofp_handler", __name__])
+    mgr.instantiate_apps(**mgr.create_contexts())

@@ -1,23 +1,20 @@
 """PORT_SECURITY: a VM may only send from its own MAC, and IPv4/ARP only from its own
 addresses.  The flow that admits a packet also classifies it (writes the network's VNI), so
 a port costs two flows per address here and none in CLASSIFY.  Everything else from a VM port
-(spoofed MAC or IP, other ethertypes, a port netvirt does not know) drops."""
+(spoofed MAC or IP, other ethertypes, a port netvirt does not know) drops (the stage's miss)."""
 from __future__ import annotations
 
-from netvirt.controller.flows import Flow, Goto, WriteMetadata
-from netvirt.controller.pipeline import VNI_MASK, Table
+from netvirt.pipeline.layout import ETH_ARP, ETH_IP, VNI_MASK
+from netvirt.pipeline.records import Flow, Goto, WriteMetadata
+from netvirt.pipeline.stages import following
+from netvirt.pipeline.tables import Table
 from netvirt.topology.views import NetworkOnHv
 
 T = Table.PORT_SECURITY
-ETH_IP, ETH_ARP = 0x0800, 0x0806
-
-
-def port_security_defaults() -> list[Flow]:
-    return [Flow.make(T, 0, {}, [], "pipeline/PORT_SECURITY")]
 
 
 def compile_port_security(net: NetworkOnHv) -> list[Flow]:
-    admit = [WriteMetadata(net.vni, VNI_MASK), Goto(T.next())]
+    admit = [WriteMetadata(net.vni, VNI_MASK), Goto(following(T))]
     flows = []
     for port in net.bound:
         base = {"in_port": port.ofport, "eth_src": port.mac}

@@ -16,33 +16,70 @@ from __future__ import annotations
 import struct
 from functools import lru_cache
 
+from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from netvirt.controller.flows import (Flow, Goto, Group, GroupAction, Move, Output, SetField,
-                                      WriteMetadata)
+from netvirt.pipeline.records import (CT, INSTRUCTIONS, NAT, DecTtl, Flow, Goto, Group,
+                                      GroupAction, Meter, MeterAction, Move, Output, OutputReg,
+                                      Resubmit, SetField, WriteMetadata)
 from netvirt.reconcile.diff import InstalledFlow
 
 ALL_ONES_64 = 0xFFFFFFFFFFFFFFFF
+_PORTS = {"IN_PORT": ofp.OFPP_IN_PORT, "CONTROLLER": ofp.OFPP_CONTROLLER}
+# OVS's nx_nat_flags (lib/ofp-actions.c); os-ken names the range bits only
+NAT_F_SRC, NAT_F_DST = 1 << 0, 1 << 1
+_GROUP_TYPES = {"all": ofp.OFPGT_ALL, "select": ofp.OFPGT_SELECT}
+_METER_UNITS = {"pktps": ofp.OFPMF_PKTPS, "kbps": ofp.OFPMF_KBPS}
+
+
+def _nat(n: NAT):
+    flags = {"src": NAT_F_SRC, "dst": NAT_F_DST, "": 0}[n.kind]
+    return parser.NXActionNAT(flags, range_ipv4_min=n.ip_min or "",
+                              range_ipv4_max=n.ip_max or "", range_proto_min=n.port_min,
+                              range_proto_max=n.port_max)
+
+
+def _ct(a: CT):
+    inner = [_nat(a.nat)] if a.nat is not None else []
+    if a.mark is not None:
+        inner.append(parser.OFPActionSetField(ct_mark=a.mark))
+    # an immediate zone: no source field, the zone in zone_ofs_nbits
+    return parser.NXActionCT(nicira_ext.NX_CT_F_COMMIT if a.commit else 0, "", a.zone,
+                             nicira_ext.NX_CT_RECIRC_NONE if a.table is None else int(a.table),
+                             0, inner)
 
 
 def _action(a):
     if isinstance(a, Output):
-        port = ofp.OFPP_IN_PORT if a.port == "IN_PORT" else a.port
-        return parser.OFPActionOutput(port, 0)
+        # max_len: a packet to the controller comes whole (ignored for other ports)
+        return parser.OFPActionOutput(_PORTS.get(a.port, a.port),
+                                      ofp.OFPCML_NO_BUFFER if a.port == "CONTROLLER" else 0)
     if isinstance(a, SetField):
         return parser.OFPActionSetField(**{a.field: a.value})
     if isinstance(a, Move):
         return parser.NXActionRegMove(src_field=a.src, dst_field=a.dst, n_bits=a.n_bits)
     if isinstance(a, GroupAction):
         return parser.OFPActionGroup(a.group_id)
+    if isinstance(a, OutputReg):
+        return parser.NXActionOutputReg(nicira_ext.ofs_nbits(0, 31), a.field, 0)
+    if isinstance(a, Resubmit):
+        return parser.NXActionResubmitTable(table_id=int(a.table))
+    if isinstance(a, DecTtl):
+        return parser.OFPActionDecNwTtl()
+    if isinstance(a, CT):
+        return _ct(a)
     raise TypeError(f"not an apply-action: {a!r}")
 
 
 def instructions(actions: tuple, action=_action) -> list:
-    """os-ken's instructions for a flow's actions; ``action`` makes each apply-action."""
-    apply = [action(a) for a in actions if not isinstance(a, (Goto, WriteMetadata))]
-    out = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, apply)] if apply else []
+    """os-ken's instructions for a flow's actions, in OpenFlow's execution order (meter,
+    apply-actions, write-metadata, goto); ``action`` makes each apply-action."""
+    out = [parser.OFPInstructionMeter(a.meter_id, ofp.OFPIT_METER)
+           for a in actions if isinstance(a, MeterAction)]
+    apply = [action(a) for a in actions if not isinstance(a, INSTRUCTIONS)]
+    if apply:
+        out.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, apply))
     for a in actions:
         if isinstance(a, WriteMetadata):
             out.append(parser.OFPInstructionWriteMetadata(a.value, a.mask))
@@ -151,12 +188,40 @@ def delete_flow(dp, flow: InstalledFlow):
 
 
 def add_group(dp, group: Group):
-    buckets = [parser.OFPBucket(actions=[_serialized_action(a) for a in b]) for b in group.buckets]
-    return parser.OFPGroupMod(dp, ofp.OFPGC_ADD, ofp.OFPGT_ALL, group.group_id, buckets)
+    weights = group.weights or (0,) * len(group.buckets)
+    buckets = [parser.OFPBucket(weight=w, actions=[_serialized_action(a) for a in b])
+               for w, b in zip(weights, group.buckets, strict=True)]
+    return parser.OFPGroupMod(dp, ofp.OFPGC_ADD, _GROUP_TYPES[group.kind], group.group_id,
+                              buckets)
 
 
 def delete_group(dp, group_id: int):
     return parser.OFPGroupMod(dp, ofp.OFPGC_DELETE, ofp.OFPGT_ALL, group_id, [])
+
+
+def meter_mod(dp, meter: Meter, command=ofp.OFPMC_ADD):
+    band = parser.OFPMeterBandDrop(rate=meter.rate, burst_size=meter.burst)
+    flags = _METER_UNITS[meter.unit] | (ofp.OFPMF_BURST if meter.burst else 0)
+    return parser.OFPMeterMod(dp, command, flags, meter.meter_id, [band])
+
+
+def modify_meter(dp, meter: Meter):
+    return meter_mod(dp, meter, ofp.OFPMC_MODIFY)
+
+
+def delete_meter(dp, meter_id: int):
+    return parser.OFPMeterMod(dp, ofp.OFPMC_DELETE, 0, meter_id, [])
+
+
+def meter_config_request(dp):
+    return parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL)
+
+
+def installed_meter(stat) -> Meter:
+    """A meter as the switch reports its configuration (one drop band, as netvirt makes)."""
+    band = stat.bands[0] if stat.bands else None
+    unit = "kbps" if stat.flags & ofp.OFPMF_KBPS else "pktps"
+    return Meter(stat.meter_id, band.rate if band else 0, band.burst_size if band else 0, unit)
 
 
 def flow_stats_request(dp, cookie: int = 0, cookie_mask: int = 0):

@@ -8,8 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 
-from netvirt.controller import ofcodec
-from netvirt.errors import ControllerError
+from netvirt.drivers import ofcodec
+from netvirt.errors import SwitchError
 from netvirt.reconcile.diff import InstalledFlow, Plan
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,13 @@ class OFSwitch:
         try:
             self.dp.send_msg(msg)
             if not p.done.wait(timeout):
-                raise ControllerError(f"switch {dp_id(self.dp)}: no reply to {type(msg).__name__} "
+                raise SwitchError(f"switch {dp_id(self.dp)}: no reply to {type(msg).__name__} "
                                       f"within {timeout:.0f}s; is it still connected?")
         finally:
             with self._lock:
                 self._pending.pop(msg.xid, None)
         if p.errors:
-            raise ControllerError(f"switch {dp_id(self.dp)}: {'; '.join(p.errors)}")
+            raise SwitchError(f"switch {dp_id(self.dp)}: {'; '.join(p.errors)}")
         return p.replies
 
     def read_flows(self) -> list[InstalledFlow]:
@@ -123,7 +123,7 @@ class OFSwitch:
 
     def _send_raw(self, buf: bytes) -> None:
         if not self.dp.send(buf):
-            raise ControllerError(f"switch {dp_id(self.dp)}: the connection is closing; "
+            raise SwitchError(f"switch {dp_id(self.dp)}: the connection is closing; "
                                   f"nothing sent")
 
     def _next_xids(self, n: int) -> list[int]:
@@ -154,7 +154,7 @@ class OFSwitch:
         with self._lock:
             errors = [e for e in (self._batch_errors.pop(x, "") for x in xids) if e]
         if errors:
-            raise ControllerError(f"switch {dp_id(self.dp)}: {len(errors)} message(s) rejected, "
+            raise SwitchError(f"switch {dp_id(self.dp)}: {len(errors)} message(s) rejected, "
                                   f"first: {errors[0]}")
 
 

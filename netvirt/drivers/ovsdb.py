@@ -1,10 +1,6 @@
-"""OVSDB driver for one hypervisor (ovsdbapp): read bridges/ports, apply the difference.
-
-Idempotent by construction: it reads the IDL cache, builds only the commands for what
-differs, and commits them in one transaction (check_error=True), so a restart with unchanged
-intent writes nothing.  Keys of other_config/external_ids that netvirt does not declare are
-left alone; ports on br-int are deleted only if netvirt created them (netvirt-owned=true).
-"""
+"""OVSDB driver for one hypervisor (ovsdbapp): read the rows netvirt cares about from the
+IDL cache, and carry out a RowPlan (what to write is decided by reconcile.ovsdb_plan, a pure
+function) in transactions with check_error=True.  Every failure is an OvsdbError."""
 from __future__ import annotations
 
 import logging
@@ -12,8 +8,9 @@ import logging
 from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
-from netvirt.controller.ovsdb_state import INT_BRIDGE, OWNER_KEY, BridgeRow, OvsdbState, PortRow
-from netvirt.errors import ControllerError
+from netvirt.errors import OvsdbError
+from netvirt.pipeline.rows import BridgeRow, OvsdbState, PortRow
+from netvirt.reconcile.ovsdb_plan import RowPlan
 
 log = logging.getLogger(__name__)
 # Open_vSwitch external_ids that the hypervisor's own provisioning sets (the lab does)
@@ -69,8 +66,8 @@ class OvsdbDriver:
             self.api = api_cls(self._conn)
         except Exception as e:  # ovsdbapp raises a variety of types here
             self.api = None
-            raise ControllerError(f"cannot connect to OVSDB at {self.endpoint}: {e}; is "
-                                  f"ovsdb-server running there?") from None
+            raise OvsdbError(f"cannot connect to OVSDB at {self.endpoint}: {e}; is "
+                             f"ovsdb-server running there?") from None
 
     def close(self) -> None:
         if self._conn is not None:
@@ -104,62 +101,44 @@ class OvsdbDriver:
                                       (iface.ofport_request or [None])[0]))
         return OvsdbState(frozenset(bridges), frozenset(ports))
 
-    def apply(self, desired: OvsdbState, actual: OvsdbState | None = None) -> int:
-        """Make the switch match ``desired``; return the number of commands sent.  ``actual``
-        is what OVSDB is believed to hold (our last write); None reads every row."""
-        actual = self.read() if actual is None else actual
-        have_br = {b.name: b for b in actual.bridges}
-        have_port = {(p.bridge, p.name): p for p in actual.ports}
-        # Two transactions: bridges and the tunnel first, so the switch connects and gets
-        # its flows while ovs-vswitchd is still creating (possibly thousands of) VM ports.
-        infra, ports = [], []
+    def apply(self, plan: RowPlan) -> int:
+        """Carry out ``plan`` (reconcile.ovsdb_plan): bridges and the tunnel in one
+        transaction, VM ports and deletions in a second; return the commands sent."""
         api = self.api
-        for b in sorted(desired.bridges):
-            cur = have_br.get(b.name)
-            if cur is None:
+        infra, ports = [], []
+        for c in plan.bridges:
+            b = c.row
+            if c.create:
                 infra.append(api.add_br(b.name, may_exist=True, datapath_type=b.datapath_type))
-            cols = []
-            if cur is None or cur.datapath_type != b.datapath_type:
-                cols.append(("datapath_type", b.datapath_type))
-            if cur is None or cur.fail_mode != b.fail_mode:
-                cols.append(("fail_mode", b.fail_mode))
-            if b.protocols and (cur is None or cur.protocols != b.protocols):
-                cols.append(("protocols", list(b.protocols)))
-            other = dict(cur.other_config) if cur else {}
-            if any(other.get(k) != v for k, v in b.other_config):
-                cols.append(("other_config", {**other, **dict(b.other_config)}))
-            if cols:
-                infra.append(api.db_set("Bridge", b.name, *cols))
-            if b.controller and (cur is None or cur.controller != b.controller):
+            if c.columns:
+                infra.append(api.db_set("Bridge", b.name, *c.columns))
+            if c.controller:
                 infra.append(api.set_controller(b.name, [b.controller]))
                 infra.append(api.db_set("Controller", b.name,
                                        ("max_backoff", CONTROLLER_MAX_BACKOFF_MS)))
-        for p in sorted(desired.ports):
-            # the tunnel goes with the bridges; VM ports, possibly thousands, after them
-            target = infra if p.type == "vxlan" else ports
-            cur = have_port.get((p.bridge, p.name))
-            if cur is not None and _same_port(cur, p):
-                continue
-            # a map given to db_set is merged into the row's: others' keys stay
-            cols = {"type": p.type, "options": dict(p.options),
-                    "external_ids": dict(p.external_ids)}
-            if p.ofport_request is not None:
-                cols["ofport_request"] = p.ofport_request
-            if cur is None:  # one command makes the port and its interface, columns and all
-                target.append(api.add_port(p.bridge, p.name, may_exist=True, **cols))
-            else:
-                target.append(api.db_set("Interface", p.name, *cols.items()))
-        wanted = {(p.bridge, p.name) for p in desired.ports}
-        for (bridge, name), p in sorted(have_port.items()):
-            if bridge == INT_BRIDGE and (bridge, name) not in wanted and \
-                    dict(p.external_ids).get(OWNER_KEY) == "true":
-                ports.append(api.del_port(name, bridge=bridge, if_exists=True))
+        for target, changes in ((infra, plan.tunnels), (ports, plan.ports)):
+            for c in changes:
+                if c.create:  # one command makes the port and its interface, columns and all
+                    target.append(api.add_port(c.row.bridge, c.row.name, may_exist=True,
+                                               **dict(c.columns)))
+                else:  # a map given to db_set is merged into the row's: others' keys stay
+                    target.append(api.db_set("Interface", c.row.name, *c.columns))
+        ports += [api.del_port(name, bridge=bridge, if_exists=True)
+                  for bridge, name in plan.delete_ports]
         for cmds in (infra, ports):
             if cmds:
-                with api.transaction(check_error=True) as txn:
-                    for c in cmds:
-                        txn.add(c)
+                self._commit(cmds)
         return len(infra) + len(ports)
+
+    def _commit(self, cmds: list) -> None:
+        try:
+            with self.api.transaction(check_error=True) as txn:
+                for c in cmds:
+                    txn.add(c)
+        except Exception as e:  # ovsdbapp raises its own, RuntimeError and timeouts
+            raise OvsdbError(f"OVSDB at {self.endpoint}: a transaction of {len(cmds)} "
+                             f"command(s) failed: {type(e).__name__}: {e}; is ovsdb-server "
+                             f"running there?") from None
 
     def port_errors(self, names: set[str]) -> dict[str, str]:
         """Interfaces among ``names`` that OVS could not open (ofport -1), with its reason.
@@ -170,11 +149,3 @@ class OvsdbDriver:
             if iface is not None and (iface.ofport or [None])[0] == -1:
                 errors[name] = (iface.error or ["unknown error"])[0]
         return errors
-
-
-def _same_port(have: PortRow, want: PortRow) -> bool:
-    """``have`` is what ``want`` asks for; external_ids others set (libvirt sets vm-uuid and
-    iface-status on a guest's tap) are theirs, and no reason to write the row again."""
-    ids = dict(have.external_ids)
-    return (have._replace(external_ids=()) == want._replace(external_ids=())
-            and all(ids.get(k) == v for k, v in want.external_ids))

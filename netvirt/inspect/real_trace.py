@@ -13,9 +13,9 @@ import subprocess
 from pathlib import Path
 
 from netvirt.config.schema import Hypervisor
-from netvirt.controller.flows import origin_id
-from netvirt.controller.pipeline import table_name
-from netvirt.controller.simulate import Network
+from netvirt.pipeline.records import origin_id
+from netvirt.pipeline.tables import table_name
+from netvirt.inspect.simulate import Network
 
 # our packet field -> ofproto/trace (ovs-fields) name
 OVS_FIELDS = {"in_port": "in_port", "eth_src": "dl_src", "eth_dst": "dl_dst",

@@ -3,24 +3,24 @@ own VMs and from the other hypervisors of the network alike.  A request for an a
 another hypervisor floods once over the network's tunnels; the owner answers it back through
 the tunnel, and every other hypervisor drops it, so a guest never sees an ARP broadcast from
 another hypervisor.  (Answering every address on every hypervisor would save that one
-underlay round trip per resolution at the price of a flow per port per hypervisor.)"""
+underlay round trip per resolution at the price of a flow per port per hypervisor.)
+
+The reply leaves by the ingress port directly, not through the egress stages: it is the
+pipeline's own answer to the asker, not a packet from one port to another."""
 from __future__ import annotations
 
-from netvirt.controller.flows import Flow, Goto, Move, Output, SetField
-from netvirt.controller.pipeline import TUNNEL_OFPORT, VNI_MASK, Table
-from netvirt.controller.port_security import ETH_ARP
+from netvirt.pipeline.layout import ARP_REPLY, ARP_REQUEST, ETH_ARP, TUNNEL_OFPORT, VNI_MASK
+from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Move, Output, SetField
+from netvirt.pipeline.tables import Table
 from netvirt.topology.views import NetworkOnHv
 
 T = Table.ARP_RESPONDER
-ORIGIN = "pipeline/ARP_RESPONDER"
-ARP_REQUEST, ARP_REPLY = 1, 2
 
 
-def arp_responder_defaults() -> list[Flow]:
-    return [Flow.make(T, 0, {}, [Goto(T.next())], ORIGIN),
-            # a request from another hypervisor for an address this one does not host
-            Flow.make(T, 50, {"in_port": TUNNEL_OFPORT, "eth_type": ETH_ARP,
-                              "arp_op": ARP_REQUEST}, [], ORIGIN)]
+def arp_responder_fixed() -> list[Flow]:
+    # a request from another hypervisor for an address this one does not host
+    return [Flow.make(T, 50, {"in_port": TUNNEL_OFPORT, "eth_type": ETH_ARP,
+                              "arp_op": ARP_REQUEST}, [], PIPELINE_ORIGIN)]
 
 
 def compile_arp_responder(net: NetworkOnHv) -> list[Flow]:

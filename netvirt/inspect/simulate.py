@@ -3,17 +3,32 @@
 It answers "where does this packet go?" for the unit tests (tenant isolation, port security)
 and is the model half of `netvirt trace`.  Every step records the table, the flow that
 matched and its origin, so a verdict leads back to the YAML.
+
+What it models of OVS: priority order within a table; an instruction set as the codec
+writes it (meter, apply-actions in order, write-metadata, goto); all and select groups
+(each bucket of an all group on a copy; a select group takes its heaviest bucket, for a
+repeatable answer); resubmit (the resubmitted table's changes stay with the packet);
+output to the ingress port skipped unless it is output:IN_PORT; output to a register;
+dec_ttl; ct with zones, commit, marks, NAT and recirculation (netvirt.inspect.conntrack,
+whose state lasts for the life of the Network, so a second packet sees the first one's
+connection); packets to the controller; tunnels between hypervisors.  Meters let every
+packet through.
 """
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from netvirt.controller.flows import Flow, Goto, GroupAction, Move, Output, SetField, WriteMetadata
-from netvirt.controller.pipeline import TUNNEL_OFPORT, Table
-from netvirt.reconcile.desired import DesiredFlows
+from netvirt.errors import PipelineError
+from netvirt.inspect.conntrack import Conntrack
+from netvirt.pipeline.layout import TUNNEL_OFPORT
+from netvirt.pipeline.records import (CT, DecTtl, Flow, Goto, GroupAction, MeterAction, Move,
+                                      Output, OutputReg, Resubmit, SetField, WriteMetadata)
+from netvirt.pipeline.tables import Table
 
 MAX_HOPS = 64  # tables visited per packet, across hypervisors; a loop is a compiler bug
+_NOT_DELIVERED = ("metadata", "in_port", "ct_state", "ct_zone", "ct_mark")
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,7 @@ class Result:
     entries: list = field(default_factory=list)  # (hv, packet) as it entered each switch
     follow_tunnels: bool = True  # False: stop at the first switch, as ofproto/trace does
     dropped_at: list = field(default_factory=list)  # Steps whose flow dropped the packet
+    to_controller: list = field(default_factory=list)  # (hv, packet) sent as packet-ins
 
     def ports(self) -> set[tuple[str, int]]:
         return {(hv, p) for hv, p, _ in self.delivered}
@@ -52,14 +68,25 @@ def matches(flow: Flow, pkt: dict) -> bool:
     return all(_value_matches(pkt.get(k), v) for k, v in flow.match)
 
 
-class Network:
-    """The compiled state of every hypervisor plus how tunnels join them."""
+def _ordered(actions: tuple) -> list:
+    """The order OVS executes a flow's instructions in (the codec writes them so)."""
+    meter = [a for a in actions if isinstance(a, MeterAction)]
+    apply = [a for a in actions if not isinstance(a, (MeterAction, WriteMetadata, Goto))]
+    meta = [a for a in actions if isinstance(a, WriteMetadata)]
+    goto = [a for a in actions if isinstance(a, Goto)]
+    return meter + apply + meta + goto
 
-    def __init__(self, per_hv: dict[str, DesiredFlows], underlay: dict[str, str]):
+
+class Network:
+    """The compiled state of every hypervisor plus how tunnels join them.  ``per_hv`` maps a
+    hypervisor to anything with ``flows`` and ``groups`` (a DesiredFlows)."""
+
+    def __init__(self, per_hv: Mapping[str, object], underlay: dict[str, str]):
         self.underlay = underlay  # hv -> underlay IP
         self.by_ip = {ip: hv for hv, ip in underlay.items()}
         self.tables: dict[str, dict[int, list[Flow]]] = {}
         self.groups = {hv: {g.group_id: g for g in d.groups} for hv, d in per_hv.items()}
+        self.conntrack = {hv: Conntrack() for hv in per_hv}
         for hv, d in per_hv.items():
             t: dict[int, list[Flow]] = {}
             for f in d.flows:
@@ -69,7 +96,7 @@ class Network:
             self.tables[hv] = t
 
     @staticmethod
-    def of_config(per_hv: dict[str, DesiredFlows], cfg) -> "Network":
+    def of_config(per_hv: Mapping[str, object], cfg) -> "Network":
         """The network of ``cfg``'s hypervisors, joined by their underlay IPs."""
         return Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in cfg.hypervisors})
 
@@ -90,17 +117,18 @@ class Network:
         self._run(hv, Table.CLASSIFY, pkt, res, hops)
 
     def _run(self, hv: str, table: Table, pkt: dict, res: Result, hops: int) -> None:
+        """Look ``pkt`` up in ``table`` and execute the flow on it, in place."""
         if hops > MAX_HOPS:
-            raise AssertionError(f"packet loops: {res.steps[-5:]}")
+            raise PipelineError(f"packet loops: {res.steps[-5:]}")
         flow = self.lookup(hv, table, pkt)
         step = Step(hv, table, flow)
         res.steps.append(step)
         if flow is None or not flow.actions:
             res.dropped_at.append(step)
             return
-        self._actions(hv, flow.actions, dict(pkt), res, hops)
+        self._actions(hv, _ordered(flow.actions), pkt, res, hops, step)
 
-    def _actions(self, hv: str, actions: tuple, pkt: dict, res: Result, hops: int) -> None:
+    def _actions(self, hv: str, actions, pkt: dict, res: Result, hops: int, step: Step) -> None:
         for a in actions:
             if isinstance(a, SetField):
                 pkt[a.field] = a.value
@@ -108,27 +136,59 @@ class Network:
                 pkt[a.dst] = pkt.get(a.src)
             elif isinstance(a, WriteMetadata):
                 pkt["metadata"] = (pkt.get("metadata", 0) & ~a.mask) | (a.value & a.mask)
+            elif isinstance(a, DecTtl):
+                ttl = pkt.get("nw_ttl", 64)
+                if ttl <= 1:
+                    res.dropped_at.append(step)  # OVS stops the packet: its TTL ran out
+                    return
+                pkt["nw_ttl"] = ttl - 1
             elif isinstance(a, Output):
                 self._output(hv, a.port, dict(pkt), res, hops)
+            elif isinstance(a, OutputReg):
+                self._output(hv, pkt.get(a.field, 0), dict(pkt), res, hops)
             elif isinstance(a, GroupAction):
-                for bucket in self.groups[hv][a.group_id].buckets:
-                    self._actions(hv, bucket, dict(pkt), res, hops)
+                group = self.groups[hv][a.group_id]
+                if group.kind == "select":
+                    heaviest = max(range(len(group.buckets)), key=lambda i: group.weights[i])
+                    buckets = [group.buckets[heaviest]]
+                else:
+                    buckets = group.buckets
+                for bucket in buckets:
+                    self._actions(hv, bucket, dict(pkt), res, hops, step)
+            elif isinstance(a, Resubmit):
+                self._run(hv, a.table, pkt, res, hops + 1)
+            elif isinstance(a, CT):
+                self._ct(hv, a, pkt, res, hops)
             elif isinstance(a, Goto):
                 self._run(hv, a.table, pkt, res, hops + 1)
+            # MeterAction: a meter lets the packet through (the model has no rates)
+
+    def _ct(self, hv: str, ct: CT, pkt: dict, res: Result, hops: int) -> None:
+        state, mark = self.conntrack[hv].execute(ct, pkt)
+        if ct.table is not None:
+            # the recirculated copy carries the connection's state; the original goes on
+            # with the rest of this flow's actions (usually none)
+            copy = {**pkt, "ct_state": state, "ct_zone": ct.zone, "ct_mark": mark}
+            self._run(hv, ct.table, copy, res, hops + 1)
 
     def _output(self, hv: str, port, pkt: dict, res: Result, hops: int) -> None:
+        if port == "CONTROLLER":
+            res.to_controller.append((hv, pkt))
+            return
         if port == "IN_PORT":
             port = pkt["in_port"]
-        elif port == pkt["in_port"]:
+        elif port == pkt["in_port"] or not port:
             return  # OpenFlow never sends a packet back out of its ingress port implicitly
         if port != TUNNEL_OFPORT:
             res.delivered.add((hv, port, frozenset((k, v) for k, v in pkt.items()
-                                                   if k not in ("metadata", "in_port"))))
+                                                   if k not in _NOT_DELIVERED
+                                                   and not k.startswith("reg"))))
             return
         remote = self.by_ip.get(str(ipaddress.ip_address(pkt["tun_ipv4_dst"])))
         if remote is None or not res.follow_tunnels:
             return  # nobody there: the underlay drops it
-        inner = {k: v for k, v in pkt.items() if not k.startswith("tun_")}
+        inner = {k: v for k, v in pkt.items()
+                 if not k.startswith(("tun_", "reg", "ct_")) and k != "metadata"}
         inner.update(in_port=TUNNEL_OFPORT, metadata=0, tun_ipv4_src=self.underlay[hv],
                      tun_ipv4_dst=self.underlay[remote], tunnel_id=pkt["tunnel_id"])
         self._enter(remote, inner, res, hops + 1)

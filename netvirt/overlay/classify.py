@@ -1,21 +1,20 @@
 """CLASSIFY: which network does a packet from a tunnel belong to?  A tunnel key is accepted
 only from the underlay IP of a hypervisor that hosts the same network; every other tunnel
-packet drops here.  Packets from VM ports go on to PORT_SECURITY, which classifies them by
-the same flow that checks their source (one flow per address instead of two)."""
+packet drops here.  Packets from VM ports go on to PORT_SECURITY (the stage's miss), which
+classifies them by the same flow that checks their source (one flow per address, not two)."""
 from __future__ import annotations
 
-from netvirt.controller.flows import Flow, Goto, WriteMetadata
-from netvirt.controller.pipeline import TUNNEL_OFPORT, VNI_MASK, Table
+from netvirt.pipeline.layout import TUNNEL_OFPORT, VNI_MASK
+from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Goto, WriteMetadata
+from netvirt.pipeline.tables import Table
 from netvirt.topology.views import NetworkOnHv
 
 T = Table.CLASSIFY
-ORIGIN = "pipeline/CLASSIFY"
 
 
-def classify_defaults() -> list[Flow]:
-    return [Flow.make(T, 0, {}, [Goto(Table.PORT_SECURITY)], ORIGIN),
-            # a tunnel packet no network flow accepted: unknown VNI or source
-            Flow.make(T, 10, {"in_port": TUNNEL_OFPORT}, [], ORIGIN)]
+def classify_fixed() -> list[Flow]:
+    # a tunnel packet no network flow accepted: unknown VNI or source
+    return [Flow.make(T, 10, {"in_port": TUNNEL_OFPORT}, [], PIPELINE_ORIGIN)]
 
 
 def compile_classify(net: NetworkOnHv) -> list[Flow]:

@@ -1,41 +1,10 @@
 """Desired OVSDB state of one hypervisor: bridges and the ports netvirt owns on br-int."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple
-
 from netvirt.config.allocate import digest
-from netvirt.controller.pipeline import TUNNEL_OFPORT, TUNNEL_PORT_NAME
+from netvirt.pipeline.layout import INT_BRIDGE, PHY_BRIDGE, TUNNEL_OFPORT, TUNNEL_PORT_NAME
+from netvirt.pipeline.rows import OWNER_KEY, BridgeRow, OvsdbState, PortRow
 from netvirt.topology import Topology
-
-INT_BRIDGE, PHY_BRIDGE = "br-int", "br-phy"
-OWNER_KEY = "netvirt-owned"  # external_ids key on every port netvirt created
-
-
-# Rows are named tuples: every agent builds and compares its hypervisor's rows on every
-# revision, and tuples are built, hashed and compared in C.
-class BridgeRow(NamedTuple):
-    name: str
-    datapath_type: str
-    fail_mode: str
-    protocols: tuple = ()
-    other_config: tuple = ()  # ((key, value), ...): keys netvirt sets; others are left alone
-    controller: str | None = None
-
-
-class PortRow(NamedTuple):
-    bridge: str
-    name: str
-    type: str = ""  # "" = a system device (tap/veth) that already exists on the host
-    options: tuple = ()
-    external_ids: tuple = ()
-    ofport_request: int | None = None
-
-
-@dataclass(frozen=True)
-class OvsdbState:
-    bridges: frozenset
-    ports: frozenset
 
 
 def datapath_id(hv: str) -> int:

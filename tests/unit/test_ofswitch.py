@@ -10,9 +10,9 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from netvirt.config import load_file
-from netvirt.controller.ofdriver import OFSwitch
-from netvirt.errors import ControllerError
-from netvirt.reconcile.desired import compile_flows
+from netvirt.drivers.ofswitch import OFSwitch
+from netvirt.errors import SwitchError
+from netvirt.reconcile.compiler import compile_flows
 from netvirt.reconcile.diff import plan
 from netvirt.topology import Topology
 
@@ -65,7 +65,7 @@ def test_every_message_gets_its_own_xid():
     p = _plan()
     sw.apply(p)
     mods = [x for k, x in dp.sent if k == ofp.OFPT_FLOW_MOD]
-    assert len(mods) == len(p.add_flows) == 24 and len(set(mods)) == 24
+    assert len(mods) == len(p.add_flows) == 25 and len(set(mods)) == 25
     assert len({x for _, x in dp.sent}) == len(dp.sent)
     sw.apply(p)  # encoded again from the cache: still fresh xids
     assert len({x for _, x in dp.sent}) == len(dp.sent)
@@ -74,5 +74,5 @@ def test_every_message_gets_its_own_xid():
 def test_a_rejected_flow_mod_fails_the_batch():
     dp = RecordingDatapath(reject=7)
     sw = dp.switch = OFSwitch(dp, timeout=2)
-    with pytest.raises(ControllerError, match="1 message\\(s\\) rejected, first: OpenFlow error"):
+    with pytest.raises(SwitchError, match="1 message\\(s\\) rejected, first: OpenFlow error"):
         sw.apply(_plan())

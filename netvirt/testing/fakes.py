@@ -6,8 +6,10 @@ repair, deletes of foreign flows — is tested without root.  They do not stand 
 component under test: the agent, compilers and diff are real."""
 from __future__ import annotations
 
-from netvirt.controller.ovsdb_state import OvsdbState
+from netvirt.errors import OvsdbError
+from netvirt.pipeline.rows import BridgeRow, OvsdbState, PortRow
 from netvirt.reconcile.diff import InstalledFlow, Plan
+from netvirt.reconcile.ovsdb_plan import RowPlan
 
 
 class FakeSwitch:
@@ -55,14 +57,24 @@ class FakeSwitch:
 
 
 class FakeOvsdb:
+    """Rows as an ovsdb-server holds them: a plan is carried out on them the way the real
+    driver's commands are (maps merged, only the planned rows touched)."""
+
     def __init__(self, endpoint: str):
         self.endpoint = endpoint
-        self.state: OvsdbState | None = None
-        self.writes = 0
-        self.full_reads = 0  # applies that compared with the database, not a believed state
+        self.bridges: dict[str, BridgeRow] = {}
+        self.ports: dict[tuple[str, str], PortRow] = {}
+        self.writes = 0  # transactions that changed something
+        self.full_reads = 0
+        self.down = False  # as if ovsdb-server were stopped
 
     def connect(self) -> None:
-        pass
+        self._check()
+
+    def _check(self) -> None:
+        if self.down:
+            raise OvsdbError(f"cannot connect to OVSDB at {self.endpoint}: connection "
+                             f"refused; is ovsdb-server running there?")
 
     def close(self) -> None:
         pass
@@ -73,13 +85,41 @@ class FakeOvsdb:
     def kernel_qdiscs(self) -> list[str] | None:
         return ["htb", "tbf"]
 
-    def apply(self, desired: OvsdbState, actual: OvsdbState | None = None) -> int:
-        self.full_reads += actual is None
-        if desired == self.state:
-            return 0
-        self.state = desired
-        self.writes += 1
-        return 1
+    @property
+    def state(self) -> OvsdbState:
+        return OvsdbState(frozenset(self.bridges.values()), frozenset(self.ports.values()))
+
+    def read(self) -> OvsdbState:
+        self._check()
+        self.full_reads += 1
+        return self.state
+
+    def apply(self, plan: RowPlan) -> int:
+        self._check()
+        for c in plan.bridges:
+            old = self.bridges.get(c.row.name)
+            cols = dict(c.columns)
+            if "other_config" in cols:
+                cols["other_config"] = tuple(sorted(cols["other_config"].items()))
+            if "protocols" in cols:
+                cols["protocols"] = tuple(cols["protocols"])
+            row = (old or c.row._replace(other_config=(), controller=None))._replace(**cols)
+            self.bridges[c.row.name] = row._replace(controller=c.row.controller) \
+                if c.controller else row
+        for c in plan.tunnels + plan.ports:
+            key = (c.row.bridge, c.row.name)
+            cols = dict(c.columns)
+            old = self.ports.get(key)
+            ids = {**dict(old.external_ids if old else ()), **cols.pop("external_ids", {})}
+            row = (old or PortRow(c.row.bridge, c.row.name))._replace(
+                type=cols["type"], options=tuple(sorted(cols["options"].items())),
+                external_ids=tuple(sorted(ids.items())),
+                ofport_request=cols.get("ofport_request"))
+            self.ports[key] = row
+        for key in plan.delete_ports:
+            self.ports.pop(key, None)
+        self.writes += not plan.empty
+        return len(plan.bridges) + len(plan.tunnels) + len(plan.ports) + len(plan.delete_ports)
 
     def port_errors(self, names: set[str]) -> dict[str, str]:
         return {}

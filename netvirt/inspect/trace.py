@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from netvirt.config import LoadedConfig
-from netvirt.controller.simulate import Network, Result
+from netvirt.inspect.simulate import Network, Result
 from netvirt.errors import UsageError
 from netvirt.topology import Topology
 

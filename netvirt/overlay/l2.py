@@ -1,0 +1,46 @@
+"""L2_LOOKUP: destination MAC -> a local port, or the network's VNI on the tunnel to the
+hypervisor that hosts the port.  A local port is chosen by writing it to the output
+register and going on to the egress stages, which end in OUTPUT; a remote port's egress runs
+on its own hypervisor, after the tunnel.  Broadcast, multicast and unknown unicast go to the
+network's flood group: one bucket per local port (output register + the egress stages, so a
+to-VM rule applies to every flooded copy too) and one per other hypervisor that hosts the
+network.
+
+A packet that came from a tunnel is never sent back into it, and a flooded copy never back
+to the VM it came from: OpenFlow drops an output to the ingress port.  That gives split
+horizon for floods and no hairpinning between hypervisors, with one flood flow and one group
+per network."""
+from __future__ import annotations
+
+from netvirt.pipeline.layout import REG_OUT, TUNNEL_OFPORT, VNI_MASK
+from netvirt.pipeline.records import Flow, Goto, Group, GroupAction, Output, Resubmit, SetField
+from netvirt.pipeline.stages import first_egress
+from netvirt.pipeline.tables import Table
+from netvirt.topology.views import NetworkOnHv
+
+T = Table.L2_LOOKUP
+
+
+def _to_tunnel(vni: int, remote_ip: str) -> tuple:
+    return (SetField("tunnel_id", vni), SetField("tun_ipv4_dst", remote_ip), Output(TUNNEL_OFPORT))
+
+
+def compile_l2(net: NetworkOnHv) -> tuple[list[Flow], list[Group]]:
+    in_net = {"metadata": (net.vni, VNI_MASK)}
+    egress = first_egress()
+    flows = []
+    bound = net.bound
+    for port in bound:
+        flows.append(Flow.make(T, 100, {**in_net, "eth_dst": port.mac},
+                               [SetField(REG_OUT, port.ofport), Goto(egress)], port.origin))
+    for port in net.remote:
+        flows.append(Flow.make(T, 100, {**in_net, "eth_dst": port.mac},
+                               _to_tunnel(net.vni, port.underlay_ip), port.origin))
+    buckets = [(SetField(REG_OUT, ofport), Resubmit(egress))
+               for ofport in sorted(p.ofport for p in bound)]
+    buckets += [_to_tunnel(net.vni, peer) for peer in net.peers]
+    if not buckets:
+        return flows, []
+    group = Group(tuple(buckets), net.origin)
+    flows.append(Flow.make(T, 10, in_net, [GroupAction(group.group_id)], net.origin))
+    return flows, [group]

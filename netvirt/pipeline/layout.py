@@ -1,0 +1,29 @@
+"""Where the pipeline keeps what it knows about a packet, and the fixed names and numbers
+every stage, driver and the simulator agree on.
+
+metadata: the network's VNI in bits 0-23; the other bits are free for later stages.  No bit
+says "came from a tunnel": in_port says so, and OpenFlow never outputs a packet to its
+ingress port unless told to (output:IN_PORT), which gives split horizon for free.
+
+reg1: the output port chosen by L2_LOOKUP, read by the egress stages and by OUTPUT.  Like
+OVN's reg15 (outport), it is set once per copy: a flood sets it in each bucket.
+"""
+from __future__ import annotations
+
+VNI_MASK = 0xFFFFFF
+REG_OUT = "reg1"  # the ofport a packet leaves by, set before the egress stages
+
+# The single VXLAN port of br-int (remote_ip=flow, key=flow) is requested at this ofport,
+# so tunnel flows compile without waiting to observe it.
+TUNNEL_OFPORT = 4789
+TUNNEL_PORT_NAME = "nv-vxlan"
+INT_BRIDGE, PHY_BRIDGE = "br-int", "br-phy"
+# Names a VM port's interface may not take: OVSDB would get two rows of one name.
+RESERVED_INTERFACES = frozenset({TUNNEL_PORT_NAME, INT_BRIDGE, PHY_BRIDGE})
+
+ETH_IP, ETH_ARP = 0x0800, 0x0806
+ARP_REQUEST, ARP_REPLY = 1, 2
+
+# ct_state bits, as OVS numbers them (match as (bits, mask))
+CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = (
+    0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80)

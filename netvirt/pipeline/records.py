@@ -1,0 +1,346 @@
+"""Flow, group, meter and action records: frozen, hashable, compared by value.
+
+Compilers return these; only netvirt.drivers.ofcodec turns them into os-ken messages.
+
+Cookie layout (64 bits): the high 32 bits identify the flow's origin (a hash of its first
+origin, e.g. "tenant/blue/port/web1"), the low 32 bits are a digest of the flow's canonical
+encoding: the table's *id*, priority, match, each action's canonical tuple and the other
+origins.  Nothing a person reads takes part: renaming a table or changing how a flow prints
+changes no cookie (tests/unit/test_cookies.py pins golden cookies).  A flow read back from a
+switch is identified exactly by (table, priority, cookie) without decoding its actions, and
+the origin half leads a dump or a trace back to the YAML.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache, total_ordering
+
+from netvirt.pipeline.tables import Table
+
+MatchValue = int | str | tuple  # tuple = (value, mask)
+PIPELINE_ORIGIN = "pipeline"  # the stages' own flows: misses, fixed drops
+
+
+def h32(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=4).digest(), "big")
+
+
+@lru_cache(maxsize=1 << 16)
+def origin_id(origin: str) -> int:
+    return h32(origin)
+
+
+def _action(cls):
+    """An action record: frozen, ordered, its repr its ovs-ofctl-like text (dataclasses'
+    generated repr costs 3x as much), and ``canon`` the tuple its digest is made of."""
+    cls = dataclass(frozen=True, order=True, repr=False)(cls)
+    cls.__repr__ = cls.__str__
+    return cls
+
+
+@_action
+class Output:
+    port: int | str  # an ofport, "IN_PORT" or "CONTROLLER"
+
+    def __str__(self) -> str:
+        return f"output:{self.port}"
+
+    def canon(self) -> tuple:
+        return ("output", self.port)
+
+
+@_action
+class OutputReg:
+    """Output to the port held in a register (NXAST_OUTPUT_REG)."""
+
+    field: str
+
+    def __str__(self) -> str:
+        return f"output:{self.field}"
+
+    def canon(self) -> tuple:
+        return ("output_reg", self.field)
+
+
+@_action
+class SetField:
+    field: str
+    value: int | str
+
+    def __str__(self) -> str:
+        return f"set_field:{fmt_value(self.field, self.value)}->{self.field}"
+
+    def canon(self) -> tuple:
+        return ("set_field", self.field, self.value)
+
+
+@_action
+class Move:
+    src: str
+    dst: str
+    n_bits: int
+
+    def __str__(self) -> str:
+        return f"move:{self.src}->{self.dst}"
+
+    def canon(self) -> tuple:
+        return ("move", self.src, self.dst, self.n_bits)
+
+
+@_action
+class GroupAction:
+    group_id: int
+
+    def __str__(self) -> str:
+        return f"group:{self.group_id:#x}"
+
+    def canon(self) -> tuple:
+        return ("group", self.group_id)
+
+
+@_action
+class DecTtl:
+    """Decrement the IPv4 TTL; OVS drops a packet whose TTL runs out."""
+
+    def __str__(self) -> str:
+        return "dec_ttl"
+
+    def canon(self) -> tuple:
+        return ("dec_ttl",)
+
+
+@_action
+class Resubmit:
+    """Run ``table`` and come back: the next action sees what it changed (NXAST_RESUBMIT).
+    Unlike a goto, it may run in a group bucket and once per copy."""
+
+    table: Table
+
+    def __str__(self) -> str:
+        return f"resubmit(,{self.table.name})"
+
+    def canon(self) -> tuple:
+        return ("resubmit", int(self.table))
+
+
+@_action
+class NAT:
+    """ct's nat: ``kind`` "src" or "dst" with an address range (and port range) translates a
+    new connection; "" alone undoes the translation of an established one."""
+
+    kind: str = ""
+    ip_min: str | None = None
+    ip_max: str | None = None
+    port_min: int | None = None
+    port_max: int | None = None
+
+    def __str__(self) -> str:
+        if not self.kind:
+            return "nat"
+        addr = self.ip_min + (f"-{self.ip_max}" if self.ip_max else "")
+        ports = (f":{self.port_min}" + (f"-{self.port_max}" if self.port_max else "")
+                 if self.port_min else "")
+        return f"nat({self.kind}={addr}{ports})"
+
+    def canon(self) -> tuple:
+        return ("nat", self.kind, self.ip_min, self.ip_max, self.port_min, self.port_max)
+
+
+@_action
+class CT:
+    """Send the packet through conntrack in ``zone``.  ``commit`` records the connection;
+    ``table`` recirculates a copy there with ct_state set (None: no recirculation);
+    ``nat`` translates; ``mark`` is stored with a committed connection."""
+
+    commit: bool = False
+    zone: int = 0
+    table: Table | None = None
+    nat: NAT | None = None
+    mark: int | None = None
+
+    def __str__(self) -> str:
+        parts = ["commit"] if self.commit else []
+        parts.append(f"zone={self.zone}")
+        if self.table is not None:
+            parts.append(f"table={self.table.name}")
+        if self.mark is not None:
+            parts.append(f"exec(set_field:{self.mark:#x}->ct_mark)")
+        if self.nat is not None:
+            parts.append(str(self.nat))
+        return f"ct({','.join(parts)})"
+
+    def canon(self) -> tuple:
+        return ("ct", self.commit, self.zone, None if self.table is None else int(self.table),
+                None if self.nat is None else self.nat.canon(), self.mark)
+
+
+# Instructions, not actions, in OpenFlow: the codec places them; the order in a flow's
+# actions tuple does not matter for these three.
+@_action
+class WriteMetadata:
+    value: int
+    mask: int
+
+    def __str__(self) -> str:
+        return f"write_metadata:{self.value:#x}/{self.mask:#x}"
+
+    def canon(self) -> tuple:
+        return ("write_metadata", self.value, self.mask)
+
+
+@_action
+class Goto:
+    table: Table
+
+    def __str__(self) -> str:
+        return f"goto:{self.table.name}"
+
+    def canon(self) -> tuple:
+        return ("goto", int(self.table))
+
+
+@_action
+class MeterAction:
+    """Pass the packet through meter ``meter_id`` first (OpenFlow 1.3 meter instruction)."""
+
+    meter_id: int
+
+    def __str__(self) -> str:
+        return f"meter:{self.meter_id}"
+
+    def canon(self) -> tuple:
+        return ("meter", self.meter_id)
+
+
+Action = (Output | OutputReg | SetField | Move | GroupAction | DecTtl | Resubmit | CT
+          | WriteMetadata | Goto | MeterAction)
+INSTRUCTIONS = (WriteMetadata, Goto, MeterAction)
+
+
+@lru_cache(maxsize=1 << 16)
+def canon_actions(actions: tuple) -> tuple:
+    return tuple(a.canon() for a in actions)
+
+
+def jump_targets(actions) -> list[Table]:
+    """The tables a flow's (or a bucket's) actions may continue in."""
+    out = []
+    for a in actions:
+        if isinstance(a, (Goto, Resubmit)):
+            out.append(a.table)
+        elif isinstance(a, CT) and a.table is not None:
+            out.append(a.table)
+    return out
+
+
+_HEX_FIELDS = {"metadata", "tunnel_id", "eth_type", "ct_state", "ct_mark"}
+
+
+def fmt_value(field: str, v) -> str:
+    if isinstance(v, tuple):
+        return f"{fmt_value(field, v[0])}/{fmt_value(field, v[1])}"
+    return hex(v) if isinstance(v, int) and field in _HEX_FIELDS else str(v)
+
+
+def format_match(match: tuple) -> str:
+    return ",".join(f"{k}={fmt_value(k, v)}" for k, v in match) or "any"
+
+
+def format_actions(actions: tuple) -> str:
+    return ",".join(str(a) for a in actions) or "drop"
+
+
+@total_ordering
+@dataclass(frozen=True, eq=True)
+class Flow:
+    table: Table
+    priority: int
+    match: tuple  # sorted ((field, value), ...), field names as in os-ken's OFPMatch
+    actions: tuple = ()  # empty = drop
+    origins: tuple[str, ...] = ()  # sorted; the first names the cookie's high half
+
+    @staticmethod
+    def make(table: Table, priority: int, match: dict, actions, origin: str) -> "Flow":
+        return Flow(table, priority, tuple(sorted(match.items())), tuple(actions), (origin,))
+
+    def __post_init__(self):
+        # Computed once: diffs, mirrors and status look at every flow's key on every pass.
+        table = int(self.table)
+        canon = repr((table, self.priority, self.match, canon_actions(self.actions),
+                      self.origins[1:]))
+        cookie = (origin_id(self.origin) << 32) | h32(canon)
+        object.__setattr__(self, "cookie", cookie)
+        # what identifies this exact flow on a switch
+        object.__setattr__(self, "key", (table, self.priority, cookie))
+        # what an ADD of this flow overwrites on a switch (OpenFlow's identity of a flow)
+        object.__setattr__(self, "slot", (table, self.priority, self.match))
+        # a total order over any flows: a masked and an exact value of one field compare
+        object.__setattr__(self, "_order", (table, self.priority, canon))
+
+    @property
+    def origin(self) -> str:
+        return self.origins[0] if self.origins else ""
+
+    def merged(self, other: "Flow") -> "Flow":
+        """This flow wanted by the origins of both: same content, both origins kept."""
+        return Flow(self.table, self.priority, self.match, self.actions,
+                    tuple(sorted(set(self.origins) | set(other.origins))))
+
+    def __lt__(self, other: "Flow") -> bool:
+        return self._order < other._order
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __str__(self) -> str:
+        return (f"{self.table.name:<14} prio={self.priority:<4} {format_match(self.match)} "
+                f"actions={format_actions(self.actions)}  [{', '.join(self.origins)}]")
+
+
+@dataclass(frozen=True)
+class Group:
+    """An ALL group (every bucket gets a copy) or a SELECT group (one bucket per flow,
+    chosen by weight).  Its id is derived from its kind and content, so a changed group is
+    a new group: flows that use it change with it, and a group is never modified in place."""
+
+    buckets: tuple  # tuple of action tuples
+    origin: str = field(default="", compare=False)
+    kind: str = "all"  # or "select"
+    weights: tuple[int, ...] = ()  # select: one per bucket
+
+    def __post_init__(self):
+        if self.kind not in ("all", "select"):
+            raise ValueError(f"group kind {self.kind!r}: 'all' or 'select'")
+        if self.kind == "select" and len(self.weights) != len(self.buckets):
+            raise ValueError("a select group needs one weight per bucket")
+        canon = repr((self.kind, self.weights, tuple(canon_actions(b) for b in self.buckets)))
+        object.__setattr__(self, "group_id", h32(canon) & 0x7FFFFFFF or 1)
+
+    def __str__(self) -> str:
+        if self.kind == "select":
+            b = " | ".join(f"weight={w}:{format_actions(a)}"
+                           for w, a in zip(self.weights, self.buckets, strict=True))
+        else:
+            b = " | ".join(format_actions(a) for a in self.buckets)
+        return f"group {self.group_id:#x} {self.kind}: {b}  [{self.origin}]"
+
+
+@dataclass(frozen=True, order=True)
+class Meter:
+    """An OpenFlow meter with one drop band: packets (unit "pktps") or kilobits ("kbps")
+    per second above ``rate`` (with ``burst``) are dropped."""
+
+    meter_id: int
+    rate: int
+    burst: int = 0
+    unit: str = "pktps"
+    origin: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if self.unit not in ("pktps", "kbps"):
+            raise ValueError(f"meter unit {self.unit!r}: 'pktps' or 'kbps'")
+
+    def __str__(self) -> str:
+        return (f"meter {self.meter_id} {self.unit} rate={self.rate} burst={self.burst}  "
+                f"[{self.origin}]")

@@ -1,0 +1,34 @@
+"""OVSDB rows netvirt owns on a hypervisor: records, as flows are.
+
+Rows are named tuples: every agent builds and compares its hypervisor's rows on every
+revision, and tuples are built, hashed and compared in C."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+OWNER_KEY = "netvirt-owned"  # external_ids key on every port netvirt created
+
+
+class BridgeRow(NamedTuple):
+    name: str
+    datapath_type: str
+    fail_mode: str
+    protocols: tuple = ()
+    other_config: tuple = ()  # ((key, value), ...): keys netvirt sets; others are left alone
+    controller: str | None = None
+
+
+class PortRow(NamedTuple):
+    bridge: str
+    name: str
+    type: str = ""  # "" = a system device (tap/veth) that already exists on the host
+    options: tuple = ()
+    external_ids: tuple = ()
+    ofport_request: int | None = None
+
+
+@dataclass(frozen=True)
+class OvsdbState:
+    bridges: frozenset
+    ports: frozenset

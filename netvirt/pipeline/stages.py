@@ -1,0 +1,119 @@
+"""Declared stages: the one registry of what each table is for.
+
+A stage declares its table, its direction (ingress, where a packet enters br-int; egress,
+once per output port, as OVN's ls_in_*/ls_out_*), the fields its flows may match, the stages
+it may continue in, and what a packet no flow matches gets (its miss).  The miss flows come
+from these declarations, and every compiled flow is checked against its stage, as faucet's
+ValveTable checks flow mods: a flow that matches a field its stage does not allow, or
+continues in a stage it may not, is refused at compile time, not installed.
+
+A feature that needs a new table adds its Stage here, between the ones it sits between.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+from netvirt.errors import PipelineError
+from netvirt.pipeline.layout import REG_OUT
+from netvirt.pipeline.records import (PIPELINE_ORIGIN, Flow, Goto, Group, GroupAction,
+                                      OutputReg, jump_targets)
+from netvirt.pipeline.tables import Table
+
+
+class Direction(Enum):
+    INGRESS = "in"
+    EGRESS = "out"
+
+
+class Miss(Enum):
+    DROP = "drop"
+    CONTINUE = "continue"  # on to the next stage of the same direction
+    OUTPUT = "output"  # out of the port in the output register
+
+
+@dataclass(frozen=True)
+class Stage:
+    table: Table
+    direction: Direction
+    matches: frozenset[str]  # match fields its flows may use
+    next: tuple[Table, ...]  # stages its flows may continue in (goto, resubmit, ct table)
+    miss: Miss
+    job: str  # one line, for dumps and docs
+
+    def miss_flow(self) -> Flow:
+        if self.miss == Miss.CONTINUE:
+            actions = (Goto(following(self.table)),)
+        else:
+            actions = () if self.miss == Miss.DROP else (OutputReg(REG_OUT),)
+        return Flow.make(self.table, 0, {}, actions, PIPELINE_ORIGIN)
+
+
+def _stage(table, direction, matches, next_, miss, job) -> Stage:
+    return Stage(table, direction, frozenset(matches), tuple(next_), miss, job)
+
+
+_IN, _OUT = Direction.INGRESS, Direction.EGRESS
+STAGES: dict[Table, Stage] = {s.table: s for s in (
+    _stage(Table.CLASSIFY, _IN, {"in_port", "tunnel_id", "tun_ipv4_src"},
+           [Table.PORT_SECURITY, Table.ARP_RESPONDER], Miss.CONTINUE,
+           "tunnel key + source -> network; VM ports go on to PORT_SECURITY"),
+    _stage(Table.PORT_SECURITY, _IN,
+           {"in_port", "eth_src", "eth_type", "ipv4_src", "arp_spa", "arp_sha"},
+           [Table.ARP_RESPONDER], Miss.DROP,
+           "a VM port's source MAC/IP/ARP must be its own; admits into its network"),
+    _stage(Table.ARP_RESPONDER, _IN, {"in_port", "metadata", "eth_type", "arp_op", "arp_tpa"},
+           [Table.L2_LOOKUP], Miss.CONTINUE,
+           "the hypervisor that hosts an address answers ARP for it"),
+    _stage(Table.L2_LOOKUP, _IN, {"metadata", "eth_dst"}, [Table.OUTPUT], Miss.DROP,
+           "dst MAC -> output register and egress, or the tunnel to the owner; flood group"),
+    _stage(Table.OUTPUT, _OUT, set(), [], Miss.OUTPUT,
+           "out of the port in the output register"),
+)}
+
+
+def following(table: Table) -> Table:
+    """The next declared stage of the same direction."""
+    stage = STAGES[table]
+    later = [t for t, s in STAGES.items() if s.direction == stage.direction and t > table]
+    if not later:
+        raise PipelineError(f"{table.name} is the last {stage.direction.name.lower()} stage; "
+                            f"it cannot continue")
+    return min(later)
+
+
+def first_egress() -> Table:
+    """Where a packet goes once its output port is chosen."""
+    return min(t for t, s in STAGES.items() if s.direction == Direction.EGRESS)
+
+
+def miss_flows() -> list[Flow]:
+    return [s.miss_flow() for s in STAGES.values()]
+
+
+def check_flow(flow: Flow, groups: dict[int, Group] | None = None) -> None:
+    """Refuse a flow its stage does not allow.  ``groups``: the groups compiled with it, so
+    that a group's buckets are held to the stage of the flows that use it."""
+    stage = STAGES.get(flow.table)
+    if stage is None:
+        raise PipelineError(f"{flow}: table {int(flow.table)} has no declared stage")
+    for name, _ in flow.match:
+        if name not in stage.matches:
+            raise PipelineError(f"{flow}: {flow.table.name} flows may not match {name} "
+                                f"(allowed: {', '.join(sorted(stage.matches)) or 'nothing'})")
+    targets = jump_targets(flow.actions)
+    for a in flow.actions:
+        if isinstance(a, GroupAction) and groups is not None:
+            group = groups.get(a.group_id)
+            if group is None:
+                raise PipelineError(f"{flow}: group {a.group_id:#x} was not compiled with it")
+            for bucket in group.buckets:
+                targets += jump_targets(bucket)
+    for a in flow.actions:
+        if isinstance(a, Goto) and a.table <= flow.table:
+            raise PipelineError(f"{flow}: a goto must go to a later table (OpenFlow); "
+                                f"use resubmit to run an earlier one")
+    for t in targets:
+        if t not in stage.next:
+            raise PipelineError(f"{flow}: {flow.table.name} may not continue in {t.name} "
+                                f"(allowed: {', '.join(n.name for n in stage.next) or 'none'})")

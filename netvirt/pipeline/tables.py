@@ -1,0 +1,27 @@
+"""The OpenFlow tables of br-int: one enum owns the table ids.
+
+Ids leave gaps so that the stages later features add (firewall, load balancer, router, QoS
+output) slot in without renumbering the tables that exist.  A table's name is for people
+only: no cookie, group id or digest depends on it (see records.py).
+"""
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class Table(IntEnum):
+    # ingress: where a packet enters br-int (from a VM port or a tunnel)
+    CLASSIFY = 0  # tunnel key + source -> network; VM ports go on to PORT_SECURITY
+    PORT_SECURITY = 10  # in_port + source MAC/IP/ARP -> network (anti-spoofing); else drop
+    ARP_RESPONDER = 50  # the hypervisor that hosts an address answers ARP for it
+    L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; flood -> group
+    # egress: once per output port on this hypervisor, also for every copy of a flood
+    OUTPUT = 90  # out of the port in the output register
+
+
+def table_name(table_id: int) -> str:
+    """A table's name, also for ids no enum member has (a flow someone else installed)."""
+    try:
+        return Table(table_id).name
+    except ValueError:
+        return f"table{table_id}"

@@ -1,0 +1,30 @@
+"""The features that make a hypervisor's OpenFlow state, in one list.
+
+A feature says which views of the topology it compiles on a hypervisor (one per network,
+per router, per port: any hashable value of plain data) and how one view compiles to flows
+and groups; it may add fixed flows every br-int has.  The memoising Compiler works the same
+for every feature: a revision recompiles only the views it changed.  Adding a network
+function is adding its stages (pipeline/stages.py) and a Feature here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from dataclasses import dataclass
+
+from netvirt import overlay
+from netvirt.pipeline.records import Flow, Group
+from netvirt.topology.views import network_views
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    # (topology, hypervisor, inventory) -> the views to compile there
+    views: Callable[..., Iterable[Hashable]]
+    compile: Callable[[Hashable], tuple[Sequence[Flow], Sequence[Group]]]
+    fixed: Callable[[], Sequence[Flow]] = tuple
+
+
+FEATURES: tuple[Feature, ...] = (
+    Feature("overlay", network_views, overlay.compile_network, overlay.fixed_flows),
+)

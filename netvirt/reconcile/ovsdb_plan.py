@@ -1,0 +1,95 @@
+"""What to write to a hypervisor's OVSDB to make it hold the desired rows: a pure function.
+
+Only rows netvirt owns are ever deleted (ports on br-int with external_ids netvirt-owned
+=true); keys of other_config and external_ids that netvirt does not declare are others'
+(libvirt sets vm-uuid and iface-status on a guest's tap) and are neither removed nor a reason
+to write a row.  The driver turns a RowPlan into ovsdbapp commands, nothing else.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from netvirt.pipeline.layout import INT_BRIDGE
+from netvirt.pipeline.rows import OWNER_KEY, BridgeRow, OvsdbState, PortRow
+
+
+@dataclass(frozen=True)
+class BridgeChange:
+    row: BridgeRow
+    create: bool
+    columns: tuple = ()  # ((column, value), ...) to set on the Bridge row
+    controller: bool = False  # (re)point the bridge at row.controller
+
+
+@dataclass(frozen=True)
+class PortChange:
+    row: PortRow
+    create: bool  # add the port (and its interface) with these columns
+    columns: tuple = ()  # ((column, value), ...) of the Interface; maps merge with others'
+
+
+@dataclass(frozen=True)
+class RowPlan:
+    """Two transactions' worth: bridges and the tunnel first, so that the switch connects
+    and gets its flows while ovs-vswitchd is still creating (possibly thousands of) VM
+    ports; then the VM ports and the deletions."""
+
+    bridges: tuple[BridgeChange, ...] = ()
+    tunnels: tuple[PortChange, ...] = ()
+    ports: tuple[PortChange, ...] = ()
+    delete_ports: tuple[tuple[str, str], ...] = ()  # (bridge, name)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.bridges or self.tunnels or self.ports or self.delete_ports)
+
+
+def _bridge_change(want: BridgeRow, have: BridgeRow | None) -> BridgeChange | None:
+    cols = []
+    if have is None or have.datapath_type != want.datapath_type:
+        cols.append(("datapath_type", want.datapath_type))
+    if have is None or have.fail_mode != want.fail_mode:
+        cols.append(("fail_mode", want.fail_mode))
+    if want.protocols and (have is None or have.protocols != want.protocols):
+        cols.append(("protocols", list(want.protocols)))
+    other = dict(have.other_config) if have else {}
+    if any(other.get(k) != v for k, v in want.other_config):
+        cols.append(("other_config", {**other, **dict(want.other_config)}))
+    controller = bool(want.controller) and (have is None or have.controller != want.controller)
+    if have is not None and not cols and not controller:
+        return None
+    return BridgeChange(want, have is None, tuple(cols), controller)
+
+
+def same_port(have: PortRow, want: PortRow) -> bool:
+    """``have`` is what ``want`` asks for: others' external_ids do not count."""
+    ids = dict(have.external_ids)
+    return (have._replace(external_ids=()) == want._replace(external_ids=())
+            and all(ids.get(k) == v for k, v in want.external_ids))
+
+
+def _port_columns(p: PortRow) -> tuple:
+    cols = [("type", p.type), ("options", dict(p.options)),
+            ("external_ids", dict(p.external_ids))]
+    if p.ofport_request is not None:
+        cols.append(("ofport_request", p.ofport_request))
+    return tuple(cols)
+
+
+def plan_rows(desired: OvsdbState, actual: OvsdbState) -> RowPlan:
+    have_br = {b.name: b for b in actual.bridges}
+    have_port = {(p.bridge, p.name): p for p in actual.ports}
+    bridges = [c for b in sorted(desired.bridges)
+               if (c := _bridge_change(b, have_br.get(b.name))) is not None]
+    tunnels, ports = [], []
+    for p in sorted(desired.ports):
+        cur = have_port.get((p.bridge, p.name))
+        if cur is not None and same_port(cur, p):
+            continue
+        change = PortChange(p, cur is None, _port_columns(p))
+        (tunnels if p.type == "vxlan" else ports).append(change)
+    wanted = {(p.bridge, p.name) for p in desired.ports}
+    delete = [(bridge, name) for (bridge, name), p in sorted(have_port.items())
+              if bridge == INT_BRIDGE and (bridge, name) not in wanted
+              and dict(p.external_ids).get(OWNER_KEY) == "true"]
+    return RowPlan(tuple(bridges), tuple(tunnels), tuple(ports), tuple(delete))
