@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,25 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(f[11]) + int(f[12])) / CLK_TCK
 
 
+def wait_bindable(endpoint: str, timeout: float = 10.0) -> None:
+    """Wait until the lab's management address can be listened on: a controller started
+    before it is there exits at once ("Cannot assign requested address"), which a 10-
+    hypervisor lab made that happen in 2 of 3 cold starts."""
+    host, port = endpoint.removeprefix("tcp:").rsplit(":", 1)
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, int(port)))
+                return
+            except OSError as e:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{host}:{port} is not bindable after {timeout}s: "
+                                       f"{e.strerror}") from None
+        time.sleep(0.05)
+
+
 class Controller:
     """`netvirt controller` as a child process."""
 
@@ -60,6 +80,7 @@ class Controller:
         self.client = Client(API, timeout=60)
 
     def start(self) -> float:
+        wait_bindable(OPENFLOW)
         t0 = time.monotonic()
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen(
@@ -76,6 +97,7 @@ class Controller:
                 time.sleep(0.02)
 
     def start_with(self, cfg: Path) -> None:
+        wait_bindable(OPENFLOW)
         with open(self.log, "a") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "netvirt.cli", "controller", str(cfg), "--openflow",

@@ -9,6 +9,7 @@ import sys
 import time
 import warnings
 
+from netvirt.apitoken import ensure_token
 from netvirt.config import load_file
 from netvirt.config.schema import Controller, hostport, tcp_endpoint
 from netvirt.errors import ConfigError, LabError, NetvirtError, UsageError
@@ -32,6 +33,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"netvirt: error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        return 1
+    except Exception as e:  # a bug: said as one, the traceback only when asked for
+        if args.debug:
+            raise
+        print(f"netvirt: internal error: {type(e).__name__}: {e}; this is a netvirt bug "
+              f"(--debug shows the traceback)", file=sys.stderr)
         return 1
 
 
@@ -95,8 +102,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="listen HOST:PORT (default: the file's controller.api)")
     c.add_argument("--audit-interval", type=float, default=10.0,
                    help="seconds between re-reads of every switch's flows")
-    c.add_argument("--token-file", help="API token (required when --api is not loopback); "
-                   "default: $NETVIRT_API_TOKEN")
+    c.add_argument("--token-file", help="the API token; default: $NETVIRT_API_TOKEN, else "
+                   "one kept in /run/netvirt/api-token (root only), which local CLIs read")
+    c.add_argument("--no-loopback-token", action="store_true",
+                   help="let any local user use a loopback API without a token")
     c.set_defaults(func=cmd_controller)
 
     lab = sub.add_parser("lab", help="emulated hypervisors on this machine").add_subparsers(
@@ -205,6 +214,8 @@ def cmd_controller(args) -> int:
             token = open(args.token_file).read().strip()
         except OSError as e:
             raise UsageError(f"cannot read --token-file {args.token_file}: {e.strerror}") from None
+    if not token and not args.no_loopback_token:
+        token = ensure_token()
     return run(lc, ctl.openflow, args.api or ctl.api, args.audit_interval, token)
 
 

@@ -6,6 +6,7 @@ import os
 import urllib.error
 import urllib.request
 
+from netvirt.apitoken import read_token
 from netvirt.config import LoadedConfig
 from netvirt.errors import ConfigError, ApiError, Diagnostic, UsageError
 
@@ -14,7 +15,9 @@ class Client:
     def __init__(self, addr: str, timeout: float = 30.0, token: str | None = None):
         self.base = f"http://{addr}"
         self.timeout = timeout
-        self.token = token if token is not None else os.environ.get("NETVIRT_API_TOKEN")
+        # explicit, else the environment's, else the local controller's file (apitoken)
+        self.token = token if token is not None else (os.environ.get("NETVIRT_API_TOKEN")
+                                                      or read_token())
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 
+from netvirt.errors import UsageError
+
 VNI_FIRST = 0x10000  # explicit VNIs below this never collide with allocated ones by design
 VNI_SPAN = 0xFFFFFF - VNI_FIRST + 1
 
@@ -22,7 +24,7 @@ def allocate_vni(key: str, taken: set[int]) -> int:
         vni = VNI_FIRST + (h + i) % VNI_SPAN
         if vni not in taken:
             return vni
-    raise RuntimeError("VNI space exhausted")
+    raise UsageError("all 16M VNIs are taken; give networks explicit vni values")
 
 
 def allocate_mac(key: str, taken: set[str]) -> str:
@@ -32,7 +34,7 @@ def allocate_mac(key: str, taken: set[str]) -> str:
         mac = "02:" + ":".join(f"{(v >> s) & 0xFF:02x}" for s in range(32, -1, -8))
         if mac not in taken:
             return mac
-    raise RuntimeError("MAC space exhausted")
+    raise UsageError(f"no free MAC near {key}'s; give the port an explicit mac")
 
 
 def interface_name(tenant: str, port: str) -> str:

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 from netvirt.config.schema import Config
+from netvirt.pipeline.layout import RESERVED_INTERFACES
 
 Problem = tuple[tuple, str]
 
@@ -53,7 +54,11 @@ def check(cfg: Config) -> Iterator[Problem]:
                         yield ipp, f"IP {ip} is the network or broadcast address of {subnet.cidr}"
                     elif ip == subnet.gateway:
                         yield ipp, f"IP {ip} is the gateway of {subnet.cidr}; pick another address"
-            if p.interface is not None:
+            if p.interface in RESERVED_INTERFACES:
+                yield pp + ("interface",), (
+                    f"interface name {p.interface!r} is netvirt's own (reserved: "
+                    f"{', '.join(sorted(RESERVED_INTERFACES))}); pick another or leave it out")
+            elif p.interface is not None:
                 key = (p.hypervisor, p.interface)
                 if key in iface_owner:
                     yield pp + ("interface",), (

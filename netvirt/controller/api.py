@@ -102,8 +102,27 @@ class _Handler(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self):
-        if not self._authorized():
-            return
+        self._guarded(self._get)
+
+    def do_POST(self):
+        self._guarded(self._post)
+
+    def _guarded(self, handle) -> None:
+        """Every request gets an answer: a netvirt error as itself, a bug as a 500 that says
+        so (the traceback goes to the log), never a closed socket."""
+        try:
+            if self._authorized():
+                handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client went away
+        except NetvirtError as e:
+            self._send(400 if isinstance(e, UsageError) else 500, {"error": str(e)})
+        except Exception as e:
+            log.exception("api: %s %s failed", self.command, self.path)
+            self._send(500, {"error": f"internal error ({type(e).__name__}: {e}); this is a "
+                                      f"netvirt bug, the controller log has the details"})
+
+    def _get(self):
         url = urllib.parse.urlsplit(self.path)
         if url.path == "/v1/status":
             q = urllib.parse.parse_qs(url.query)
@@ -125,7 +144,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, {"error": f"no such endpoint {url.path}; see /v1/openapi.json"})
 
     def _body(self) -> dict | None:
-        n = int(self.headers.get("Content-Length", "0"))
+        try:
+            n = int(self.headers.get("Content-Length", "0"))
+            if n < 0:
+                raise ValueError(n)
+        except ValueError:
+            self._send(400, {"error": "Content-Length must be a number of bytes"})
+            return None
         if n > MAX_BODY:
             self._send(413, {"error": f"body larger than {MAX_BODY} bytes"})
             return None
@@ -138,9 +163,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": f"bad request body: {e}"})
             return None
 
-    def do_POST(self):
-        if not self._authorized():
-            return
+    def _post(self):
         if self.path not in ("/v1/config", "/v1/plan", "/v1/trace"):
             return self._send(404, {"error": f"no such endpoint {self.path}; see /v1/openapi.json"})
         body = self._body()

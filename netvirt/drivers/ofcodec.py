@@ -20,6 +20,7 @@ from os_ken.ofproto import nicira_ext
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from netvirt.errors import PipelineError
 from netvirt.pipeline.records import (CT, INSTRUCTIONS, NAT, DecTtl, Flow, Goto, Group,
                                       GroupAction, Meter, MeterAction, Move, Output, OutputReg,
                                       Resubmit, SetField, WriteMetadata)
@@ -69,7 +70,7 @@ def _action(a):
         return parser.OFPActionDecNwTtl()
     if isinstance(a, CT):
         return _ct(a)
-    raise TypeError(f"not an apply-action: {a!r}")
+    raise PipelineError(f"the codec has no encoding for {a!r} (a new action record?)")
 
 
 def instructions(actions: tuple, action=_action) -> list:

@@ -207,3 +207,48 @@ def test_plan_cites_yaml_lines_and_changes_nothing(controller, tmp_path, capsys)
     assert f"[tenant/blue/port/web2]  {DEMO}:28:9" in out  # the flow it replaces, from the current file
     assert sum(s.flow_mods_sent for s in switches.values()) == mods
     assert Client(addr).status()["revision"] == 1
+
+
+def _raw(addr: str, request: bytes) -> bytes:
+    import socket
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(request)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_a_bad_content_length_is_a_400_not_a_dropped_connection(controller):
+    _, addr, _ = controller
+    for length in (b"twelve", b"-5"):
+        reply = _raw(addr, b"POST /v1/config HTTP/1.0\r\nContent-Length: " + length + b"\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.0 400") and b"Content-Length must be a number" in reply
+
+
+def test_a_server_bug_is_answered_as_one(controller, monkeypatch):
+    service, addr, _ = controller
+    monkeypatch.setattr(service, "topology", lambda: 1 / 0)
+    with pytest.raises(ApiError, match="500: internal error \\(ZeroDivisionError"):
+        Client(addr).topology()
+    assert Client(addr).status()["revision"] == 0  # and the API still serves
+
+
+def test_the_loopback_token_is_made_once_for_root_only_and_clients_read_it(tmp_path):
+    from netvirt import apitoken
+
+    path = tmp_path / "netvirt" / "api-token"
+    token = apitoken.ensure_token(path)
+    assert len(token) >= 32 and path.stat().st_mode & 0o777 == 0o600
+    assert apitoken.ensure_token(path) == token == apitoken.read_token(path)
+    assert apitoken.read_token(tmp_path / "missing") is None
+
+
+def test_a_bug_in_a_command_is_reported_without_a_traceback(monkeypatch, capsys):
+    import netvirt.cli
+
+    monkeypatch.setattr(netvirt.cli, "cmd_validate", lambda args: 1 / 0)
+    assert main(["validate", str(DEMO)]) == 1
+    err = capsys.readouterr().err
+    assert "netvirt: internal error: ZeroDivisionError" in err and "Traceback" not in err

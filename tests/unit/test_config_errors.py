@@ -252,3 +252,16 @@ def test_a_reused_config_still_gets_every_cross_tenant_check():
     data["hypervisors"][1]["underlay_ip"] = "192.168.50.1/24"  # the tenant is unchanged
     with pytest.raises(UsageError):  # the data is invalid; its source is the valid BASE
         load_data(data, text, "t.yaml", previous=first)
+
+
+@pytest.mark.parametrize("name", ["nv-vxlan", "br-int", "br-phy"])
+def test_a_vm_port_may_not_take_an_interface_name_netvirt_uses(name):
+    e = one_error(BASE + f"        interface: {name}\n")
+    assert e.startswith("t.yaml:22:20: tenants[0].ports[0].interface: interface name")
+    assert "netvirt's own" in e
+
+
+def test_ssl_ovsdb_endpoints_are_refused_with_what_to_use_instead():
+    e = one_error(BASE.replace("ovsdb: unix:/run/hv2/db.sock", "ovsdb: ssl:10.1.0.2:6640"))
+    assert e.startswith("t.yaml:7:12: hypervisors[1].ovsdb:")
+    assert "ssl: OVSDB endpoints are not supported yet; use unix:/PATH" in e
