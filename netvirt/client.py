@@ -15,19 +15,20 @@ class Client:
     def __init__(self, addr: str, timeout: float = 30.0, token: str | None = None):
         self.base = f"http://{addr}"
         self.timeout = timeout
-        # explicit, else the environment's, else the local controller's file (apitoken)
-        self.token = token if token is not None else (os.environ.get("NETVIRT_API_TOKEN")
-                                                      or read_token())
+        self.token = token  # None: the environment's, else the local controller's file
 
-    def _call(self, method: str, path: str, body: dict | None = None) -> dict:
+    def _call(self, method: str, path: str, body: dict | None = None, raw: bool = False):
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
+        # read at each call: a controller started after this client makes the file then
+        token = self.token if self.token is not None else (
+            os.environ.get("NETVIRT_API_TOKEN") or read_token())
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         req = urllib.request.Request(self.base + path, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as r:
-                return json.loads(r.read())
+                return r.read().decode() if raw else json.loads(r.read())
         except urllib.error.HTTPError as e:
             payload = json.loads(e.read() or b"{}")
             if e.code == 422:
@@ -36,11 +37,11 @@ class Client:
             if e.code == 400:
                 raise UsageError(payload.get("error", "bad request")) from None
             raise ApiError(f"controller at {self.base} answered {e.code}: "
-                                  f"{payload.get('error', '')}") from None
+                           f"{payload.get('error', '')}") from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
             reason = getattr(e, "reason", e)
             raise ApiError(f"cannot reach the controller at {self.base}: {reason}; is "
-                                  f"`netvirt controller` running? (--api HOST:PORT)") from None
+                           f"`netvirt controller` running? (--api HOST:PORT)") from None
 
     def status(self) -> dict:
         return self._call("GET", "/v1/status")
@@ -50,6 +51,10 @@ class Client:
         port bound), or ``timeout`` seconds."""
         return self._call("GET", f"/v1/status?wait_revision={revision}&timeout={timeout}"
                                  f"&healthy={int(healthy)}")
+
+    def metrics(self) -> str:
+        """The Prometheus exposition text."""
+        return self._call("GET", "/metrics", raw=True)
 
     def topology(self) -> dict:
         return self._call("GET", "/v1/topology")

@@ -110,6 +110,10 @@ def _subnets(t, tp: tuple) -> Iterator[Problem]:
             sp = tp + ("networks", ni, "subnets", si)
             if s.gateway is not None and s.gateway not in s.cidr:
                 yield sp + ("gateway",), f"gateway {s.gateway} is outside subnet {s.cidr}"
+            if n.dhcp and s.gateway is None:
+                yield sp + ("cidr",), (
+                    f"network {n.name!r} has dhcp: true, so subnet {s.cidr} needs a gateway "
+                    f"(the DHCP server answers from it); add gateway: or turn dhcp off")
             for (other_net, other) in seen:
                 if s.cidr.overlaps(other):
                     yield sp + ("cidr",), (

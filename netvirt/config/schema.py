@@ -94,6 +94,7 @@ class Network(_Model):
     vni: Annotated[int, Field(ge=1, le=0xFFFFFF)] | None = None
     mtu: Annotated[int, Field(ge=576, le=9000)] = 1450
     subnets: Annotated[list[Subnet], Field(min_length=1)]
+    dhcp: bool = False  # answer its ports' DHCP with their configured addresses
 
 
 class Port(_Model):

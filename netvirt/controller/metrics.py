@@ -44,6 +44,10 @@ class NetvirtCollector:
                                        labels=["tenant", "port", "hypervisor"]) for c in PORT_COUNTERS}
         tenant = {c: CounterMetricFamily(f"netvirt_tenant_{c}", f"sum of the tenant's ports' {c}",
                                          labels=["tenant"]) for c in PORT_COUNTERS}
+        punts = CounterMetricFamily("netvirt_packet_ins", "packets sent to the controller, by "
+                                    "what became of them", labels=["hypervisor", "verdict"])
+        for (hv, verdict), n in sorted(self.service.packet_ins.counts.items()):
+            punts.add_metric([hv, verdict], n)
         sums: dict[tuple[str, str], int] = {}
         for name, a in sorted(agents.items()):
             st = a.status
@@ -77,7 +81,7 @@ class NetvirtCollector:
                     sums[(ref.tenant, c)] = sums.get((ref.tenant, c), 0) + stats[ofport][c]
         for (t, c), v in sorted(sums.items()):
             tenant[c].add_metric([t], v)
-        yield from (connected, in_sync, flows, recs, rec_s, mods, drops)
+        yield from (connected, in_sync, flows, recs, rec_s, mods, drops, punts)
         yield from port.values()
         yield from tenant.values()
 

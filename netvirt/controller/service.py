@@ -11,7 +11,8 @@ import time
 
 from netvirt.config import LoadedConfig
 from netvirt.reconcile.agent import HypervisorAgent
-from netvirt.drivers.ofcodec import port_status
+from netvirt.controller.packet_in import PacketIns
+from netvirt.drivers.ofcodec import packet_in_fields, port_status
 from netvirt.drivers.ofswitch import OFSwitch, dp_id
 from netvirt.drivers.ovsdb import OvsdbDriver
 from netvirt.overlay.ovsdb import datapath_id
@@ -48,6 +49,8 @@ class ControllerService:
         self._datapaths: dict[int, object] = {}  # every connected switch, configured or not
         self.started = time.time()
         self._progress = threading.Condition()  # notified after every agent's pass
+        self.packet_ins = PacketIns(self)
+        self._port_index: dict[str, tuple] = {}  # hv -> (key, ofport -> PortRef, ...)
         if loaded is not None:
             self.apply(loaded)
 
@@ -100,9 +103,10 @@ class ControllerService:
         for name in topo.hypervisors:
             a = self.agents.get(name)
             inventory = a.inventory if a else Inventory()
-            installed, groups = a.mirror() if a else ({}, set())
+            installed, groups, meters = a.mirror() if a else ({}, set(), {})
             known = a.last_desired if a else {}
-            out[name] = (diff.plan(compile_flows(topo, name, inventory), installed, groups), known)
+            out[name] = (diff.plan(compile_flows(topo, name, inventory), installed, groups,
+                                   meters), known)
         return out
 
     def topology(self) -> dict:
@@ -212,8 +216,32 @@ class ControllerService:
         if a := self._by_dpid.get(msg.datapath.id):
             a.flow_removed((msg.table_id, msg.priority, msg.cookie))
 
+    def packet_in(self, msg) -> None:
+        sw = self._switch(msg.datapath)
+        if sw is not None:
+            in_port, _, _, data = packet_in_fields(msg)
+            self.packet_ins.receive(self._by_dpid[msg.datapath.id].name, sw, in_port, data)
+
+    def port_at(self, hv: str, ofport: int):
+        """The configured port whose interface has ``ofport`` on ``hv``'s switch, or None."""
+        _, _, topo = self.snapshot()
+        a = self.agents.get(hv)
+        if a is None or topo is None or hv not in topo.hypervisors:
+            return None
+        inv = a.inventory
+        key = (id(topo), id(inv))
+        cached = self._port_index.get(hv)
+        if cached is None or cached[0] != key:
+            index = {inv.ofports.get(r.port.interface): r for r in topo.ports_on(hv)}
+            cached = self._port_index[hv] = (key, index, topo, inv)  # keeps the ids alive
+        return cached[1].get(ofport)
+
     # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        self.packet_ins.start()
+
     def stop(self) -> None:
+        self.packet_ins.stop()
         for a in list(self.agents.values()):
             a.stop()
 
@@ -230,6 +258,7 @@ def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interva
     _check_bindable(host, int(port), "OpenFlow")
     service = ControllerService(loaded, openflow, audit_interval)
     api.service = service
+    service.start()
     ofapp.start(service, host, int(port))
     api.start()
     collector = Collector()  # full garbage collections at quiet moments, every 10 minutes

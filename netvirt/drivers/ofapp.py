@@ -1,7 +1,8 @@
 """The os-ken application: glue between os-ken events and the controller service.
 
 Handlers only forward: switch up/down, replies, port changes and flow removals go to the
-service, which marks state dirty; the agents send every flow.
+service, which marks state dirty; the agents send every flow.  Packet-ins go to the
+service's packet-in path (controller/packet_in.py), which limits and queues them.
 """
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ class NetvirtOFApp(app_manager.OSKenApp):
             self.service.switch_disconnected(ev.datapath)
 
     @set_ev_cls([ofp_event.EventOFPFlowStatsReply, ofp_event.EventOFPGroupDescStatsReply,
-                 ofp_event.EventOFPPortDescStatsReply, ofp_event.EventOFPPortStatsReply],
+                 ofp_event.EventOFPPortDescStatsReply, ofp_event.EventOFPPortStatsReply,
+                 ofp_event.EventOFPMeterConfigStatsReply, ofp_event.EventOFPMeterStatsReply],
                 MAIN_DISPATCHER)
     def _multipart_reply(self, ev):
         self.service.reply(ev.msg, last=not ofcodec.is_multipart_more(ev.msg))
@@ -68,6 +70,12 @@ class NetvirtOFApp(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
     def _flow_removed(self, ev):
         self.service.flow_removed(ev.msg)
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev):
+        # rate-limited and queued by the service, never handled on this thread: it also
+        # carries every reply the agents wait for
+        self.service.packet_in(ev.msg)
 
 
 def start(service, host: str, port: int) -> None:

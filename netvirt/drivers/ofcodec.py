@@ -214,6 +214,20 @@ def delete_meter(dp, meter_id: int):
     return parser.OFPMeterMod(dp, ofp.OFPMC_DELETE, 0, meter_id, [])
 
 
+def meter_stats_request(dp):
+    return parser.OFPMeterStatsRequest(dp, 0, ofp.OFPM_ALL)
+
+
+def packet_out(dp, port: int, data: bytes):
+    return parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
+                               [parser.OFPActionOutput(port, 0)], data)
+
+
+def packet_in_fields(msg) -> tuple[int, int, int, bytes]:
+    """(in_port, table, cookie, packet bytes) of a PacketIn."""
+    return msg.match["in_port"], msg.table_id, msg.cookie, msg.data
+
+
 def meter_config_request(dp):
     return parser.OFPMeterConfigStatsRequest(dp, 0, ofp.OFPM_ALL)
 

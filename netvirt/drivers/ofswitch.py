@@ -10,6 +10,7 @@ import threading
 
 from netvirt.drivers import ofcodec
 from netvirt.errors import SwitchError
+from netvirt.pipeline.records import Meter
 from netvirt.reconcile.diff import InstalledFlow, Plan
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,21 @@ class OFSwitch:
         replies = self.request(ofcodec.group_desc_request(self.dp))
         return {g.group_id for r in replies for g in r.body}
 
+    def packet_out(self, port: int, data: bytes) -> None:
+        """Send ``data`` out of ``port`` (a packet-in service's answer).  Any thread: os-ken
+        queues it behind whatever the agent is sending."""
+        self._send_raw(ofcodec.encode(ofcodec.packet_out(self.dp, port, data)))
+
+    def read_meter_stats(self) -> dict[int, int]:
+        """meter id -> packets the meter dropped (its band's count)."""
+        replies = self.request(ofcodec.meter_stats_request(self.dp))
+        return {s.meter_id: sum(b.packet_band_count for b in s.band_stats)
+                for r in replies for s in r.body}
+
+    def read_meters(self) -> dict[int, Meter]:
+        replies = self.request(ofcodec.meter_config_request(self.dp))
+        return {s.meter_id: ofcodec.installed_meter(s) for r in replies for s in r.body}
+
     def read_port_stats(self) -> dict[int, dict]:
         replies = self.request(ofcodec.port_stats_request(self.dp))
         return {s.port_no: ofcodec.port_counters(s) for r in replies for s in r.body}
@@ -106,14 +122,17 @@ class OFSwitch:
         return ofcodec.port_infos([p for r in replies for p in r.body])
 
     def apply(self, plan: Plan) -> None:
-        """Groups first (new flows use them), then deletes, barrier, adds, barrier, and the
-        groups that no flow uses any more last."""
+        """Meters and groups first (new flows use them), then deletes, barrier, adds,
+        barrier, and the groups and meters that no flow uses any more last."""
         dp = self.dp
         steps = [
-            [ofcodec.encode(ofcodec.add_group(dp, g)) for g in plan.add_groups],
+            [ofcodec.encode(ofcodec.meter_mod(dp, m)) for m in plan.add_meters]
+            + [ofcodec.encode(ofcodec.modify_meter(dp, m)) for m in plan.modify_meters]
+            + [ofcodec.encode(ofcodec.add_group(dp, g)) for g in plan.add_groups],
             [ofcodec.encode(ofcodec.delete_flow(dp, f)) for f in plan.delete_flows],
             [ofcodec.add_flow_encoded(dp, f) for f in plan.add_flows],
-            [ofcodec.encode(ofcodec.delete_group(dp, g)) for g in plan.delete_groups],
+            [ofcodec.encode(ofcodec.delete_group(dp, g)) for g in plan.delete_groups]
+            + [ofcodec.encode(ofcodec.delete_meter(dp, m)) for m in plan.delete_meters],
         ]
         for encoded in steps:
             if encoded:

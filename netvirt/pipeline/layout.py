@@ -22,6 +22,13 @@ INT_BRIDGE, PHY_BRIDGE = "br-int", "br-phy"
 RESERVED_INTERFACES = frozenset({TUNNEL_PORT_NAME, INT_BRIDGE, PHY_BRIDGE})
 
 ETH_IP, ETH_ARP = 0x0800, 0x0806
+IPPROTO_UDP = 17
+DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
+
+# Every packet a flow sends to the controller passes this meter first: a flooding VM
+# cannot push more than PUNT_RATE packets per second per switch at the controller.
+PUNT_METER_ID = 1
+PUNT_RATE, PUNT_BURST = 200, 100  # packets per second, packets
 ARP_REQUEST, ARP_REPLY = 1, 2
 
 # ct_state bits, as OVS numbers them (match as (bits, mask))

@@ -13,6 +13,7 @@ class Table(IntEnum):
     # ingress: where a packet enters br-int (from a VM port or a tunnel)
     CLASSIFY = 0  # tunnel key + source -> network; VM ports go on to PORT_SECURITY
     PORT_SECURITY = 10  # in_port + source MAC/IP/ARP -> network (anti-spoofing); else drop
+    DHCP = 15  # a DHCP request -> the controller (metered); the rest goes on
     ARP_RESPONDER = 50  # the hypervisor that hosts an address answers ARP for it
     L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; flood -> group
     # egress: once per output port on this hypervisor, also for every copy of a flood

@@ -86,6 +86,7 @@ class HypervisorAgent:
         self._ovsdb_retry_at = 0.0
         self._installed: dict[tuple, InstalledFlow] = {}
         self._installed_groups: set[int] = set()
+        self._installed_meters: dict = {}  # meter id -> Meter, as the switch has them
         self.last_desired: dict[tuple, object] = {}  # key -> Flow, from the last compile
         self._compiler = Compiler()
         self._expect_removed: set[tuple] = set()
@@ -127,10 +128,12 @@ class HypervisorAgent:
     def flow_removed(self, key: tuple) -> None:
         self._events.put(("removed", key))
 
-    def mirror(self) -> tuple[dict[tuple, InstalledFlow], set[int]]:
-        """A copy of what we believe is installed (for plans; may be read from any thread)."""
+    def mirror(self) -> tuple[dict[tuple, InstalledFlow], set[int], dict]:
+        """A copy of what we believe is installed (for plans; may be read from any thread):
+        flows by key, group ids, meters by id."""
         with self._mirror_lock:
-            return dict(self._installed), set(self._installed_groups)
+            return (dict(self._installed), set(self._installed_groups),
+                    dict(self._installed_meters))
 
     # -- the agent's thread --------------------------------------------------------------
     def _run(self) -> None:
@@ -257,9 +260,11 @@ class HypervisorAgent:
             return
         if self._read_flows:
             installed = {f.key: f for f in sw.read_flows()}
+            groups, meters = sw.read_groups(), sw.read_meters()
             with self._mirror_lock:
                 self._installed = installed
-                self._installed_groups = sw.read_groups()
+                self._installed_groups = groups
+                self._installed_meters = meters
             self._expect_removed.clear()  # the table as read is the truth from here on
             self._read_flows, self._read_ports = False, True
         if self._read_ports:
@@ -278,7 +283,8 @@ class HypervisorAgent:
         inventory = self.inventory
         desired = self._compiler.compile(topo, self.name, inventory)
         self.last_desired = desired.by_key
-        plan = diff.plan(desired, self._installed, self._installed_groups)
+        plan = diff.plan(desired, self._installed, self._installed_groups,
+                         self._installed_meters)
         if not plan.empty:
             log.info("%s: revision %d: %s", self.name, rev,
                      ", ".join(f"{t} +{a}/-{d}" for t, (a, d) in plan.per_table().items()) or
@@ -295,7 +301,8 @@ class HypervisorAgent:
         st.ports_down = [f"{r.tenant}/{r.port.name}" for r in topo.ports_on(self.name)
                          if not inventory.link_up.get(r.port.interface)]
         st.in_sync = (not self._read_ports  # ports as read may be stale
-                      and self._installed.keys() == self.last_desired.keys())
+                      and self._installed.keys() == self.last_desired.keys()
+                      and self._installed_meters.keys() == {m.meter_id for m in desired.meters})
         st.reconciles += 1
         st.last_reconcile_seconds = time.monotonic() - t0
         st.reconcile_seconds_total += st.last_reconcile_seconds
@@ -309,6 +316,10 @@ class HypervisorAgent:
                                                        f.match)
             self._installed_groups |= {g.group_id for g in plan.add_groups}
             self._installed_groups -= set(plan.delete_groups)
+            for m in plan.add_meters + plan.modify_meters:
+                self._installed_meters[m.meter_id] = m
+            for i in plan.delete_meters:
+                self._installed_meters.pop(i, None)
 
     def _ovsdb_failed(self, msg: str) -> None:
         st = self.status

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from netvirt.errors import PipelineError
 from netvirt.gcpause import gc_paused
-from netvirt.pipeline.records import Flow, Group
+from netvirt.pipeline.records import Flow, Group, Meter
 from netvirt.pipeline.stages import check_flow, miss_flows
 from netvirt.reconcile.features import FEATURES, Feature
 from netvirt.topology import Topology
@@ -27,6 +27,7 @@ from netvirt.topology.inventory import Inventory
 class DesiredFlows:
     by_key: Mapping[tuple, Flow]  # (table, priority, cookie) -> Flow; read-only
     groups: frozenset[Group]
+    meters: frozenset[Meter] = frozenset()
 
     @property
     def flows(self):
@@ -36,6 +37,7 @@ class DesiredFlows:
         """Sorted, named, one line per flow: the golden-file format."""
         lines = [str(f) for f in sorted(self.flows)]
         lines += [str(g) for g in sorted(self.groups, key=lambda g: g.group_id)]
+        lines += [str(m) for m in sorted(self.meters)]
         return "\n".join(lines) + "\n"
 
 
@@ -65,6 +67,9 @@ class Compiler:
         for f in fixed:
             check_flow(f)
         self._add(fixed)
+        self._meters = frozenset(m for feature in self.features for m in feature.meters())
+        if len({m.meter_id for m in self._meters}) != len(self._meters):
+            raise PipelineError(f"two features declare one meter id: {sorted(self._meters)}")
 
     def compile(self, topo: Topology, hv: str, inv: Inventory) -> DesiredFlows:
         with gc_paused():
@@ -99,7 +104,7 @@ class Compiler:
                                         f"{seen[g.group_id].origin}'s, with other buckets "
                                         f"(a 31-bit digest collision); nothing installed")
                 seen[g.group_id] = g
-        return DesiredFlows(dict(self._by_key), groups)
+        return DesiredFlows(dict(self._by_key), groups, self._meters)
 
     def _put(self, old: Flow | None, new: Flow | None) -> None:
         if old is not None:

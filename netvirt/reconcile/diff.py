@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from netvirt.pipeline.records import Flow, Group
+from netvirt.pipeline.records import Flow, Group, Meter
 from netvirt.pipeline.tables import table_name
 from netvirt.reconcile.compiler import DesiredFlows
 
@@ -41,10 +41,14 @@ class Plan:
     add_flows: tuple[Flow, ...] = ()
     delete_groups: tuple[int, ...] = ()
     replaced_flows: tuple[InstalledFlow, ...] = ()  # installed flows that add_flows overwrite
+    add_meters: tuple[Meter, ...] = ()  # before any flow: flows name them
+    modify_meters: tuple[Meter, ...] = ()  # an installed id with other bands: in place
+    delete_meters: tuple[int, ...] = ()  # after the flows that used them are gone
 
     @property
     def empty(self) -> bool:
-        return not (self.add_groups or self.delete_flows or self.add_flows or self.delete_groups)
+        return not (self.add_groups or self.delete_flows or self.add_flows or self.delete_groups
+                    or self.add_meters or self.modify_meters or self.delete_meters)
 
     def per_table(self) -> dict[str, tuple[int, int]]:
         """table name -> (adds, deletes)."""
@@ -62,19 +66,24 @@ class Plan:
             loc = locate(origin) if locate else None
             return f"  {loc}" if loc else ""
 
-        out = [f"+ {g}" for g in self.add_groups]
+        out = [f"+ {m}" for m in self.add_meters] + [f"~ {m}" for m in self.modify_meters]
+        out += [f"+ {g}" for g in self.add_groups]
         out += [f"- {known[f.key]}{at(old_at, known[f.key].origin)}" if f.key in known else
                 f"- {table_name(f.table):<14} prio={f.priority:<4} cookie={f.cookie:#018x} "
                 f"(not made by this controller)" for f in self.delete_flows]
         out += [f"+ {f}{at(new_at, f.origin)}" for f in self.add_flows]
         out += [f"- group {g:#x}" for g in self.delete_groups]
+        out += [f"- meter {m}" for m in self.delete_meters]
         return out
 
 
 def plan(desired: DesiredFlows, installed: Mapping[tuple, InstalledFlow],
-         installed_groups: set[int]) -> Plan:
-    """``installed`` maps each installed flow's key to it.  The cost is a dict lookup per
-    flow plus the size of the change: a one-port change at 10k flows takes ~1 ms."""
+         installed_groups: set[int], installed_meters: Mapping[int, Meter] | None = None) -> Plan:
+    """``installed`` maps each installed flow's key to it; ``installed_meters`` each meter
+    id to the meter the switch has.  The cost is a dict lookup per flow plus the size of the
+    change: a one-port change at 10k flows takes ~1 ms."""
+    have_meters = installed_meters or {}
+    want_meters = {m.meter_id: m for m in desired.meters}
     want = desired.by_key
     add = sorted(f for k, f in want.items() if k not in installed)
     stale = [f for k, f in installed.items() if k not in want]
@@ -87,4 +96,8 @@ def plan(desired: DesiredFlows, installed: Mapping[tuple, InstalledFlow],
         add_flows=tuple(add),
         delete_groups=tuple(sorted(installed_groups - set(want_groups))),
         replaced_flows=tuple(f for f in stale if f.slot in overwritten),
+        add_meters=tuple(m for i, m in sorted(want_meters.items()) if i not in have_meters),
+        modify_meters=tuple(m for i, m in sorted(want_meters.items())
+                            if i in have_meters and have_meters[i] != m),
+        delete_meters=tuple(sorted(set(have_meters) - set(want_meters))),
     )

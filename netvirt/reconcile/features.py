@@ -12,7 +12,9 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from netvirt import overlay
-from netvirt.pipeline.records import Flow, Group
+from netvirt.nfv import dhcp
+from netvirt.pipeline.layout import PUNT_BURST, PUNT_METER_ID, PUNT_RATE
+from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Group, Meter
 from netvirt.topology.views import network_views
 
 
@@ -23,8 +25,15 @@ class Feature:
     views: Callable[..., Iterable[Hashable]]
     compile: Callable[[Hashable], tuple[Sequence[Flow], Sequence[Group]]]
     fixed: Callable[[], Sequence[Flow]] = tuple
+    meters: Callable[[], Sequence[Meter]] = tuple  # every br-int has these
+
+
+def _punt_meter() -> list[Meter]:
+    return [Meter(PUNT_METER_ID, PUNT_RATE, PUNT_BURST, "pktps", PIPELINE_ORIGIN)]
 
 
 FEATURES: tuple[Feature, ...] = (
-    Feature("overlay", network_views, overlay.compile_network, overlay.fixed_flows),
+    Feature("overlay", network_views, overlay.compile_network, overlay.fixed_flows,
+            _punt_meter),
+    Feature("dhcp", dhcp.dhcp_views, dhcp.compile_dhcp),
 )

@@ -7,6 +7,7 @@ component under test: the agent, compilers and diff are real."""
 from __future__ import annotations
 
 from netvirt.errors import OvsdbError
+from netvirt.pipeline.records import Meter
 from netvirt.pipeline.rows import BridgeRow, OvsdbState, PortRow
 from netvirt.reconcile.diff import InstalledFlow, Plan
 from netvirt.reconcile.ovsdb_plan import RowPlan
@@ -16,6 +17,7 @@ class FakeSwitch:
     def __init__(self, ofports: dict[str, int] | None = None):
         self.flows: dict[tuple, InstalledFlow] = {}  # (table, priority, match) -> flow
         self.groups: set[int] = set()
+        self.meters: dict[int, Meter] = {}
         self.ofports = dict(ofports or {})
         self.flow_mods_sent = 0
         self.group_mods_sent = 0
@@ -26,6 +28,9 @@ class FakeSwitch:
 
     def read_groups(self) -> set[int]:
         return set(self.groups)
+
+    def read_meters(self) -> dict[int, Meter]:
+        return {i: Meter(m.meter_id, m.rate, m.burst, m.unit) for i, m in self.meters.items()}
 
     def read_ports(self) -> dict[str, tuple[int, bool]]:
         return {name: (ofport, True) for name, ofport in self.ofports.items()}
@@ -40,6 +45,8 @@ class FakeSwitch:
         return [(f.table, 0) for f in self.flows.values() if f.cookie & mask == cookie & mask]
 
     def apply(self, plan: Plan) -> None:
+        for m in plan.add_meters + plan.modify_meters:
+            self.meters[m.meter_id] = m
         self.groups |= {g.group_id for g in plan.add_groups}
         for f in plan.delete_flows:  # DELETE_STRICT with the exact cookie
             cur = self.flows.get((f.table, f.priority, f.match))
@@ -49,6 +56,8 @@ class FakeSwitch:
             self.flows[(int(f.table), f.priority, f.match)] = InstalledFlow(
                 int(f.table), f.priority, f.cookie, f.match)
         self.groups -= set(plan.delete_groups)
+        for i in plan.delete_meters:
+            self.meters.pop(i, None)
         self.flow_mods_sent += len(plan.delete_flows) + len(plan.add_flows)
         self.group_mods_sent += len(plan.add_groups) + len(plan.delete_groups)
 

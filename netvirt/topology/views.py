@@ -8,6 +8,7 @@ networks whose view it changed (see netvirt.reconcile.compiler.Compiler).
 """
 from __future__ import annotations
 
+import threading
 from typing import NamedTuple
 
 from netvirt.topology.graph import Topology
@@ -33,6 +34,7 @@ class NetworkOnHv(NamedTuple):
     local: tuple[LocalPort, ...]  # ports of the network on this hypervisor, by name
     remote: tuple[RemotePort, ...]  # ports of the network on other hypervisors, by name
     peers: tuple[str, ...]  # underlay IPs of the other hypervisors that host the network
+    dhcp: bool = False  # netvirt answers its ports' DHCP
 
     @property
     def bound(self) -> tuple[LocalPort, ...]:
@@ -40,8 +42,22 @@ class NetworkOnHv(NamedTuple):
         return tuple(p for p in self.local if p.ofport is not None)
 
 
+_last = threading.local()  # per agent thread: (topo, hv, inventory, views) of its last call
+
+
 def network_views(topo: Topology, hv: str, inv: Inventory) -> list[NetworkOnHv]:
-    """The views of every network that has a port on ``hv``, in (tenant, network) order."""
+    """The views of every network that has a port on ``hv``, in (tenant, network) order.
+    Several features compile from these views: the thread's last answer is kept for its
+    next question about the very same topology, hypervisor and inventory."""
+    last = getattr(_last, "entry", None)
+    if last is not None and last[0] is topo and last[1] == hv and last[2] is inv:
+        return last[3]
+    views = _network_views(topo, hv, inv)
+    _last.entry = (topo, hv, inv, views)
+    return views
+
+
+def _network_views(topo: Topology, hv: str, inv: Inventory) -> list[NetworkOnHv]:
     underlay = {name: str(h.underlay_ip.ip) for name, h in topo.hypervisors.items()}
     views = []
     for tenant, net in topo.networks_on(hv):
@@ -56,5 +72,5 @@ def network_views(topo: Topology, hv: str, inv: Inventory) -> list[NetworkOnHv]:
                 remote.append(RemotePort(ref.origin, ref.port.mac, underlay[where]))
                 peers.add(underlay[where])
         views.append(NetworkOnHv(f"tenant/{tenant}/network/{net.name}", net.vni, tuple(local),
-                                 tuple(remote), tuple(sorted(peers))))
+                                 tuple(remote), tuple(sorted(peers)), net.dhcp))
     return views

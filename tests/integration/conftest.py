@@ -55,8 +55,9 @@ def base_config(rundir: Path) -> dict:
         "controller": {"openflow": "tcp:172.30.9.1:16653", "api": API},
         "hypervisors": hvs,
         "tenants": [
-            {"name": "blue", "networks": [{"name": "net", "vni": 5001,
-                                           "subnets": [{"cidr": "10.0.0.0/24"}]}],
+            {"name": "blue", "networks": [{"name": "net", "vni": 5001, "dhcp": True,
+                                           "subnets": [{"cidr": "10.0.0.0/24",
+                                                        "gateway": "10.0.0.254"}]}],
              "ports": [port("b1", "hv1", "10.0.0.1", "02:00:00:00:0b:01"),
                        port("b2", "hv2", "10.0.0.2", "02:00:00:00:0b:02"),
                        port("b3", "hv3", "10.0.0.3", "02:00:00:00:0b:03"),

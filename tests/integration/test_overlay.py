@@ -138,3 +138,45 @@ def test_vswitchd_restart_is_repaired_and_status_follows_it(env, capsys):
         time.sleep(0.2)
     env.wait_in_sync(10)
     assert env.ping("blue/b2", "10.0.0.3") and env.ping("red/r1", "10.0.0.4")
+
+
+def _flow_count(env, hv: str) -> int:
+    return len([ln for ln in env.ofctl(hv, "dump-flows").splitlines() if "cookie=" in ln])
+
+
+def test_flows_come_back_on_a_switch_whose_ovsdb_is_unreachable(env):
+    """The controller reaches hv2's OVSDB through a remote of its own, which then goes away
+    (as a management network would), while the switch reconnects with an empty table.
+    (Stopping ovsdb-server itself is not this case: ovs-vswitchd stops serving OpenFlow
+    while it has no database, so nobody could program that switch.)"""
+    ovs = env.lab.ovs("hv2")
+    sock = ovs.dir / "controller-db.sock"
+    ovs.appctl("ovsdb-server", "ovsdb-server/add-remote", f"punix:{sock}")
+    own_remote = env.variant("own-remote.yaml", lambda d: d["hypervisors"][1].update(
+        ovsdb=f"unix:{sock}"))
+    desired = env.wait_in_sync()["hypervisors"]["hv2"]["desired_flows"]
+    env.ctl.stop()
+    env.ctl.cfg = own_remote
+    try:
+        ovs.appctl("ovsdb-server", "ovsdb-server/remove-remote", f"punix:{sock}")
+        env.ofctl("hv2", "del-flows")
+        env.ctl.start()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and _flow_count(env, "hv2") != desired:
+            time.sleep(0.1)
+        assert _flow_count(env, "hv2") == desired
+        hv2 = env.wait_in_sync(10)["hypervisors"]["hv2"]
+        assert not hv2["ovsdb_connected"] and "OVSDB" in hv2["ovsdb_error"] and not hv2["healthy"]
+        assert env.ping("blue/b1", "10.0.0.2") and env.ping("red/r1", "10.0.0.2")
+        ovs.appctl("ovsdb-server", "ovsdb-server/add-remote", f"punix:{sock}")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and \
+                not env.client.status()["hypervisors"]["hv2"]["ovsdb_connected"]:
+            time.sleep(0.2)
+        assert env.client.status()["hypervisors"]["hv2"]["ovsdb_connected"]
+    finally:
+        env.ctl.stop()
+        env.ctl.cfg = env.base_file
+        env.ctl.start()
+        ovs.appctl("ovsdb-server", "ovsdb-server/remove-remote", f"punix:{sock}")
+    env.wait_in_sync(20)

@@ -60,9 +60,9 @@ def test_apply_status_and_zero_extra_mods(controller, capsys):
     st = Client(addr).status()
     assert st["revision"] == 1 and st["in_sync"]
     assert {h: v["installed_flows"] for h, v in st["hypervisors"].items()} == \
-        {"hv1": 25, "hv2": 25, "hv3": 25}
+        {"hv1": 26, "hv2": 26, "hv3": 26}
     assert main(["apply", str(DEMO), "--api", addr]) == 0  # same intent again
-    assert sum(s.flow_mods_sent for s in switches.values()) == 75
+    assert sum(s.flow_mods_sent for s in switches.values()) == 78
     assert main(["status", "--api", addr]) == 0
     assert "revision 2: healthy" in capsys.readouterr().out
 
@@ -159,7 +159,7 @@ def test_metrics_exposition(controller):
     text = urllib.request.urlopen(f"http://{addr}/metrics?scrape=1").read().decode()
     assert 'netvirt_port_rx_packets_total{hypervisor="hv1",port="web1",tenant="blue"} 7.0' in text
     assert 'netvirt_tenant_rx_bytes_total{tenant="blue"} 700.0' in text
-    assert 'netvirt_flows{hypervisor="hv2",state="installed"} 25.0' in text
+    assert 'netvirt_flows{hypervisor="hv2",state="installed"} 26.0' in text
     assert 'netvirt_switch_connected{hypervisor="hv3"} 1.0' in text
     assert 'netvirt_reconciliations_total{hypervisor="hv1"}' in text
 

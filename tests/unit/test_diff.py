@@ -32,7 +32,19 @@ def test_empty_switch_gets_everything_and_a_synced_one_nothing():
     p = plan(d, {}, set())
     assert len(p.add_flows) == len(d.flows) and not p.delete_flows
     assert {g.group_id for g in p.add_groups} == {g.group_id for g in d.groups}
-    assert plan(d, installed(d), {g.group_id for g in d.groups}).empty
+    assert set(p.add_meters) == set(d.meters) and d.meters
+    meters = {m.meter_id: m for m in d.meters}
+    assert plan(d, installed(d), {g.group_id for g in d.groups}, meters).empty
+
+
+def test_meters_are_added_changed_in_place_and_removed():
+    from netvirt.pipeline.records import Meter
+
+    d = _compile(_demo_data())
+    (punt,) = d.meters
+    p = plan(d, installed(d), {g.group_id for g in d.groups},
+             {punt.meter_id: Meter(punt.meter_id, punt.rate * 2), 9: Meter(9, 5)})
+    assert p.modify_meters == (punt,) and p.delete_meters == (9,) and not p.add_meters
 
 
 def test_foreign_flows_are_deleted_and_stale_groups_last():

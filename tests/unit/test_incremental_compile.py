@@ -66,7 +66,7 @@ def test_two_flows_that_want_one_match_with_other_actions_are_refused_and_it_rec
     inv = sequential_inventory(topo)["hv1"]
     c = Compiler((Feature("overlay", network_views, compile_network, overlay.fixed_flows),))
     good = c.compile(topo, "hv1", inv)
-    assert good == compile_flows(topo, "hv1", inv)
+    assert good.by_key == compile_flows(topo, "hv1", inv).by_key  # no dhcp network here
     broken["on"] = True
     changed = inv.with_port(next(iter(inv.ofports)), None)
     with pytest.raises(PipelineError, match="two origins want one match with different actions"):

@@ -1,0 +1,107 @@
+"""The packet-in path: packets that flows send to the controller (DHCP requests today;
+health probes with the load balancer).
+
+Three limits stand between a flooding VM and the rest of the controller:
+1. on the switch, every flow to the controller passes the punt meter (PUNT_RATE packets/s
+   per switch; pipeline/layout.py);
+2. here, on os-ken's thread, a token bucket per (switch, port) and then one per switch
+   drop what is over its share before any parsing, so one port cannot use up its switch's;
+3. what passes waits in a bounded queue for the worker thread, never on os-ken's thread,
+   which also carries every reply the agents wait for.
+The worker answers directly (a packet-out on the asking port): packet-in services are the
+one exception to "handlers only mark dirty", because an answer is not state to converge.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+
+from netvirt.drivers import packets
+from netvirt.errors import NetvirtError
+from netvirt.nfv import dhcp
+
+log = logging.getLogger(__name__)
+PER_SWITCH = (300.0, 150)  # packets per second, burst: above the switch's punt meter
+PER_PORT = (20.0, 20)
+QUEUE = 512
+
+
+class TokenBucket:
+    def __init__(self, rate: float, burst: int, now: float):
+        self.rate, self.burst = rate, burst
+        self.tokens, self.at = float(burst), now
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class PacketIns:
+    def __init__(self, service, clock=time.monotonic, per_switch=PER_SWITCH,
+                 per_port=PER_PORT):
+        self.service = service  # port_at(hv, ofport) -> PortRef | None
+        self._clock = clock
+        self._per_switch, self._per_port = per_switch, per_port
+        self._buckets: dict[tuple, TokenBucket] = {}
+        self._queue: queue.Queue = queue.Queue(QUEUE)
+        self.counts: Counter = Counter()  # (hypervisor, verdict) -> packets
+        self._thread = threading.Thread(target=self._serve, name="packet-in", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _bucket(self, key: tuple, limits: tuple, now: float) -> TokenBucket:
+        b = self._buckets.get(key)
+        if b is None:
+            b = self._buckets[key] = TokenBucket(*limits, now)
+        return b
+
+    def receive(self, hv: str, switch, in_port: int, data: bytes) -> bool:
+        """On os-ken's thread: admit or drop, cheaply.  Returns whether it was queued."""
+        now = self._clock()
+        # the port's share first: what one port sends over it must not use up its switch's
+        if not self._bucket((hv, in_port), self._per_port, now).take(now):
+            verdict = "limited_port"
+        elif not self._bucket((hv,), self._per_switch, now).take(now):
+            verdict = "limited_switch"
+        else:
+            try:
+                self._queue.put_nowait((hv, switch, in_port, data))
+                verdict = "queued"
+            except queue.Full:
+                verdict = "queue_full"
+        self.counts[(hv, verdict)] += 1
+        return verdict == "queued"
+
+    def _serve(self) -> None:
+        while (item := self._queue.get()) is not None:
+            try:
+                self.counts[(item[0], self.handle(*item))] += 1
+            except NetvirtError as e:  # the switch went away meanwhile
+                log.info("packet-in on %s port %s: %s", item[0], item[2], e)
+            except Exception:
+                log.exception("packet-in on %s port %s", item[0], item[2])
+
+    def handle(self, hv: str, switch, in_port: int, data: bytes) -> str:
+        """Answer one packet; returns what became of it (a metrics label)."""
+        req = packets.dhcp_request(data)
+        if req is None:
+            return "not_understood"
+        port = self.service.port_at(hv, in_port)
+        if port is None or not port.network.dhcp or req.client_mac != port.port.mac:
+            return "not_ours"  # a port that left, or a client that is not the port
+        ans = dhcp.answer(req, dhcp.lease_of(port))
+        if ans is None:
+            return "no_answer_due"
+        switch.packet_out(in_port, packets.dhcp_answer(ans))
+        return "answered"
