@@ -108,6 +108,15 @@ def _parser() -> argparse.ArgumentParser:
                    help="let any local user use a loopback API without a token")
     c.set_defaults(func=cmd_controller)
 
+    c = sub.add_parser("node", help="run the node agent of this hypervisor (kernel report; "
+                       "taps and tc later)")
+    c.add_argument("--ovsdb", default="unix:/var/run/openvswitch/db.sock",
+                   help="this hypervisor's OVSDB (default: %(default)s)")
+    c.add_argument("--interval", type=float, default=30.0,
+                   help="seconds between passes (default: %(default)s)")
+    c.add_argument("--once", action="store_true", help="one pass, then exit")
+    c.set_defaults(func=cmd_node)
+
     lab = sub.add_parser("lab", help="emulated hypervisors on this machine").add_subparsers(
         dest="lab_command", required=True, metavar="LAB_COMMAND")
     c = lab.add_parser("up", help="build (or update) the lab for a file")
@@ -184,9 +193,11 @@ def cmd_apply(args) -> int:
 def _print_status(st: dict) -> bool:
     for name, h in st["hypervisors"].items():
         print(f"{name:<12} {'ok  ' if h['healthy'] else 'FAIL'} switch={'up' if h['switch_connected'] else 'down'} "
-              f"ovsdb={'up' if h['ovsdb_connected'] else 'down'} flows={h['installed_flows']}/"
+              f"ovsdb={'up' if h['ovsdb_connected'] else 'down'} node={h.get('node') or 'none'} "
+              f"flows={h['installed_flows']}/"
               f"{h['desired_flows']} rev={h['applied_revision']} "
               f"{('error: ' + h['last_error']) if h['last_error'] else ''}"
+              f"{(' ovsdb error: ' + h['ovsdb_error']) if h.get('ovsdb_error') else ''}"
               f"{(' ports down: ' + ', '.join(h['ports_down'])) if h['ports_down'] else ''}"
               f"{(' ports: ' + str(h['port_errors'])) if h['port_errors'] else ''}".rstrip())
     print(f"revision {st['revision']}: {'healthy' if st['healthy'] else 'UNHEALTHY'}")
@@ -217,6 +228,19 @@ def cmd_controller(args) -> int:
     if not token and not args.no_loopback_token:
         token = ensure_token()
     return run(lc, ctl.openflow, args.api or ctl.api, args.audit_interval, token)
+
+
+def cmd_node(args) -> int:
+    from netvirt.drivers.ovsdb import OvsdbDriver
+    from netvirt.host.node import NodeAgent
+
+    agent = NodeAgent(OvsdbDriver(args.ovsdb), args.interval)
+    if args.once:
+        n = agent.reconcile_once()
+        print(f"node: {n} change(s) to {args.ovsdb}")
+        agent.ovsdb.close()
+        return 0
+    return agent.run()
 
 
 def cmd_topo(args) -> int:

@@ -9,13 +9,11 @@ from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from netvirt.errors import OvsdbError
-from netvirt.pipeline.rows import BridgeRow, OvsdbState, PortRow
+from netvirt.pipeline.rows import (DATAPATH_HINT_KEY, KERNEL_QDISCS_KEY, NODE_KEY, BridgeRow,
+                                   OvsdbState, PortRow)
 from netvirt.reconcile.ovsdb_plan import RowPlan
 
 log = logging.getLogger(__name__)
-# Open_vSwitch external_ids that the hypervisor's own provisioning sets (the lab does)
-DATAPATH_HINT_KEY = "netvirt-datapath-type"
-KERNEL_QDISCS_KEY = "netvirt-kernel-qdiscs"  # e.g. "htb,tbf": no netem there
 CONTROLLER_MAX_BACKOFF_MS = 1000  # reconnect within a second after a controller restart
 
 
@@ -74,10 +72,22 @@ class OvsdbDriver:
             self._conn.stop(timeout=2)
         self.api = self._conn = None
 
-    def _external_id(self, key: str) -> str | None:
+    def external_ids(self) -> dict[str, str]:
+        """The Open_vSwitch row's external_ids: where the node agent reports."""
         for row in self.api.tables["Open_vSwitch"].rows.values():
-            return row.external_ids.get(key)
-        return None
+            return dict(row.external_ids)
+        return {}
+
+    def set_external_ids(self, changes: dict[str, str]) -> None:
+        """Set these keys of the Open_vSwitch row's external_ids; the others stay."""
+        self._commit([self.api.db_set("Open_vSwitch", ".", ("external_ids", changes))])
+
+    def _external_id(self, key: str) -> str | None:
+        return self.external_ids().get(key)
+
+    def node_version(self) -> str | None:
+        """The version of the node agent that last reported here; None: none has."""
+        return self._external_id(NODE_KEY)
 
     def datapath_hint(self) -> str | None:
         return self._external_id(DATAPATH_HINT_KEY)

@@ -1,37 +1,44 @@
-"""Which tc qdiscs does this kernel have?  Asked of the kernel itself, not of module lists:
-a qdisc is tried on a veth in a throwaway network namespace.  netem is the one that
-matters: without it, latency/loss policies cannot be enforced, and netvirt says so."""
+"""What this hypervisor's kernel can do, asked of the kernel itself, not of module lists.
+
+A qdisc is tried on a throwaway veth pair in the current network namespace (the node
+agent's: the hypervisor's).  netem is the one that matters: without it, latency/loss
+policies cannot be enforced, and netvirt says so.  The datapath hint says whether OVS can
+use the kernel datapath here (the openvswitch module is loaded) or must run in userspace."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-from pyroute2 import NetlinkError, NetNS, netns
+from pyroute2 import IPRoute, NetlinkError
 
 QDISCS = {"netem": {"delay": 1000}, "htb": {"default": 0x10}, "tbf": {"rate": "1mbit",
                                                                        "burst": 10000,
                                                                        "latency": "50ms"}}
 
 
+def datapath_hint() -> str:
+    return "system" if Path("/sys/module/openvswitch").exists() else "netdev"
+
+
 def probe_qdiscs() -> dict[str, bool]:
-    name = f"nv-probe-{os.getpid()}"
-    netns.create(name)
-    try:
-        with NetNS(name) as ns:
-            # a veth pair: this kernel may lack the dummy driver, never veth
-            ns.link("add", ifname="probe0", kind="veth", peer="probe1")
-            idx = ns.link_lookup(ifname="probe0")[0]
-            ns.link("set", index=idx, state="up")
+    # a veth pair: this kernel may lack the dummy driver, never veth
+    a, b = f"nvp{os.getpid() % 100000}a", f"nvp{os.getpid() % 100000}b"
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=a, kind="veth", peer=b)
+        try:
+            idx = ipr.link_lookup(ifname=a)[0]
+            ipr.link("set", index=idx, state="up")
             found = {}
             for kind, args in QDISCS.items():
                 try:
-                    ns.tc("add", kind, index=idx, handle="1:", **args)
-                    ns.tc("del", index=idx, handle="1:", root=True)
+                    ipr.tc("add", kind, index=idx, handle="1:", **args)
+                    ipr.tc("del", index=idx, handle="1:", root=True)
                     found[kind] = True
                 except NetlinkError:
                     found[kind] = False
             return found
-    finally:
-        netns.remove(name)
+        finally:
+            ipr.link("del", index=ipr.link_lookup(ifname=a)[0])
 
 
 def features_string(found: dict[str, bool]) -> str:

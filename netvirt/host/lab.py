@@ -2,7 +2,8 @@
 
     root netns:   bridge nv-mgmt carrying the controller's OpenFlow address
     nv-underlay:  a Linux bridge joining the hypervisors' underlay NICs (MTU 1600)
-    nv-<hv>:      a private ovsdb-server + ovs-vswitchd; br-phy holds the underlay IP
+    nv-<hv>:      a private ovsdb-server + ovs-vswitchd and its node agent (netvirt node);
+                  br-phy holds the underlay IP
     nv-<t>-<p>:   one namespace per VM port: eth0 with the port's MAC, IP and MTU
 
 The lab only does what a hypervisor's own provisioning would do (daemons, underlay, devices);
@@ -21,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -29,8 +31,8 @@ from pyroute2 import IPRoute, NetNS, netns
 from netvirt.config import LoadedConfig
 from netvirt.config.schema import Hypervisor
 from netvirt.errors import LabError
+from netvirt.host.kernel import datapath_hint
 from netvirt.host.ovs_daemons import PrivateOvs
-from netvirt.host.kernel import features_string, probe_qdiscs
 from netvirt.topology import PortRef, Topology
 
 STATE_DIR = Path(os.environ.get("NETVIRT_LAB_DIR", "/run/netvirt-lab"))
@@ -44,10 +46,6 @@ def hv_netns(hv: str, prefix: str = PREFIX) -> str:
 
 def vm_netns(tenant: str, port: str, prefix: str = PREFIX) -> str:
     return f"{prefix}-{tenant}-{port}"
-
-
-def kernel_datapath_available() -> bool:
-    return Path("/sys/module/openvswitch").exists()
 
 
 class Lab:
@@ -114,6 +112,10 @@ class Lab:
             for i, hv in enumerate(cfg.hypervisors):
                 self._hypervisor(i, hv, cfg.controller.openflow)
             self._check_underlay(cfg.hypervisors)
+            for hv in cfg.hypervisors:  # all started first: each takes a second to come up
+                self.start_node(hv.name)
+            for hv in cfg.hypervisors:
+                self.wait_node(hv.name)
             self._sync_vms(topo)
         except Exception:
             self.down()
@@ -134,14 +136,6 @@ class Lab:
             ipr.addr("add", index=idx, address=ip, prefixlen=24)
             ipr.link("set", index=idx, state="up")
         self.state["mgmt"] = {"controller_ip": ip}
-
-    def _qdiscs(self) -> str:
-        """What a hypervisor's provisioning reports about its kernel; all the lab's
-        hypervisors share this machine's kernel, so it is probed once."""
-        if "kernel_qdiscs" not in self.state:
-            self.state["kernel_qdiscs"] = features_string(probe_qdiscs())
-            self._save()
-        return self.state["kernel_qdiscs"]
 
     def _mgmt_ip(self, i: int) -> str:
         ctl = ipaddress.ip_address(self.state["mgmt"]["controller_ip"])
@@ -182,10 +176,9 @@ class Lab:
             ul_mac = hns.get_links(hns.link_lookup(ifname="ul0")[0])[0].get_attr("IFLA_ADDRESS")
         _ethtool_tx_off(ns, "ul0")
         ovs = PrivateOvs(ns, rundir, self.state.get("enable_dummy", False))
-        hint = None if kernel_datapath_available() else "netdev"
-        dp_type = hv.datapath_type or hint or "system"
+        dp_type = hv.datapath_type or datapath_hint()
         try:
-            self.state["hypervisors"][hv.name]["pids"] = ovs.start(hint, self._qdiscs())
+            self.state["hypervisors"][hv.name]["pids"] = ovs.start()
         finally:
             self.state["hypervisors"][hv.name]["pids"] = ovs.pids()
             self._save()
@@ -300,6 +293,44 @@ class Lab:
             self._save()
         self._underlay_address(hv)
 
+    # -- the node agent of each hypervisor ---------------------------------------------
+    def _node_log(self, hv: str) -> Path:
+        return Path(self.state["hypervisors"][hv]["rundir"]) / "node.log"
+
+    def start_node(self, hv: str) -> int:
+        """Start `netvirt node` inside the hypervisor's namespace, as its init would; the
+        PID is recorded for `down`.  Its log is node.log beside the hypervisor's OVSDB."""
+        ovs = self.ovs(hv)
+        with open(self._node_log(hv), "w") as log:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", ovs.netns, sys.executable, "-m", "netvirt.cli", "node",
+                 "--ovsdb", f"unix:{ovs.db_sock}"], stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True)  # outlives `lab up`
+        self.state["hypervisors"][hv]["node_pid"] = proc.pid
+        self._save()
+        return proc.pid
+
+    def wait_node(self, hv: str, timeout: float = 20.0) -> None:
+        """Until the node has made its first pass (its report is in OVSDB)."""
+        log, pid = self._node_log(hv), self.state["hypervisors"][hv]["node_pid"]
+        deadline = time.monotonic() + timeout
+        while "node: pass 1:" not in log.read_text():
+            if time.monotonic() > deadline or not self.ovs(hv).is_ours(pid):
+                raise LabError(f"the node agent of {hv} (pid {pid}) made no pass within "
+                               f"{timeout:.0f}s; its log {log} ends:\n"
+                               f"{log.read_text()[-1500:]}")
+            time.sleep(0.05)
+
+    def stop_node(self, hv: str) -> None:
+        info = self.state["hypervisors"][hv]
+        self.ovs(hv).stop_daemon("netvirt-node", info.pop("node_pid", None))
+        self._save()
+
+    def restart_node(self, hv: str) -> None:
+        self.stop_node(hv)
+        self.start_node(hv)
+        self.wait_node(hv)
+
     def down(self) -> list[str]:
         """Remove everything the lab recorded; return what was removed.  Every step is tried
         even if an earlier one fails, so one problem does not leave the rest behind."""
@@ -314,6 +345,9 @@ class Lab:
 
         for hv, info in sorted(self.state.get("hypervisors", {}).items()):
             ovs = PrivateOvs(hv_netns(hv, self.prefix), Path(info["rundir"]))
+            if info.get("node_pid"):
+                attempt(f"netvirt node of {hv} (pid {info['node_pid']})",
+                        lambda o=ovs, p=info["node_pid"]: o.stop_daemon("netvirt-node", p))
             for name, pid in sorted(info.get("pids", {}).items()):
                 attempt(f"{name} of {hv} (pid {pid})",
                         lambda o=ovs, n=name, p=pid: o.stop_daemon(n, p))

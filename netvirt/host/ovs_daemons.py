@@ -52,7 +52,7 @@ class PrivateOvs:
         return _run(["ovs-appctl", "-t", str(self.dir / f"{target}.ctl"), *args],
                     f"ovs-appctl {target} on {self.netns}")
 
-    def start(self, datapath_hint: str | None, kernel_qdiscs: str | None = None) -> dict[str, int]:
+    def start(self) -> dict[str, int]:
         if not SCHEMA.exists():
             raise LabError(f"{SCHEMA} is missing: install Debian's openvswitch-switch")
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -62,11 +62,8 @@ class PrivateOvs:
         self._start_ovsdb()
         self.vsctl("--no-wait", "init")
         self._start_vswitchd()
+        # what the host's provisioning sets; the node agent reports the kernel's facts
         ids = [f"external-ids:system-id={self.netns}", f"external-ids:hostname={self.netns}"]
-        if datapath_hint:
-            ids.append(f"external-ids:netvirt-datapath-type={datapath_hint}")
-        if kernel_qdiscs is not None:
-            ids.append(f'external-ids:netvirt-kernel-qdiscs="{kernel_qdiscs}"')
         self.vsctl("set", "Open_vSwitch", ".", *ids)  # without --no-wait: vswitchd is ready
         return self.pids()
 

@@ -9,6 +9,12 @@ from typing import NamedTuple
 
 OWNER_KEY = "netvirt-owned"  # external_ids key on every port netvirt created
 
+# What a hypervisor's node agent (netvirt node) reports in its own OVSDB, as
+# Open_vSwitch:external_ids, for the controller to read: its kernel's facts.
+DATAPATH_HINT_KEY = "netvirt-datapath-type"  # netdev where the kernel has no OVS module
+KERNEL_QDISCS_KEY = "netvirt-kernel-qdiscs"  # e.g. "htb,tbf": no netem there
+NODE_KEY = "netvirt-node"  # the version of the node agent that reported
+
 
 class BridgeRow(NamedTuple):
     name: str

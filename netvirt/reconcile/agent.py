@@ -54,6 +54,7 @@ class AgentStatus:
     datapath_type: str = ""
     port_errors: dict = field(default_factory=dict)  # interface -> why OVS cannot open it
     kernel_qdiscs: list | None = None  # as the hypervisor reports them; None = unknown
+    node: str | None = None  # the version its node agent reported; None: no node has
     bridges: list = field(default_factory=list)  # bridges verified present in OVSDB
     ports_down: list = field(default_factory=list)  # TENANT/PORT with no carrier or no ofport
     reconcile_seconds_total: float = 0.0
@@ -359,6 +360,7 @@ class HypervisorAgent:
         st.datapath_type = dp_type
         st.bridges = sorted(b.name for b in state.bridges)
         st.kernel_qdiscs = self._ovsdb.kernel_qdiscs()
+        st.node = self._ovsdb.node_version()
         if n:
             st.last_ovsdb_seconds = time.monotonic() - t0
             log.info("%s: OVSDB: %d change(s) in %.2fs", self.name, n, st.last_ovsdb_seconds)

@@ -94,6 +94,9 @@ class FakeOvsdb:
     def kernel_qdiscs(self) -> list[str] | None:
         return ["htb", "tbf"]
 
+    def node_version(self) -> str | None:
+        return "test"
+
     @property
     def state(self) -> OvsdbState:
         return OvsdbState(frozenset(self.bridges.values()), frozenset(self.ports.values()))

@@ -29,6 +29,7 @@ def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
             "ovsdb_connected": bool(st and st.ovsdb_connected),
             "in_sync": bool(st and st.in_sync),
             "kernel": {"qdiscs": qdiscs, "netem": None if qdiscs is None else "netem" in qdiscs},
+            "node": st.node if st else None,
             "bridges": [{"name": b, "up": bool(st and st.switch_connected) if b == "br-int"
                          else True} for b in (st.bridges if st else [])],
             "tunnel": {"port": TUNNEL_PORT_NAME,
