@@ -36,9 +36,12 @@ class _NoWaitTransaction(impl_idl.OvsVsctlTransaction):
 
 
 class OvsdbDriver:
-    def __init__(self, endpoint: str, timeout: float = 10.0):
+    def __init__(self, endpoint: str, timeout: float = 10.0, rows: bool = True):
+        """``rows=False`` monitors the Open_vSwitch row only (the node agent's view): no
+        bridge, port or interface updates to parse."""
         self.endpoint = endpoint
         self.timeout = timeout
+        self.rows = rows
         self.api = None
         self._conn = None
 
@@ -47,12 +50,14 @@ class OvsdbDriver:
             return
         try:
             helper = idlutils.get_schema_helper(self.endpoint, "Open_vSwitch")
-            for table in ("Open_vSwitch", "Bridge", "Controller"):
-                helper.register_table(table)
-            helper.register_columns("Port", ["name", "interfaces"])
-            # Interface rows carry statistics that ovs-vswitchd rewrites every few seconds:
-            # monitoring only what we read keeps 10k ports from flooding the IDL.
-            helper.register_columns("Interface", INTERFACE_COLUMNS)
+            helper.register_table("Open_vSwitch")
+            if self.rows:
+                for table in ("Bridge", "Controller"):
+                    helper.register_table(table)
+                helper.register_columns("Port", ["name", "interfaces"])
+                # Interface rows carry statistics that ovs-vswitchd rewrites every few
+                # seconds: monitoring only what we read keeps 10k ports from flooding the IDL.
+                helper.register_columns("Interface", INTERFACE_COLUMNS)
             idl = _Idl(self.endpoint, helper)
             self._conn = connection.Connection(idl=idl, timeout=self.timeout)
             # ovsdbapp keeps the connection in a *class* attribute: one subclass per

@@ -223,6 +223,12 @@ def canon_actions(actions: tuple) -> tuple:
     return tuple(a.canon() for a in actions)
 
 
+@lru_cache(maxsize=1 << 16)
+def _canon_text(actions: tuple) -> str:
+    """The actions' part of a flow's digest; most flows share their action list."""
+    return repr(canon_actions(actions))
+
+
 def jump_targets(actions) -> list[Table]:
     """The tables a flow's (or a bucket's) actions may continue in."""
     out = []
@@ -266,17 +272,17 @@ class Flow:
 
     def __post_init__(self):
         # Computed once: diffs, mirrors and status look at every flow's key on every pass.
-        table = int(self.table)
-        canon = repr((table, self.priority, self.match, canon_actions(self.actions),
-                      self.origins[1:]))
-        cookie = (origin_id(self.origin) << 32) | h32(canon)
-        object.__setattr__(self, "cookie", cookie)
-        # what identifies this exact flow on a switch
-        object.__setattr__(self, "key", (table, self.priority, cookie))
-        # what an ADD of this flow overwrites on a switch (OpenFlow's identity of a flow)
-        object.__setattr__(self, "slot", (table, self.priority, self.match))
-        # a total order over any flows: a masked and an exact value of one field compare
-        object.__setattr__(self, "_order", (table, self.priority, canon))
+        table, priority = int(self.table), self.priority
+        canon = (f"{table}|{priority}|{self.match!r}|{_canon_text(self.actions)}|"
+                 f"{self.origins[1:]!r}")
+        cookie = (origin_id(self.origins[0] if self.origins else "") << 32) | h32(canon)
+        self.__dict__.update(  # frozen: set once, here
+            cookie=cookie,
+            key=(table, priority, cookie),  # what identifies this exact flow on a switch
+            # what an ADD of this flow overwrites on a switch (OpenFlow's identity of a flow)
+            slot=(table, priority, self.match),
+            # a total order over any flows: a masked and an exact value of one field compare
+            _order=(table, priority, canon))
 
     @property
     def origin(self) -> str:
