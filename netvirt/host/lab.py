@@ -17,6 +17,7 @@ and `lab down` are separate commands; see docs/architecture.md.)
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
 import json
 import os
@@ -26,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetNS, netns
+from pyroute2 import IPRoute, NetlinkError, NetNS, netns
 
 from netvirt.config import LoadedConfig
 from netvirt.config.schema import Hypervisor
@@ -358,8 +359,7 @@ class Lab:
         with IPRoute() as ipr:
             for name in reversed(self.state.get("root_links", [])):
                 if ipr.link_lookup(ifname=name):
-                    attempt(f"link {name}",
-                            lambda n=name: ipr.link("del", index=ipr.link_lookup(ifname=n)[0]))
+                    attempt(f"link {name}", lambda n=name: _del_link(ipr, n))
         for d in self.state.get("dirs", []):
             shutil.rmtree(d, ignore_errors=True)
         if failed:
@@ -386,6 +386,16 @@ def _wait_link(ns, name: str, hv: str, timeout: float = 5.0) -> int:
         time.sleep(0.02)
     raise LabError(f"{hv}: device {name} did not appear within {timeout}s; see the "
                    f"hypervisor's ovs-vswitchd.log")
+
+
+def _del_link(ipr: IPRoute, name: str) -> None:
+    """Delete a link that may vanish meanwhile: a veth goes with its peer's namespace, and
+    the kernel removes a namespace's devices asynchronously after the namespace is gone."""
+    try:
+        ipr.link("del", index=ipr.link_lookup(ifname=name)[0])
+    except (IndexError, NetlinkError) as e:
+        if isinstance(e, NetlinkError) and e.code != errno.ENODEV:
+            raise
 
 
 def _ethtool_tx_off(ns: str, ifname: str) -> None:

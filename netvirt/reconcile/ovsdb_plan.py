@@ -3,7 +3,7 @@
 Only rows netvirt owns are ever deleted (ports on br-int with external_ids netvirt-owned
 =true); keys of other_config and external_ids that netvirt does not declare are others'
 (libvirt sets vm-uuid and iface-status on a guest's tap) and are neither removed nor a reason
-to write a row.  The driver turns a RowPlan into ovsdbapp commands, nothing else.
+to write a row; a port someone else made with the VM port's iface-id is adopted as it is.  The driver turns a RowPlan into ovsdbapp commands, nothing else.
 """
 from __future__ import annotations
 
@@ -68,6 +68,16 @@ def same_port(have: PortRow, want: PortRow) -> bool:
             and all(ids.get(k) == v for k, v in want.external_ids))
 
 
+def adopted(have: PortRow, want: PortRow) -> bool:
+    """A port someone else made for this VM port (libvirt adds a guest's tap to br-int with
+    external_ids:iface-id): bound by its iface-id, as OVN binds, and not netvirt's to write
+    or delete.  Writing netvirt's keys into it would cost a reconfiguration of the whole
+    bridge by ovs-vswitchd for nothing the flows need."""
+    ids, iface_id = dict(have.external_ids), dict(want.external_ids).get("iface-id")
+    return (iface_id is not None and ids.get("iface-id") == iface_id
+            and ids.get(OWNER_KEY) != "true")
+
+
 def _port_columns(p: PortRow) -> tuple:
     cols = [("type", p.type), ("options", dict(p.options)),
             ("external_ids", dict(p.external_ids))]
@@ -84,7 +94,7 @@ def plan_rows(desired: OvsdbState, actual: OvsdbState) -> RowPlan:
     tunnels, ports = [], []
     for p in sorted(desired.ports):
         cur = have_port.get((p.bridge, p.name))
-        if cur is not None and same_port(cur, p):
+        if cur is not None and (same_port(cur, p) or adopted(cur, p)):
             continue
         change = PortChange(p, cur is None, _port_columns(p))
         (tunnels if p.type == "vxlan" else ports).append(change)

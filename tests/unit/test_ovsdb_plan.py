@@ -61,3 +61,12 @@ def test_a_changed_bridge_column_is_set_alone_and_others_config_merged():
     assert cols["fail_mode"] == "secure"
     assert cols["other_config"] == {"stp-enable": "true", "datapath-id": "00000000000000aa"}
     assert "datapath_type" not in cols
+
+
+def test_a_port_libvirt_made_for_the_vm_is_adopted_as_it_is():
+    libvirt = PortRow("br-int", "tap1", "", (), (("iface-id", "blue/web1"), ("vm-uuid", "abc")))
+    assert plan_rows(_state(BR_INT, VM), _state(BR_INT, libvirt)).empty
+    assert not plan_rows(_state(BR_INT), _state(BR_INT, libvirt)).delete_ports  # not ours
+    stranger = PortRow("br-int", "tap1", "", (), (("iface-id", "red/other"),))
+    assert [c.row.name for c in plan_rows(_state(BR_INT, VM), _state(BR_INT, stranger)).ports] \
+        == ["tap1"]
