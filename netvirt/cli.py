@@ -213,6 +213,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_controller(args) -> int:
+    from netvirt.controller.api import is_loopback
     from netvirt.controller.service import run
 
     lc = load_file(args.file) if args.file else None
@@ -225,9 +226,12 @@ def cmd_controller(args) -> int:
             token = open(args.token_file).read().strip()
         except OSError as e:
             raise UsageError(f"cannot read --token-file {args.token_file}: {e.strerror}") from None
-    if not token and not args.no_loopback_token:
+    api = args.api or ctl.api
+    if not token and not args.no_loopback_token and is_loopback(api.rsplit(":", 1)[0]):
+        # off loopback the API refuses to start without a token given on purpose: one
+        # kept on this host only would let no remote client in anyway
         token = ensure_token()
-    return run(lc, ctl.openflow, args.api or ctl.api, args.audit_interval, token)
+    return run(lc, ctl.openflow, api, args.audit_interval, token)
 
 
 def cmd_node(args) -> int:
