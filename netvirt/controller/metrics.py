@@ -46,7 +46,7 @@ class NetvirtCollector:
                                          labels=["tenant"]) for c in PORT_COUNTERS}
         punts = CounterMetricFamily("netvirt_packet_ins", "packets sent to the controller, by "
                                     "what became of them", labels=["hypervisor", "verdict"])
-        for (hv, verdict), n in sorted(self.service.packet_ins.counts.items()):
+        for (hv, verdict), n in sorted(dict(self.service.packet_ins.counts).items()):
             punts.add_metric([hv, verdict], n)
         sums: dict[tuple[str, str], int] = {}
         for name, a in sorted(agents.items()):

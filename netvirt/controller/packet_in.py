@@ -52,6 +52,7 @@ class PacketIns:
         self._buckets: dict[tuple, TokenBucket] = {}
         self._queue: queue.Queue = queue.Queue(QUEUE)
         self.counts: Counter = Counter()  # (hypervisor, verdict) -> packets
+        self._count_lock = threading.Lock()  # two threads count: os-ken's and the worker
         self._thread = threading.Thread(target=self._serve, name="packet-in", daemon=True)
 
     def start(self) -> None:
@@ -80,13 +81,17 @@ class PacketIns:
                 verdict = "queued"
             except queue.Full:
                 verdict = "queue_full"
-        self.counts[(hv, verdict)] += 1
+        self._count(hv, verdict)
         return verdict == "queued"
+
+    def _count(self, hv: str, verdict: str) -> None:
+        with self._count_lock:
+            self.counts[(hv, verdict)] += 1
 
     def _serve(self) -> None:
         while (item := self._queue.get()) is not None:
             try:
-                self.counts[(item[0], self.handle(*item))] += 1
+                self._count(item[0], self.handle(*item))
             except NetvirtError as e:  # the switch went away meanwhile
                 log.info("packet-in on %s port %s: %s", item[0], item[2], e)
             except Exception:

@@ -10,18 +10,18 @@ import threading
 import time
 
 from netvirt.config import LoadedConfig
-from netvirt.reconcile.agent import HypervisorAgent
 from netvirt.controller.packet_in import PacketIns
 from netvirt.drivers.ofcodec import packet_in_fields, port_status
 from netvirt.drivers.ofswitch import OFSwitch, dp_id
 from netvirt.drivers.ovsdb import OvsdbDriver
-from netvirt.overlay.ovsdb import datapath_id
+from netvirt.errors import ControllerError
+from netvirt.gcpause import Collector
 from netvirt.inspect.real_trace import compare, origin_index
 from netvirt.inspect.simulate import Network
 from netvirt.inspect.trace import TraceError, TraceRequest, trace
-from netvirt.errors import ControllerError
-from netvirt.gcpause import Collector
+from netvirt.overlay.ovsdb import datapath_id
 from netvirt.reconcile import diff
+from netvirt.reconcile.agent import HypervisorAgent
 from netvirt.reconcile.compiler import compile_flows
 from netvirt.topology import Topology
 from netvirt.topology.inventory import Inventory
@@ -50,7 +50,7 @@ class ControllerService:
         self.started = time.time()
         self._progress = threading.Condition()  # notified after every agent's pass
         self.packet_ins = PacketIns(self)
-        self._port_index: dict[str, tuple] = {}  # hv -> (key, ofport -> PortRef, ...)
+        self._port_index: dict[str, tuple] = {}  # hv -> (topology, inventory, ofport -> ref)
         if loaded is not None:
             self.apply(loaded)
 
@@ -217,24 +217,25 @@ class ControllerService:
             a.flow_removed((msg.table_id, msg.priority, msg.cookie))
 
     def packet_in(self, msg) -> None:
-        sw = self._switch(msg.datapath)
-        if sw is not None:
+        a = self._by_dpid.get(msg.datapath.id)
+        sw = a.switch if a else None
+        if sw is not None and sw.dp is msg.datapath:
             in_port, _, _, data = packet_in_fields(msg)
-            self.packet_ins.receive(self._by_dpid[msg.datapath.id].name, sw, in_port, data)
+            self.packet_ins.receive(a.name, sw, in_port, data)
 
     def port_at(self, hv: str, ofport: int):
-        """The configured port whose interface has ``ofport`` on ``hv``'s switch, or None."""
+        """The configured port whose interface has ``ofport`` on ``hv``'s switch, or None.
+        (The packet-in worker's question; its index lasts while topology and inventory do.)"""
         _, _, topo = self.snapshot()
         a = self.agents.get(hv)
         if a is None or topo is None or hv not in topo.hypervisors:
             return None
         inv = a.inventory
-        key = (id(topo), id(inv))
         cached = self._port_index.get(hv)
-        if cached is None or cached[0] != key:
+        if cached is None or cached[0] is not topo or cached[1] is not inv:
             index = {inv.ofports.get(r.port.interface): r for r in topo.ports_on(hv)}
-            cached = self._port_index[hv] = (key, index, topo, inv)  # keeps the ids alive
-        return cached[1].get(ofport)
+            cached = self._port_index[hv] = (topo, inv, index)
+        return cached[2].get(ofport)
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

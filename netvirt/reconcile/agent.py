@@ -239,7 +239,8 @@ class HypervisorAgent:
         log.warning("%s: %s (retrying in %.0fs)", self.name, msg, RETRY_SECONDS)
 
     def reconcile_once(self) -> None:
-        """One pass, on the events taken so far (tests call it after queueing events)."""
+        """Take the queued events, then make one pass (the agent's turn does this; tests
+        call it directly after queueing events)."""
         self.take_events(0)
         # A pass allocates tens of thousands of objects that live on (the mirror, encoded
         # flow mods) or die by reference count (os-ken messages): a collection in the middle
