@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -11,7 +12,7 @@ import warnings
 
 from netvirt.apitoken import ensure_token
 from netvirt.config import load_file
-from netvirt.config.schema import Controller, hostport, tcp_endpoint
+from netvirt.config.schema import Controller, hostport, mac_syntax, tcp_endpoint
 from netvirt.errors import ConfigError, LabError, NetvirtError, UsageError
 
 
@@ -55,40 +56,48 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("plan", help="show what applying a file would change; change nothing")
     c.add_argument("file")
     c.add_argument("-v", "--verbose", action="store_true", help="list every flow")
-    c.add_argument("--api", help="controller API HOST:PORT (default: the file's controller.api)")
+    c.add_argument("--api", type=_api, help="controller API HOST:PORT (default: the file's "
+                   "controller.api)")
     c.set_defaults(func=cmd_plan)
 
     c = sub.add_parser("apply", help="give a file to the running controller (atomic)")
     c.add_argument("file")
-    c.add_argument("--api", help="controller API HOST:PORT (default: the file's controller.api)")
+    c.add_argument("--api", type=_api, help="controller API HOST:PORT (default: the file's "
+                   "controller.api)")
     c.add_argument("--no-wait", action="store_true", help="return once accepted")
-    c.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for sync")
+    c.add_argument("--timeout", type=_positive, default=60.0,
+                   help="seconds to wait for sync (default: %(default)s)")
     c.set_defaults(func=cmd_apply)
 
     c = sub.add_parser("status", help="one line per hypervisor; exit 1 if anything is unhealthy")
-    c.add_argument("--api", default="127.0.0.1:8181", help="controller API HOST:PORT")
+    c.add_argument("--api", type=_api, default="127.0.0.1:8181",
+                   help="controller API HOST:PORT (default: %(default)s)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_status)
 
     c = sub.add_parser("topo", help="the live topology: tree, --json, --dot or --png FILE")
-    c.add_argument("--api", default="127.0.0.1:8181", help="controller API HOST:PORT")
+    c.add_argument("--api", type=_api, default="127.0.0.1:8181",
+                   help="controller API HOST:PORT (default: %(default)s)")
     fmt = c.add_mutually_exclusive_group()
     fmt.add_argument("--json", action="store_true")
     fmt.add_argument("--dot", action="store_true", help="Graphviz source")
     fmt.add_argument("--png", metavar="FILE", help="render a picture (needs graphviz)")
-    fmt.add_argument("--watch", nargs="?", const=2.0, type=float, metavar="SECONDS",
+    fmt.add_argument("--watch", nargs="?", const=2.0, type=_positive, metavar="SECONDS",
                      help="refresh every SECONDS (default 2) and mark what changed")
     c.set_defaults(func=cmd_topo)
 
     c = sub.add_parser("trace", help="walk a packet through the pipeline, table by table")
-    c.add_argument("--api", default="127.0.0.1:8181", help="controller API HOST:PORT")
-    c.add_argument("--from", dest="source", required=True, metavar="TENANT/PORT")
-    c.add_argument("--to-ip", required=True, metavar="IP")
+    c.add_argument("--api", type=_api, default="127.0.0.1:8181",
+                   help="controller API HOST:PORT (default: %(default)s)")
+    c.add_argument("--from", dest="source", required=True, metavar="TENANT/PORT",
+                   help="the VM port the packet leaves")
+    c.add_argument("--to-ip", required=True, type=_ipv4, metavar="IP",
+                   help="the destination; off its subnets, the packet goes to the gateway")
     proto = c.add_mutually_exclusive_group()
-    proto.add_argument("--tcp-dst", type=int, metavar="PORT")
-    proto.add_argument("--udp-dst", type=int, metavar="PORT")
-    c.add_argument("--src-ip", help="spoof the source IP")
-    c.add_argument("--src-mac", help="spoof the source MAC")
+    proto.add_argument("--tcp-dst", type=_l4_port, metavar="PORT", help="a TCP packet to PORT")
+    proto.add_argument("--udp-dst", type=_l4_port, metavar="PORT", help="a UDP packet to PORT")
+    c.add_argument("--src-ip", type=_ipv4, help="spoof the source IP")
+    c.add_argument("--src-mac", type=_arg(mac_syntax), help="spoof the source MAC")
     c.add_argument("--real", action="store_true",
                    help="also run ofproto/trace on the hypervisors and compare")
     c.add_argument("--json", action="store_true")
@@ -96,12 +105,12 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("controller", help="run the controller (OpenFlow, OVSDB, API)")
     c.add_argument("file", nargs="?", help="config to start with (default: none; wait for apply)")
-    c.add_argument("--openflow", type=tcp_endpoint,
+    c.add_argument("--openflow", type=_arg(tcp_endpoint),
                    help="listen tcp:IP:PORT (default: the file's controller.openflow)")
-    c.add_argument("--api", type=hostport,
+    c.add_argument("--api", type=_arg(hostport),
                    help="listen HOST:PORT (default: the file's controller.api)")
-    c.add_argument("--audit-interval", type=float, default=10.0,
-                   help="seconds between re-reads of every switch's flows")
+    c.add_argument("--audit-interval", type=_positive, default=10.0,
+                   help="seconds between re-reads of every switch's flows (default: %(default)s)")
     c.add_argument("--token-file", help="the API token; default: $NETVIRT_API_TOKEN, else "
                    "one kept in /run/netvirt/api-token (root only), which local CLIs read")
     c.add_argument("--no-loopback-token", action="store_true",
@@ -112,7 +121,7 @@ def _parser() -> argparse.ArgumentParser:
                        "taps and tc later)")
     c.add_argument("--ovsdb", default="unix:/var/run/openvswitch/db.sock",
                    help="this hypervisor's OVSDB (default: %(default)s)")
-    c.add_argument("--interval", type=float, default=30.0,
+    c.add_argument("--interval", type=_positive, default=30.0,
                    help="seconds between passes (default: %(default)s)")
     c.add_argument("--once", action="store_true", help="one pass, then exit")
     c.set_defaults(func=cmd_node)
@@ -132,6 +141,45 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("file")
     c.set_defaults(func=cmd_lab_matrix)
     return p
+
+
+def _arg(check):
+    """An argparse type from a config validator: its message, not argparse's generic one."""
+    def convert(value: str):
+        try:
+            return check(value)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    convert.__name__ = check.__name__
+    return convert
+
+
+def _positive(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"{value} must be more than 0 seconds")
+    return seconds
+
+
+def _l4_port(value: str) -> int:
+    if not value.isdigit() or not 0 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535)")
+    return int(value)
+
+
+def _ipv4(value: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not an IPv4 address") from None
+
+
+def _api(value: str) -> str:
+    """HOST:PORT, also given as http://HOST:PORT[/]."""
+    return _arg(hostport)(value.removeprefix("http://").rstrip("/"))
 
 
 def cmd_validate(args) -> int:

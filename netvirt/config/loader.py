@@ -78,9 +78,16 @@ class LoadedConfig:
 def load_file(path: str | Path) -> LoadedConfig:
     p = Path(path)
     try:
-        text = p.read_text()
+        data = p.read_bytes()
     except OSError as e:
         raise ConfigError([Diagnostic(str(p), 1, 1, "", f"cannot read file: {e.strerror}")]) from None
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise ConfigError([Diagnostic(str(p), line, col, "", f"not UTF-8 text (byte "
+                                      f"{data[e.start]:#04x}); save the file as UTF-8")]) from None
     return load_text(text, str(p))
 
 

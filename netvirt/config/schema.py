@@ -19,13 +19,19 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _ENDPOINT_RE = re.compile(r"^(unix:/.+|tcp:[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
 
 
+def mac_syntax(v: str) -> str:
+    """A MAC written as six hex pairs, lowercased (any MAC: spoofing tests use others too)."""
+    v = v.lower()
+    if not _MAC_RE.match(v):
+        raise ValueError("MAC must look like 02:00:00:00:00:01")
+    return v
+
+
 def _mac(v) -> str:
     if not isinstance(v, str):
         # YAML 1.1 reads an unquoted 02:00:00:00:01:01 as a base-60 number
         raise ValueError('quote MAC addresses, e.g. mac: "02:00:00:00:01:01"')
-    v = v.lower()
-    if not _MAC_RE.match(v):
-        raise ValueError("MAC must look like 02:00:00:00:00:01")
+    v = mac_syntax(v)
     if int(v[:2], 16) & 1:
         raise ValueError("MAC must be unicast (lowest bit of the first octet clear)")
     if v == "00:00:00:00:00:00":
@@ -68,6 +74,21 @@ IfName = Annotated[str, AfterValidator(_ifname)]
 Endpoint = Annotated[str, AfterValidator(_endpoint)]
 
 
+def _written(example: str):
+    """Addresses are written as text: pydantic would read YAML's `yes` (True) or `5` as
+    0.0.0.1 and 0.0.0.5."""
+    def check(v):
+        if not isinstance(v, str):
+            raise ValueError(f"write an address as text, e.g. {example}")
+        return v
+    return BeforeValidator(check)
+
+
+IPv4 = Annotated[ipaddress.IPv4Address, _written("10.0.0.1")]
+IPv4Net = Annotated[ipaddress.IPv4Network, _written("10.0.0.0/24")]
+IPv4Iface = Annotated[ipaddress.IPv4Interface, _written("192.168.50.1/24")]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -79,14 +100,14 @@ class Controller(_Model):
 
 class Hypervisor(_Model):
     name: Name
-    underlay_ip: ipaddress.IPv4Interface
+    underlay_ip: IPv4Iface
     ovsdb: Endpoint
     datapath_type: Literal["system", "netdev"] | None = None
 
 
 class Subnet(_Model):
-    cidr: ipaddress.IPv4Network
-    gateway: ipaddress.IPv4Address | None = None
+    cidr: IPv4Net
+    gateway: IPv4 | None = None
 
 
 class Network(_Model):
@@ -101,7 +122,7 @@ class Port(_Model):
     name: Name
     network: Name
     hypervisor: Name
-    ips: Annotated[list[ipaddress.IPv4Address], Field(min_length=1)]
+    ips: Annotated[list[IPv4], Field(min_length=1)]
     mac: Mac | None = None
     interface: IfName | None = None
     # system: a tap/veth that exists on the hypervisor (a guest's); internal: OVS creates it;

@@ -66,6 +66,11 @@ def _mark(node: yaml.Node) -> Mark:
 
 _STD_TAGS = {"tag:yaml.org,2002:" + t for t in
              ("str", "int", "float", "bool", "null", "map", "seq", "timestamp")}
+_COLLECTION_TAGS = {yaml.MappingNode: "tag:yaml.org,2002:map",
+                    yaml.SequenceNode: "tag:yaml.org,2002:seq"}
+# A tenant file is six levels deep; anything much deeper is a mistake, and a deep enough one
+# would exhaust Python's recursion limit in this walk (libyaml itself stops at 1000).
+MAX_DEPTH = 32
 
 
 def load_yaml(text: str, filename: str) -> tuple[object, SourceMap]:
@@ -87,13 +92,17 @@ def load_yaml(text: str, filename: str) -> tuple[object, SourceMap]:
         smap.values[()] = Mark(1, 1)
         return {}, smap
     errors: list[Diagnostic] = []
-    data = _walk(root, (), smap, loader, errors, set())
+    data = _walk(root, (), smap, loader, errors, set(), 0)
     if errors:
         raise ConfigError(errors)
     return data, smap
 
 
-def _walk(node, path, smap, loader, errors, seen):
+def _walk(node, path, smap, loader, errors, seen, depth):
+    if depth > MAX_DEPTH:
+        errors.append(smap.diag(path, f"nested more than {MAX_DEPTH} levels deep; a tenant "
+                                      f"file needs no more than six"))
+        return None
     if id(node) in seen:
         m = _mark(node)
         errors.append(Diagnostic(smap.filename, m.line, m.col, format_path(path),
@@ -104,6 +113,12 @@ def _walk(node, path, smap, loader, errors, seen):
     smap.values[path] = _mark(node)
     if node.tag not in _STD_TAGS:
         errors.append(smap.diag(path, f"tag {node.tag} is not allowed; remove it"))
+        return None
+    expected = _COLLECTION_TAGS.get(type(node))  # None: a scalar
+    misfit = node.tag != expected if expected else node.tag in _COLLECTION_TAGS.values()
+    if misfit:
+        errors.append(smap.diag(path, f"tag !!{node.tag.rsplit(':', 1)[1]} does not fit this "
+                                      f"value; remove it"))
         return None
     if isinstance(node, yaml.MappingNode):
         out = {}
@@ -122,8 +137,22 @@ def _walk(node, path, smap, loader, errors, seen):
                     f"duplicate key {key!r} (first defined at line {first.line}); keep one"))
                 continue
             smap.keys[path + (key,)] = _mark(knode)
-            out[key] = _walk(vnode, path + (key,), smap, loader, errors, seen)
+            out[key] = _walk(vnode, path + (key,), smap, loader, errors, seen, depth + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_walk(v, path + (i,), smap, loader, errors, seen) for i, v in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+        return [_walk(v, path + (i,), smap, loader, errors, seen, depth + 1)
+                for i, v in enumerate(node.value)]
+    try:
+        return loader.construct_object(node, deep=True)
+    except Exception as e:  # PyYAML's constructors raise ValueError, KeyError, AttributeError...
+        kind = node.tag.rsplit(":", 1)[1]
+        # a ValueError says what is wrong (month 13, too many digits); the others are
+        # PyYAML's internals and say nothing to a user
+        why = f" ({str(e).splitlines()[0]})" if isinstance(e, ValueError) and str(e) else ""
+        errors.append(smap.diag(path, f"{_short(node.value)} is not a valid {kind}{why}; "
+                                      f"quote it to make it text"))
+        return None
+
+
+def _short(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:37] + "...")

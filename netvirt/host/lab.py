@@ -31,7 +31,7 @@ from pyroute2 import IPRoute, NetlinkError, NetNS, netns
 
 from netvirt.config import LoadedConfig
 from netvirt.config.schema import Hypervisor
-from netvirt.errors import LabError
+from netvirt.errors import LabError, UsageError
 from netvirt.host.kernel import datapath_hint
 from netvirt.host.ovs_daemons import PrivateOvs
 from netvirt.topology import PortRef, Topology
@@ -272,7 +272,7 @@ class Lab:
         if ns not in self.state.get("vms", {}):
             known = ", ".join(sorted(f"{v['tenant']}/{v['port']}" for v in
                                      self.state.get("vms", {}).values())) or "none (is the lab up?)"
-            raise LabError(f"no VM port {name!r} in the lab; known: {known}")
+            raise UsageError(f"no VM port {name!r} in the lab; known: {known}")
         return {"netns": ns, **self.state["vms"][ns]}
 
     def exec_argv(self, name: str, argv: list[str]) -> list[str]:

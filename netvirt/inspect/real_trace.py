@@ -27,11 +27,15 @@ _STEP = re.compile(r"^(\s*)(\d+)\. .*?priority (\d+)(?:, cookie (0x[0-9a-f]+))?"
 _BRIDGE = re.compile(r'^(\s*)bridge\("([^"]+)"\)')
 
 
-def appctl_socket(hv: Hypervisor) -> Path | None:
+def appctl_socket(hv: Hypervisor) -> tuple[Path | None, str]:
+    """ovs-vswitchd's control socket for ``hv``, or None and why there is none."""
     if not hv.ovsdb.startswith("unix:"):
-        return None
+        return None, (f"its OVSDB is {hv.ovsdb}, not a unix socket on this host, so its "
+                      f"ovs-vswitchd control socket is not here either")
     ctl = Path(hv.ovsdb.removeprefix("unix:")).parent / "ovs-vswitchd.ctl"
-    return ctl if ctl.exists() else None
+    if not ctl.exists():
+        return None, f"{ctl} does not exist: is ovs-vswitchd running there?"
+    return ctl, ""
 
 
 _PROTOCOL = {(0x0806, None): "arp", (0x0800, 1): "icmp", (0x0800, 6): "tcp",
@@ -74,10 +78,9 @@ def compare(stage_entries: list[dict], net: Network, hypervisors: dict[str, Hype
                            follow_tunnels=False)
         model = [(int(s.table), s.flow.priority, s.flow.cookie) for s in local.steps if s.flow]
         report = {"hypervisor": hv, "flow": flow_string(pkt), "model": _named(model, origins)}
-        ctl = appctl_socket(hypervisors[hv])
+        ctl, why = appctl_socket(hypervisors[hv])
         if ctl is None:
-            report["error"] = (f"cannot run ofproto/trace on {hv}: its ovs-vswitchd control "
-                               f"socket is not on this host")
+            report["error"] = f"cannot run ofproto/trace on {hv}: {why}"
             reports.append(report)
             continue
         r = subprocess.run(["ovs-appctl", "-t", str(ctl), "ofproto/trace", "br-int",

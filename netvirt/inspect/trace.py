@@ -10,6 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from netvirt.config import LoadedConfig
+from netvirt.config.schema import mac_syntax
 from netvirt.inspect.simulate import Network, Result
 from netvirt.errors import UsageError
 from netvirt.topology import Topology
@@ -36,15 +37,30 @@ class TraceRequest:
         try:
             req = TraceRequest(str(d["from"]), str(d["to_ip"]), str(d.get("proto", "icmp")),
                                d.get("dst_port"), d.get("src_ip"), d.get("src_mac"))
-            ipaddress.IPv4Address(req.dst_ip)
-            if req.src_ip:
-                ipaddress.IPv4Address(req.src_ip)
-        except (KeyError, ValueError) as e:
-            raise TraceError(f"bad trace request ({e}); give from=TENANT/PORT and "
+            for field, value in (("to_ip", req.dst_ip), ("src_ip", req.src_ip)):
+                if value is not None and not _is_ipv4(value):
+                    raise ValueError(f"{field} {value!r} is not an IPv4 address")
+            if req.src_mac is not None:
+                mac_syntax(req.src_mac)
+            if req.dst_port is not None and not (isinstance(req.dst_port, int)
+                                                 and 0 <= req.dst_port <= 65535):
+                raise ValueError("dst_port is not a port number (0-65535)")
+        except KeyError as e:
+            raise TraceError(f"bad trace request: {e} is missing; give from=TENANT/PORT and "
                              f"to_ip=IPV4") from None
+        except ValueError as e:
+            raise TraceError(f"bad trace request: {e}") from None
         if req.proto not in PROTOCOLS:
             raise TraceError(f"proto must be one of {', '.join(PROTOCOLS)}")
         return req
+
+
+def _is_ipv4(value: str) -> bool:
+    try:
+        ipaddress.IPv4Address(value)
+        return True
+    except ValueError:
+        return False
 
 
 def _port_name(topo: Topology, inventories: dict, hv: str, ofport: int) -> str:
@@ -96,15 +112,33 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
                          f"{src.port.interface} is not on br-int (is the VM running?)")
     mac = req.src_mac or src.port.mac
     ip = req.src_ip or str(src.port.ips[0])
+    if req.dst_ip in {str(a) for a in src.port.ips}:
+        raise TraceError(f"{req.dst_ip} is {req.source}'s own address: its packets to it never "
+                         f"leave the guest; trace to another address")
+    # As a guest does: a destination outside its subnets is reached through the gateway.
+    dst = ipaddress.IPv4Address(req.dst_ip)
+    nexthop = req.dst_ip
+    if not any(dst in s.cidr for s in src.network.subnets):
+        gateway = next((s.gateway for s in src.network.subnets
+                        if s.gateway and ipaddress.IPv4Address(ip) in s.cidr), None)
+        if gateway is None:
+            return {"from": req.source, "hypervisor": hv, "request": vars(req),
+                    "delivered": [], "verdict": (
+                        f"not delivered: {req.dst_ip} is outside {src.tenant}/"
+                        f"{src.network.name}'s subnets and the subnet has no gateway, so the "
+                        f"guest has no route to it")}
+        nexthop = str(gateway)
     arp = net.inject(hv, ofport, {"eth_src": mac, "eth_dst": BROADCAST, "eth_type": 0x0806,
                                   "arp_op": 1, "arp_sha": mac, "arp_spa": ip,
-                                  "arp_tpa": req.dst_ip})
+                                  "arp_tpa": nexthop})
     result = {"from": req.source, "hypervisor": hv, "request": vars(req),
               "arp": _stage(arp, loaded, topo, inventories)}
     answer = next((dict(p) for h, port, p in arp.delivered
                    if (h, port) == (hv, ofport) and dict(p).get("arp_op") == 2), None)
     if answer is None:
-        result["verdict"] = "not delivered: " + _unanswered(result["arp"], arp, hv, req.dst_ip, src)
+        result["verdict"] = "not delivered: " + _unanswered(result["arp"], arp, hv, nexthop, src)
+        if nexthop != req.dst_ip:
+            result["verdict"] += f" ({nexthop} is the gateway the guest sends {req.dst_ip} to)"
         result["delivered"] = []
         return result
     pkt = {"eth_src": mac, "eth_dst": answer["arp_sha"], "eth_type": 0x0800, "ipv4_src": ip,

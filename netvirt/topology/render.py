@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import networkx as nx
 
-from netvirt.errors import NetvirtError
+from netvirt.errors import NetvirtError, UsageError
 
 
 def _updown(ok: bool) -> str:
@@ -69,4 +69,7 @@ def png(t: dict, path: str) -> None:
     if not shutil.which("dot"):
         raise NetvirtError("rendering a PNG needs Graphviz's `dot`: apt-get install graphviz "
                            "(or use --dot and render it elsewhere)")
-    nx.nx_pydot.to_pydot(graph(t)).write_png(path)
+    try:
+        nx.nx_pydot.to_pydot(graph(t)).write_png(path)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror or e}") from None

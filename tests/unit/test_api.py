@@ -252,3 +252,23 @@ def test_a_bug_in_a_command_is_reported_without_a_traceback(monkeypatch, capsys)
     assert main(["validate", str(DEMO)]) == 1
     err = capsys.readouterr().err
     assert "netvirt: internal error: ZeroDivisionError" in err and "Traceback" not in err
+
+
+def test_trace_to_the_ports_own_address_is_a_usage_error(controller, capsys):
+    service, addr, _ = controller
+    service.apply(load_file(DEMO))
+    _wait_sync(Client(addr))
+    assert main(["trace", "--api", addr, "--from", "blue/web1", "--to-ip", "10.0.0.1"]) == 2
+    assert "is blue/web1's own address" in capsys.readouterr().err
+
+
+def test_trace_off_the_subnet_goes_to_the_gateway(controller, capsys):
+    service, addr, _ = controller
+    service.apply(load_file(DEMO))  # blue/web has a gateway, red/app none
+    _wait_sync(Client(addr))
+    assert main(["trace", "--api", addr, "--json", "--from", "blue/web1", "--to-ip", "8.8.8.8"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["arp"]["entries"][0]["packet"]["arp_tpa"] == "10.0.0.254"
+    assert r["verdict"].endswith("(10.0.0.254 is the gateway the guest sends 8.8.8.8 to)")
+    assert main(["trace", "--api", addr, "--json", "--from", "red/app1", "--to-ip", "8.8.8.8"]) == 0
+    assert "has no gateway, so the guest has no route" in json.loads(capsys.readouterr().out)["verdict"]

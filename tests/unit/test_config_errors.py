@@ -265,3 +265,29 @@ def test_ssl_ovsdb_endpoints_are_refused_with_what_to_use_instead():
     e = one_error(BASE.replace("ovsdb: unix:/run/hv2/db.sock", "ovsdb: ssl:10.1.0.2:6640"))
     assert e.startswith("t.yaml:7:12: hypervisors[1].ovsdb:")
     assert "ssl: OVSDB endpoints are not supported yet; use unix:/PATH" in e
+
+
+@pytest.mark.parametrize("value, message", [
+    ("2021-13-45", "'2021-13-45' is not a valid timestamp (month must be in 1..12)"),
+    ("!!int x", "'x' is not a valid int"),
+    ("!!float y", "'y' is not a valid float"),
+    ("!!timestamp x", "'x' is not a valid timestamp; quote it"),
+    ("!!bool maybe", "'maybe' is not a valid bool; quote it"),
+    ("9" * 5000, "is not a valid int (Exceeds the limit"),
+    ("!!map x", "tag !!map does not fit this value"),
+    ("!!str [1]", "tag !!str does not fit this value"),
+    ("[" * 900 + "]" * 900, "nested more than 32 levels deep"),
+])
+def test_values_yaml_cannot_construct_are_located_errors(value, message):
+    e = one_error(BASE.replace("vni: 100", f"vni: {value}"))
+    assert e.startswith("t.yaml:12:") and "tenants[0].networks[0].vni" in e and message in e, e
+
+
+def test_a_file_that_is_not_utf8_is_a_located_error(tmp_path):
+    from netvirt.config import load_file
+
+    p = tmp_path / "latin1.yaml"
+    p.write_bytes(BASE.encode().replace(b"name: web1", b"name: w\xe9b1"))
+    with pytest.raises(ConfigError) as e:
+        load_file(p)
+    assert str(e.value.diagnostics[0]).startswith(f"{p}:17:16: not UTF-8 text (byte 0xe9)")
