@@ -72,6 +72,12 @@ class OvsdbDriver:
             raise OvsdbError(f"cannot connect to OVSDB at {self.endpoint}: {e}; is "
                              f"ovsdb-server running there?") from None
 
+    def connected(self) -> bool:
+        """Whether the IDL's session is up now (it reconnects by itself in the background).
+        python-ovs's Idl has no public call for it; its jsonrpc session does (ovsdbapp's
+        own connection code reaches into idl._session the same way)."""
+        return self._conn is not None and self._conn.idl._session.is_connected()
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.stop(timeout=2)

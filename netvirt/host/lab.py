@@ -294,6 +294,18 @@ class Lab:
             self._save()
         self._underlay_address(hv)
 
+    def stop_ovsdb(self, hv: str) -> None:
+        """Stop one hypervisor's ovsdb-server, as a crash would."""
+        self.ovs(hv).stop_ovsdb()
+
+    def start_ovsdb(self, hv: str) -> None:
+        ovs = self.ovs(hv)
+        try:
+            ovs.start_ovsdb()
+        finally:
+            self.state["hypervisors"][hv]["pids"] = ovs.pids()
+            self._save()
+
     # -- the node agent of each hypervisor ---------------------------------------------
     def _node_log(self, hv: str) -> Path:
         return Path(self.state["hypervisors"][hv]["rundir"]) / "node.log"

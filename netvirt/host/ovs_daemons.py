@@ -94,6 +94,15 @@ class PrivateOvs:
         """Stop ovs-vswitchd only: its flows are lost, OVSDB stays."""
         self.stop_daemon("ovs-vswitchd", self.pids().get("ovs-vswitchd"))
 
+    def stop_ovsdb(self) -> None:
+        """Stop ovsdb-server only, as a crash would: ovs-vswitchd keeps its flows (and, with
+        no database, stops serving OpenFlow until it is back)."""
+        self.stop_daemon("ovsdb-server", self.pids().get("ovsdb-server"))
+
+    def start_ovsdb(self) -> int:
+        self._start_ovsdb()
+        return self.pids()["ovsdb-server"]
+
     def start_vswitchd(self) -> int:
         self._start_vswitchd()
         # A write without --no-wait returns once the new ovs-vswitchd has applied the

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from netvirt.errors import NetvirtError
+from netvirt.errors import NetvirtError, OvsdbError
 from netvirt.gcpause import gc_paused
 from netvirt.overlay.ovsdb import compile_ovsdb
 from netvirt.reconcile import diff
@@ -33,6 +33,7 @@ from netvirt.topology.inventory import Inventory
 
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
+WATCH_SECONDS = 1.0  # how often the OVSDB session is looked at: a lost one shows within this
 
 
 @dataclass
@@ -146,6 +147,8 @@ class HypervisorAgent:
         due = self._next_audit if not self._dirty else max(self._retry_at, now)
         if self._ovsdb_retry_at:
             due = min(due, self._ovsdb_retry_at)
+        if self._ovsdb is not None:
+            due = min(due, now + WATCH_SECONDS)
         return max(0.0, due - now)
 
     def step(self, wait: float = 0.0) -> None:
@@ -154,6 +157,7 @@ class HypervisorAgent:
         self.take_events(wait)
         if self._stopping:
             return
+        self._watch_ovsdb()
         now = self._clock()
         if now >= self._next_audit:
             # against the switch's and OVSDB's real state; the next one is due a fixed
@@ -323,6 +327,15 @@ class HypervisorAgent:
             for i in plan.delete_meters:
                 self._installed_meters.pop(i, None)
 
+    def _watch_ovsdb(self) -> None:
+        """A session that went down is reported at once, not at the next write: between
+        revisions and audits nothing else would look."""
+        if (self._ovsdb is not None and self.status.ovsdb_connected
+                and not self._ovsdb.connected()):
+            self._ovsdb_failed(f"lost the connection to OVSDB at {self._ovsdb.endpoint}; is "
+                               f"ovsdb-server running there?")
+            self.service.notify()
+
     def _ovsdb_failed(self, msg: str) -> None:
         st = self.status
         if st.ovsdb_error != msg:
@@ -344,6 +357,9 @@ class HypervisorAgent:
             self._ovsdb = self._ovsdb_factory(hv.ovsdb)
         t0 = time.monotonic()
         self._ovsdb.connect()
+        if not self._ovsdb.connected():  # the IDL keeps its last rows: do not trust them
+            raise OvsdbError(f"no connection to OVSDB at {hv.ovsdb} (reconnecting); is "
+                             f"ovsdb-server running there?")
         dp_type = hv.datapath_type or self._ovsdb.datapath_hint() or "system"
         state = compile_ovsdb(topo, self.name, dp_type)
         full = self._audit_ovsdb or self._ovsdb_applied is None

@@ -80,6 +80,9 @@ class FakeOvsdb:
     def connect(self) -> None:
         self._check()
 
+    def connected(self) -> bool:
+        return not self.down
+
     def _check(self) -> None:
         if self.down:
             raise OvsdbError(f"cannot connect to OVSDB at {self.endpoint}: connection "

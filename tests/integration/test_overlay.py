@@ -180,3 +180,27 @@ def test_flows_come_back_on_a_switch_whose_ovsdb_is_unreachable(env):
         env.ctl.start()
         ovs.appctl("ovsdb-server", "ovsdb-server/remove-remote", f"punix:{sock}")
     env.wait_in_sync(20)
+
+
+def test_a_stopped_ovsdb_server_shows_within_3_s_and_so_does_its_return(env, capsys):
+    env.wait_in_sync()
+    env.lab.stop_ovsdb("hv2")
+    try:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 5 and \
+                env.client.status()["hypervisors"]["hv2"]["ovsdb_connected"]:
+            time.sleep(0.1)
+        seen = time.monotonic() - t0
+        assert seen < 3, f"status said ovsdb=up for {seen:.1f}s after ovsdb-server stopped"
+        capsys.readouterr()
+        assert main(["status", "--api", env.client.base.removeprefix("http://")]) == 1
+        line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("hv2"))
+        assert "FAIL" in line and "ovsdb=down" in line and "ovsdb error:" in line, line
+    finally:
+        env.lab.start_ovsdb("hv2")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and \
+            not env.client.status()["hypervisors"]["hv2"]["healthy"]:
+        time.sleep(0.2)
+    assert env.client.status()["hypervisors"]["hv2"]["healthy"]
+    assert env.ping("blue/b1", "10.0.0.2")

@@ -253,3 +253,21 @@ def test_flows_are_repaired_while_ovsdb_is_down():
     clock.now += 1  # the retry is due
     a.step()
     assert a.status.ovsdb_connected and not a.status.ovsdb_error and a.status.in_sync
+
+
+def test_a_lost_ovsdb_session_is_reported_at_once_and_its_return_too():
+    service, sw = _setup()
+    db, clock = FakeOvsdb("unix:/x"), Clock()
+    a = HypervisorAgent("hv1", service, audit_interval=60, ovsdb_factory=lambda ep: db,
+                        clock=clock)
+    a.attach(sw)
+    a.step()
+    assert a.status.ovsdb_connected and a._until_due() <= 1.0  # it looks every second
+    db.down = True  # ovsdb-server stopped; nothing needs writing, no audit is due
+    clock.now += 1
+    a.step()
+    assert not a.status.ovsdb_connected and "lost the connection" in a.status.ovsdb_error
+    db.down = False
+    clock.now += 1
+    a.step()
+    assert a.status.ovsdb_connected and not a.status.ovsdb_error
