@@ -353,6 +353,9 @@ def cmd_trace(args) -> int:
             print(f"  ofproto/trace on {rep['hypervisor']}: {verdict}")
             if "error" in rep:
                 print(f"    {rep['error']}")
+            elif "warning" in rep:
+                print(f"    {rep['warning']}")
+                print(f"    datapath actions: {rep['datapath_actions']}")
             elif not rep["agree"]:
                 print("    model: " + " | ".join(rep["model"]))
                 print("    real:  " + " | ".join(rep["real"]))

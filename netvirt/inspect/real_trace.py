@@ -95,6 +95,15 @@ def compare(stage_entries: list[dict], net: Network, hypervisors: dict[str, Hype
                                            r.stdout.splitlines()
                                            if ln.startswith("Datapath actions:")), "")
         report["agree"] = real == model
+        forwards = local.delivered or local.tunneled or local.to_controller
+        if report["agree"] and forwards and report["datapath_actions"] == "drop":
+            # the tables agree, but what the switch would do with the packet is not what
+            # the model says: a disagreement all the same
+            report["agree"] = False
+            report["warning"] = "the switch's tables agree, but its datapath drops the packet"
+            if "neighbor cache miss" in r.stdout:
+                report["warning"] += (": the tunnel's underlay neighbour is not resolved yet (the "
+                                      "userspace datapath drops while it ARPs for it); try again")
         reports.append(report)
     return reports
 

@@ -46,6 +46,7 @@ class Result:
     follow_tunnels: bool = True  # False: stop at the first switch, as ofproto/trace does
     dropped_at: list = field(default_factory=list)  # Steps whose flow dropped the packet
     to_controller: list = field(default_factory=list)  # (hv, packet) sent as packet-ins
+    tunneled: list = field(default_factory=list)  # (hv, remote underlay IP) it was sent to
 
     def ports(self) -> set[tuple[str, int]]:
         return {(hv, p) for hv, p, _ in self.delivered}
@@ -184,6 +185,7 @@ class Network:
                                                    if k not in _NOT_DELIVERED
                                                    and not k.startswith("reg"))))
             return
+        res.tunneled.append((hv, str(ipaddress.ip_address(pkt["tun_ipv4_dst"]))))
         remote = self.by_ip.get(str(ipaddress.ip_address(pkt["tun_ipv4_dst"])))
         if remote is None or not res.follow_tunnels:
             return  # nobody there: the underlay drops it

@@ -123,3 +123,18 @@ def test_status_follows_a_port_that_goes_down(env, capsys):
         env.run("blue/b2", "ip", "link", "set", "eth0", "up", check=True)
     wait_for(lambda st: st["healthy"])
     assert main(["status", "--api", api]) == 0
+
+
+def test_real_trace_calls_a_datapath_drop_the_model_did_not_predict_a_disagreement(env, capsys):
+    env.wait_in_sync()
+    env.lab.ovs("hv1").appctl("ovs-vswitchd", "tnl/neigh/flush")  # as on a new lab
+    try:
+        rc = main(["trace", "--api", env.client.base.removeprefix("http://"), "--from", "red/r1",
+                   "--to-ip", "10.0.0.2", "--real"])
+        out = capsys.readouterr().out
+        assert rc == 1 and "ofproto/trace on hv1: DISAGREES" in out, out
+        assert "its datapath drops the packet: the tunnel's underlay neighbour is not resolved" \
+            in out, out
+    finally:
+        for _ in range(3):  # let real traffic resolve it again for the tests after this one
+            env.ping("red/r1", "10.0.0.2")
