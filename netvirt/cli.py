@@ -137,8 +137,20 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("port", metavar="TENANT/PORT")
     c.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
     c.set_defaults(func=cmd_lab_exec)
+    c = lab.add_parser("restart", help="restart one hypervisor's daemons, by recorded PID")
+    c.add_argument("hypervisor")
+    which = c.add_mutually_exclusive_group()
+    which.add_argument("--vswitchd", action="store_const", dest="daemon", const="vswitchd",
+                       help="ovs-vswitchd (the default)")
+    which.add_argument("--ovsdb", action="store_const", dest="daemon", const="ovsdb",
+                       help="ovsdb-server")
+    which.add_argument("--node", action="store_const", dest="daemon", const="node",
+                       help="its node agent")
+    c.set_defaults(func=cmd_lab_restart, daemon="vswitchd")
     c = lab.add_parser("matrix", help="who reaches whom, by ping, in a lab that is up")
-    c.add_argument("file")
+    c.add_argument("file", help="the config the lab and the controller hold")
+    c.add_argument("--api", type=_api, help="controller API HOST:PORT (default: the file's "
+                   "controller.api)")
     c.set_defaults(func=cmd_lab_matrix)
     return p
 
@@ -399,6 +411,23 @@ def cmd_lab_exec(args) -> int:
     os.execvp(full[0], full)
 
 
+def cmd_lab_restart(args) -> int:
+    from netvirt.host.lab import Lab
+
+    lab = Lab()
+    if not lab.is_up:
+        raise LabError("no lab is up; run `netvirt lab up FILE` first")
+    lab.ovs(args.hypervisor)  # a usage error for a hypervisor the lab does not have
+    t0 = time.monotonic()
+    if args.daemon == "node":
+        lab.restart_node(args.hypervisor)
+    else:
+        getattr(lab, f"stop_{args.daemon}")(args.hypervisor)
+        getattr(lab, f"start_{args.daemon}")(args.hypervisor)
+    print(f"{args.hypervisor}: {args.daemon} restarted in {time.monotonic() - t0:.2f}s")
+    return 0
+
+
 def cmd_lab_matrix(args) -> int:
     from netvirt.host.lab import Lab
     from netvirt.host.reach import matrix, render_matrix
@@ -407,6 +436,17 @@ def cmd_lab_matrix(args) -> int:
     lab = Lab()
     if not lab.is_up:
         raise LabError("no lab is up; run `netvirt lab up FILE` first")
+    lab.check_built_from(lc)
+    try:
+        held = _client(args, lc).status().get("config") or {}
+    except NetvirtError as e:
+        print(f"netvirt: note: cannot ask the controller which config it holds: {e}",
+              file=sys.stderr)
+    else:
+        if held.get("digest") != lc.revision:
+            raise UsageError(f"the controller holds {held.get('file') or 'no config'} "
+                             f"({held.get('digest')}), not {lc.filename} ({lc.revision}); run "
+                             f"`netvirt apply {lc.filename}` first")
     m = matrix(lab, lc.config)
     print(render_matrix(m))
     return 0 if m.as_expected else 1

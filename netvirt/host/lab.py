@@ -22,6 +22,7 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -84,15 +85,17 @@ class Lab:
         try:
             info = self.state["hypervisors"][hv]
         except KeyError:
-            raise LabError(f"hypervisor {hv!r} is not in the lab; is the lab up? "
-                           f"(netvirt lab up FILE)") from None
+            known = ", ".join(sorted(self.state.get("hypervisors", {}))) or "none"
+            raise UsageError(f"hypervisor {hv!r} is not in the lab (known: {known}); is the "
+                             f"lab up? (netvirt lab up FILE)") from None
         return PrivateOvs(hv_netns(hv, self.prefix), Path(info["rundir"]),
                           self.state.get("enable_dummy", False))
 
     # -- up / sync ------------------------------------------------------------------------
     def up(self, loaded: LoadedConfig, enable_dummy: bool = False) -> None:
-        """Build the lab for ``loaded``; on an existing lab, add and remove VMs to match.
-        ``enable_dummy`` lets ovs-vswitchd host dummy ports (interface_type: dummy)."""
+        """Build the lab for ``loaded``; on an existing lab, add, remove and reconfigure VMs
+        to match.  ``enable_dummy`` lets ovs-vswitchd host dummy ports (interface_type:
+        dummy)."""
         cfg = loaded.config
         if os.geteuid() != 0:
             raise LabError("the lab needs root (network namespaces, OVS daemons); run it as root")
@@ -101,7 +104,8 @@ class Lab:
             if sorted(self.state["hypervisors"]) != sorted(topo.hypervisors):
                 raise LabError("the lab that is up has other hypervisors; run "
                                "`netvirt lab down` first")
-            return self._sync_vms(topo)
+            self._sync_vms(topo)
+            return self._built_from(loaded)
         self.state["enable_dummy"] = enable_dummy
         try:
             self._mgmt_bridge(cfg.controller.openflow)
@@ -118,9 +122,22 @@ class Lab:
             for hv in cfg.hypervisors:
                 self.wait_node(hv.name)
             self._sync_vms(topo)
+            self._built_from(loaded)
         except Exception:
             self.down()
             raise
+
+    def _built_from(self, loaded: LoadedConfig) -> None:
+        self.state["config"] = {"file": loaded.filename, "digest": loaded.revision}
+        self._save()
+
+    def check_built_from(self, loaded: LoadedConfig) -> None:
+        """Refuse to test ``loaded`` against a lab made for another config."""
+        was = self.state.get("config")
+        if was and was["digest"] != loaded.revision:
+            raise UsageError(f"the lab is up for {was['file']} ({was['digest']}), not "
+                             f"{loaded.filename} ({loaded.revision}); run `netvirt lab up "
+                             f"{loaded.filename}` first")
 
     def _mgmt_bridge(self, openflow: str) -> None:
         ip = openflow.removeprefix("tcp:").rsplit(":", 1)[0]
@@ -225,25 +242,52 @@ class Lab:
         for ns in sorted(set(have) - set(want)):
             self.remove_vm(ns)
         for ns, ref in sorted(want.items()):
-            if ns not in have:
+            vm = have.get(ns)
+            if vm is not None and (vm["hypervisor"], vm["interface"]) != (
+                    ref.port.hypervisor, ref.port.interface):
+                self.remove_vm(ns)  # moved: a new device on the other hypervisor
+                vm = None
+            if vm is None:
                 self.add_vm(ref)
+            elif _guest(ref) != {k: vm.get(k) for k in ("mac", "addresses", "mtu")}:
+                self._reconfigure_vm(ns, ref)
+
+    def _reconfigure_vm(self, ns: str, ref: PortRef) -> None:
+        """A guest whose MAC, addresses or MTU changed in the config, changed in place: its
+        devices stay (ovs-vswitchd's userspace datapath does not reopen a device deleted and
+        made again under the same name)."""
+        guest = _guest(ref)
+        with NetNS(ns) as vns:
+            idx = vns.link_lookup(ifname="eth0")[0]
+            vns.link("set", index=idx, address=guest["mac"], mtu=guest["mtu"])
+            for a in vns.get_addr(index=idx, family=socket.AF_INET):
+                vns.addr("del", index=idx, address=a.get_attr("IFA_ADDRESS"),
+                         prefixlen=a["prefixlen"])
+            for address in guest["addresses"]:
+                ip, prefixlen = address.split("/")
+                vns.addr("add", index=idx, address=ip, prefixlen=int(prefixlen))
+        with NetNS(hv_netns(ref.port.hypervisor, self.prefix)) as hns:
+            hns.link("set", index=hns.link_lookup(ifname=ref.port.interface)[0],
+                     mtu=guest["mtu"])
+        self.state["vms"][ns].update(guest)
+        self._save()
 
     def add_vm(self, ref: PortRef) -> None:
         ns = vm_netns(ref.tenant, ref.port.name, self.prefix)
         hvns = hv_netns(ref.port.hypervisor, self.prefix)
         _netns_create(ns, self)
+        guest = _guest(ref)
         self.state.setdefault("vms", {})[ns] = {"tenant": ref.tenant, "port": ref.port.name,
                                                "hypervisor": ref.port.hypervisor,
-                                               "interface": ref.port.interface}
+                                               "interface": ref.port.interface, **guest}
         self._save()
         with NetNS(ns) as vns:
-            vns.link("add", ifname="eth0", kind="veth", address=ref.port.mac,
-                     mtu=ref.network.mtu,
-                     peer={"ifname": ref.port.interface, "net_ns_fd": hvns, "mtu": ref.network.mtu})
+            vns.link("add", ifname="eth0", kind="veth", address=guest["mac"], mtu=guest["mtu"],
+                     peer={"ifname": ref.port.interface, "net_ns_fd": hvns, "mtu": guest["mtu"]})
             idx = vns.link_lookup(ifname="eth0")[0]
-            for ip in ref.port.ips:
-                net = next(s.cidr for s in ref.network.subnets if ip in s.cidr)
-                vns.addr("add", index=idx, address=str(ip), prefixlen=net.prefixlen)
+            for address in guest["addresses"]:
+                ip, prefixlen = address.split("/")
+                vns.addr("add", index=idx, address=ip, prefixlen=int(prefixlen))
             vns.link("set", index=vns.link_lookup(ifname="lo")[0], state="up")
             vns.link("set", index=idx, state="up")
         with NetNS(hvns) as hns:
@@ -398,6 +442,13 @@ def _wait_link(ns, name: str, hv: str, timeout: float = 5.0) -> int:
         time.sleep(0.02)
     raise LabError(f"{hv}: device {name} did not appear within {timeout}s; see the "
                    f"hypervisor's ovs-vswitchd.log")
+
+
+def _guest(ref: PortRef) -> dict:
+    """What the guest behind a VM port is configured with, as the lab records it."""
+    addresses = [f"{ip}/{next(s.cidr for s in ref.network.subnets if ip in s.cidr).prefixlen}"
+                 for ip in ref.port.ips]
+    return {"mac": ref.port.mac, "addresses": addresses, "mtu": ref.network.mtu}
 
 
 def _del_link(ipr: IPRoute, name: str) -> None:

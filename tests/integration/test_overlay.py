@@ -4,6 +4,8 @@ from __future__ import annotations
 import subprocess
 import time
 
+import pytest
+
 from netvirt.cli import main
 from netvirt.config import load_file
 from netvirt.host.reach import matrix
@@ -203,4 +205,28 @@ def test_a_stopped_ovsdb_server_shows_within_3_s_and_so_does_its_return(env, cap
             not env.client.status()["hypervisors"]["hv2"]["healthy"]:
         time.sleep(0.2)
     assert env.client.status()["hypervisors"]["hv2"]["healthy"]
+    assert env.ping("blue/b1", "10.0.0.2")
+
+
+def test_lab_up_changes_a_running_guest_and_matrix_refuses_another_file(env, capsys):
+    from netvirt.errors import UsageError
+
+    moved = env.variant("b2-moved.yaml", lambda d: d["tenants"][0]["ports"][1].update(
+        ips=["10.0.0.12"], mac="02:00:00:00:0b:12"))
+    lc, base = load_file(moved), load_file(env.base_file)
+    with pytest.raises(UsageError, match="the lab is up for .*base.yaml"):
+        env.lab.check_built_from(lc)
+    api = env.client.base.removeprefix("http://")
+    try:
+        env.lab.up(lc)
+        out = env.run("blue/b2", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+        assert "10.0.0.12/24" in out and "10.0.0.2/" not in out, out
+        assert "02:00:00:00:0b:12" in env.run("blue/b2", "ip", "-o", "link", "show",
+                                             "eth0").stdout
+        env.lab.check_built_from(lc)
+        assert main(["apply", str(moved), "--api", api]) == 0
+        assert env.ping("blue/b1", "10.0.0.12") and env.ping("blue/b3", "10.0.0.12")
+    finally:
+        env.lab.up(base)
+        assert main(["apply", str(env.base_file), "--api", api]) == 0
     assert env.ping("blue/b1", "10.0.0.2")
