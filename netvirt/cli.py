@@ -298,7 +298,7 @@ def cmd_node(args) -> int:
     from netvirt.drivers.ovsdb import OvsdbDriver
     from netvirt.host.node import NodeAgent
 
-    agent = NodeAgent(OvsdbDriver(args.ovsdb, rows=False), args.interval)
+    agent = NodeAgent(OvsdbDriver(args.ovsdb), args.interval)
     if args.once:
         n = agent.reconcile_once()
         print(f"node: {n} change(s) to {args.ovsdb}")

@@ -36,12 +36,9 @@ class _NoWaitTransaction(impl_idl.OvsVsctlTransaction):
 
 
 class OvsdbDriver:
-    def __init__(self, endpoint: str, timeout: float = 10.0, rows: bool = True):
-        """``rows=False`` monitors the Open_vSwitch row only (the node agent's view): no
-        bridge, port or interface updates to parse."""
+    def __init__(self, endpoint: str, timeout: float = 10.0):
         self.endpoint = endpoint
         self.timeout = timeout
-        self.rows = rows
         self.api = None
         self._conn = None
 
@@ -50,14 +47,12 @@ class OvsdbDriver:
             return
         try:
             helper = idlutils.get_schema_helper(self.endpoint, "Open_vSwitch")
-            helper.register_table("Open_vSwitch")
-            if self.rows:
-                for table in ("Bridge", "Controller"):
-                    helper.register_table(table)
-                helper.register_columns("Port", ["name", "interfaces"])
-                # Interface rows carry statistics that ovs-vswitchd rewrites every few
-                # seconds: monitoring only what we read keeps 10k ports from flooding the IDL.
-                helper.register_columns("Interface", INTERFACE_COLUMNS)
+            for table in ("Open_vSwitch", "Bridge", "Controller"):
+                helper.register_table(table)
+            helper.register_columns("Port", ["name", "interfaces"])
+            # Interface rows carry statistics that ovs-vswitchd rewrites every few seconds:
+            # monitoring only what we read keeps 10k ports from flooding the IDL.
+            helper.register_columns("Interface", INTERFACE_COLUMNS)
             idl = _Idl(self.endpoint, helper)
             self._conn = connection.Connection(idl=idl, timeout=self.timeout)
             # ovsdbapp keeps the connection in a *class* attribute: one subclass per
@@ -160,6 +155,21 @@ class OvsdbDriver:
             raise OvsdbError(f"OVSDB at {self.endpoint}: a transaction of {len(cmds)} "
                              f"command(s) failed: {type(e).__name__}: {e}; is ovsdb-server "
                              f"running there?") from None
+
+    def set_interface_ids(self, name: str, changes: dict[str, str]) -> None:
+        """Set these external_ids keys of an Interface; the others stay."""
+        self._commit([self.api.db_set("Interface", name, ("external_ids", changes))])
+
+    def readd_port(self, row: PortRow) -> None:
+        """Delete a port and add it again as ``row``, in two transactions: ovs-vswitchd then
+        closes its device and opens the one of that name now (in one transaction the two
+        would cancel out)."""
+        self._commit([self.api.del_port(row.name, bridge=row.bridge, if_exists=True)])
+        cols = {"type": row.type, "options": dict(row.options),
+                "external_ids": dict(row.external_ids)}
+        if row.ofport_request is not None:
+            cols["ofport_request"] = row.ofport_request
+        self._commit([self.api.add_port(row.bridge, row.name, may_exist=True, **cols)])
 
     def port_errors(self, names: set[str]) -> dict[str, str]:
         """Interfaces among ``names`` that OVS could not open (ofport -1), with its reason.

@@ -7,9 +7,11 @@ use the kernel datapath here (the openvswitch module is loaded) or must run in u
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 from pyroute2 import IPRoute, NetlinkError
+from pyroute2.netlink import rtnl
 
 QDISCS = {"netem": {"delay": 1000}, "htb": {"default": 0x10}, "tbf": {"rate": "1mbit",
                                                                        "burst": 10000,
@@ -39,6 +41,26 @@ def probe_qdiscs() -> dict[str, bool]:
             return found
         finally:
             ipr.link("del", index=ipr.link_lookup(ifname=a)[0])
+
+
+def ifindexes(names) -> dict[str, int]:
+    """The kernel's ifindex of each of these devices that exists here."""
+    with IPRoute() as ipr:
+        return {n: idx[0] for n in names if (idx := ipr.link_lookup(ifname=n))}
+
+
+def watch_links(on_change) -> threading.Thread:
+    """Call ``on_change()`` whenever a device appears, goes or changes in this namespace
+    (netlink link events), from a daemon thread."""
+    def run():
+        with IPRoute() as ipr:
+            ipr.bind(groups=rtnl.RTMGRP_LINK)
+            while True:
+                if any(m["event"] in ("RTM_NEWLINK", "RTM_DELLINK") for m in ipr.get()):
+                    on_change()
+    thread = threading.Thread(target=run, name="link-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def features_string(found: dict[str, bool]) -> str:

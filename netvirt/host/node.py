@@ -10,8 +10,13 @@ credentials of its own and no new port, and works while the controller is down.
 
 It reconciles the way the switch agents do: read what the hypervisor has, diff against
 what it should have, apply only the difference, read back.  A restart with nothing
-changed writes nothing.  Today its state is the kernel report (pipeline/rows.py keys);
-taps and tc (the KVM and QoS issues) are more of the same.
+changed writes nothing.  Today its state is the kernel report (pipeline/rows.py keys) and
+the VM ports' devices: a guest's device deleted and made again under the same name (a VM
+restarted, the lab's `lab up`) is not reopened by the userspace ovs-vswitchd, whose port
+then carries nothing while it looks up; the node records the ifindex of each VM port's
+device on its Interface and re-adds a port whose device changed under it.  It makes a
+pass every interval and whenever a device appears or goes (netlink link events).  Taps
+and tc (the KVM and QoS issues) are more of the same.
 """
 from __future__ import annotations
 
@@ -22,7 +27,9 @@ import threading
 from netvirt import __version__
 from netvirt.errors import NodeError, OvsdbError
 from netvirt.host import kernel
-from netvirt.pipeline.rows import DATAPATH_HINT_KEY, KERNEL_QDISCS_KEY, NODE_KEY
+from netvirt.pipeline.layout import INT_BRIDGE
+from netvirt.pipeline.rows import (DATAPATH_HINT_KEY, IFINDEX_KEY, KERNEL_QDISCS_KEY, NODE_KEY,
+                                   PortRow)
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +41,32 @@ def kernel_report() -> dict[str, str]:
             NODE_KEY: __version__}
 
 
+def devices_to_fix(rows, kernel: dict[str, int]) -> tuple[dict[str, str], list[PortRow]]:
+    """``rows``: br-int's VM ports (PortRows); ``kernel``: name -> ifindex of the devices
+    that exist.  Returns the ports whose device to record (name -> ifindex), and the ports
+    to add again, with the new device recorded, because the device they opened is gone and
+    another of that name is there now."""
+    record, readd = {}, []
+    for row in rows:
+        now = kernel.get(row.name)
+        if now is None:
+            continue  # no device (a guest not started): nothing to open
+        ids = dict(row.external_ids)
+        seen = ids.get(IFINDEX_KEY)
+        if seen is None:
+            record[row.name] = str(now)
+        elif seen != str(now):
+            ids[IFINDEX_KEY] = str(now)
+            readd.append(row._replace(external_ids=tuple(sorted(ids.items()))))
+    return record, readd
+
+
+def vm_ports(state) -> list[PortRow]:
+    """The ports on br-int that are VM devices on this host (not OVS-made ones)."""
+    return [p for p in state.ports if p.bridge == INT_BRIDGE and p.type == ""
+            and "iface-id" in dict(p.external_ids)]
+
+
 def report_changes(want: dict[str, str], have: dict[str, str]) -> dict[str, str]:
     """The keys of ``want`` that ``have`` lacks or holds otherwise; others' keys are not
     ours to touch."""
@@ -41,13 +74,16 @@ def report_changes(want: dict[str, str], have: dict[str, str]) -> dict[str, str]
 
 
 class NodeAgent:
-    def __init__(self, ovsdb, interval: float = 30.0, report=kernel_report):
+    def __init__(self, ovsdb, interval: float = 30.0, report=kernel_report,
+                 ifindexes=kernel.ifindexes):
         self.ovsdb = ovsdb  # an OvsdbDriver of this hypervisor's own OVSDB
         self.interval = interval
         self._report = report
+        self._ifindexes = ifindexes
         self._want: dict[str, str] | None = None  # probed once: the kernel does not change
         self.passes = 0
         self._stop = threading.Event()
+        self._wake = threading.Event()
 
     def reconcile_once(self) -> int:
         """One pass: returns the number of keys written (0 when all was as it should be)."""
@@ -61,14 +97,28 @@ class NodeAgent:
             if left:
                 raise NodeError(f"OVSDB at {self.ovsdb.endpoint} does not hold what was "
                                 f"written: {sorted(left)}")
+        rows = vm_ports(self.ovsdb.read())
+        record, readd = devices_to_fix(rows, self._ifindexes([p.name for p in rows]))
+        for name, ifindex in sorted(record.items()):
+            self.ovsdb.set_interface_ids(name, {IFINDEX_KEY: ifindex})
+        for row in readd:
+            log.warning("node: %s is another device than the one ovs-vswitchd opened (made "
+                        "again under its name): adding its port again", row.name)
+            self.ovsdb.readd_port(row)
         self.passes += 1
-        log.info("node: pass %d: %d change(s)%s", self.passes, len(changes),
-                 f" ({', '.join(sorted(changes))})" if changes else "")
-        return len(changes)
+        done = sorted(changes) + sorted(record) + [f"re-added {r.name}" for r in readd]
+        log.info("node: pass %d: %d change(s)%s", self.passes, len(done),
+                 f" ({', '.join(done)})" if done else "")
+        return len(done)
 
     def run(self) -> int:
+        def stop(*_):
+            self._stop.set()
+            self._wake.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: self._stop.set())
+            signal.signal(sig, stop)
+        kernel.watch_links(self._wake.set)
         while not self._stop.is_set():
             try:
                 self.reconcile_once()
@@ -76,6 +126,7 @@ class NodeAgent:
             except (OvsdbError, NodeError) as e:
                 log.warning("node: %s; retrying in 1s", e)
                 wait = 1.0
-            self._stop.wait(wait)
+            self._wake.wait(wait)
+            self._wake.clear()
         self.ovsdb.close()
         return 0

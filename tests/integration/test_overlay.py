@@ -230,3 +230,20 @@ def test_lab_up_changes_a_running_guest_and_matrix_refuses_another_file(env, cap
         env.lab.up(base)
         assert main(["apply", str(env.base_file), "--api", api]) == 0
     assert env.ping("blue/b1", "10.0.0.2")
+
+
+def test_a_guest_device_made_again_under_its_name_carries_traffic_again(env):
+    """The userspace ovs-vswitchd keeps reading the deleted device; the node agent sees the
+    new one and adds the port again, so ovs-vswitchd opens it."""
+    env.wait_in_sync()
+    without = env.variant("no-r4.yaml", lambda d: d["tenants"][1]["ports"].pop())  # red/r4
+    env.lab.up(load_file(without))  # the guest goes: its devices are deleted
+    env.lab.up(load_file(env.base_file))  # and comes back: new devices, same names
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not env.ping("red/r1", "10.0.0.4", count=1):
+        time.sleep(0.2)
+    assert env.ping("red/r1", "10.0.0.4") and env.ping("red/r2", "10.0.0.4")
+    node_log = (env.lab.ovs("hv3").dir / "node.log").read_text()
+    assert "adding its port again" in node_log, node_log[-2000:]
+    st = env.wait_in_sync(10)
+    assert st["hypervisors"]["hv3"]["healthy"], st["hypervisors"]["hv3"]
