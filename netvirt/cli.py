@@ -10,6 +10,7 @@ import sys
 import time
 import warnings
 
+from netvirt import __version__
 from netvirt.apitoken import ensure_token
 from netvirt.config import load_file
 from netvirt.config.schema import Controller, hostport, mac_syntax, tcp_endpoint
@@ -46,22 +47,23 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="netvirt", description="Multi-tenant network "
                                 "virtualization for KVM hypervisors running Open vSwitch.")
-    p.add_argument("--debug", action="store_true", help="verbose logs")
+    p.add_argument("--debug", action="store_true", help="verbose logs, and a traceback for a bug")
+    p.add_argument("--version", action="version", version=f"netvirt {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     c = sub.add_parser("validate", help="check a tenant file; change nothing")
-    c.add_argument("file")
+    c.add_argument("file", help="the tenant YAML")
     c.set_defaults(func=cmd_validate)
 
     c = sub.add_parser("plan", help="show what applying a file would change; change nothing")
-    c.add_argument("file")
+    c.add_argument("file", help="the tenant YAML")
     c.add_argument("-v", "--verbose", action="store_true", help="list every flow")
     c.add_argument("--api", type=_api, help="controller API HOST:PORT (default: the file's "
                    "controller.api)")
     c.set_defaults(func=cmd_plan)
 
     c = sub.add_parser("apply", help="give a file to the running controller (atomic)")
-    c.add_argument("file")
+    c.add_argument("file", help="the tenant YAML")
     c.add_argument("--api", type=_api, help="controller API HOST:PORT (default: the file's "
                    "controller.api)")
     c.add_argument("--no-wait", action="store_true", help="return once accepted")
@@ -72,14 +74,14 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("status", help="one line per hypervisor; exit 1 if anything is unhealthy")
     c.add_argument("--api", type=_api, default="127.0.0.1:8181",
                    help="controller API HOST:PORT (default: %(default)s)")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="everything, as JSON")
     c.set_defaults(func=cmd_status)
 
     c = sub.add_parser("topo", help="the live topology: tree, --json, --dot or --png FILE")
     c.add_argument("--api", type=_api, default="127.0.0.1:8181",
                    help="controller API HOST:PORT (default: %(default)s)")
     fmt = c.add_mutually_exclusive_group()
-    fmt.add_argument("--json", action="store_true")
+    fmt.add_argument("--json", action="store_true", help="everything, as JSON")
     fmt.add_argument("--dot", action="store_true", help="Graphviz source")
     fmt.add_argument("--png", metavar="FILE", help="render a picture (needs graphviz)")
     fmt.add_argument("--watch", nargs="?", const=2.0, type=_positive, metavar="SECONDS",
@@ -100,7 +102,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--src-mac", type=_arg(mac_syntax), help="spoof the source MAC")
     c.add_argument("--real", action="store_true",
                    help="also run ofproto/trace on the hypervisors and compare")
-    c.add_argument("--json", action="store_true")
+    c.add_argument("--json", action="store_true", help="everything, as JSON")
     c.set_defaults(func=cmd_trace)
 
     c = sub.add_parser("controller", help="run the controller (OpenFlow, OVSDB, API)")
@@ -129,16 +131,17 @@ def _parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("lab", help="emulated hypervisors on this machine").add_subparsers(
         dest="lab_command", required=True, metavar="LAB_COMMAND")
     c = lab.add_parser("up", help="build (or update) the lab for a file")
-    c.add_argument("file")
+    c.add_argument("file", help="the tenant YAML whose hypervisors and VM ports to make")
     c.set_defaults(func=cmd_lab_up)
     c = lab.add_parser("down", help="remove everything the lab made")
     c.set_defaults(func=cmd_lab_down)
     c = lab.add_parser("exec", help="run a command in a VM port's namespace")
-    c.add_argument("port", metavar="TENANT/PORT")
-    c.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD")
+    c.add_argument("port", metavar="TENANT/PORT", help="the VM port whose namespace to run in")
+    c.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- CMD",
+                   help="the command to run in the port's namespace")
     c.set_defaults(func=cmd_lab_exec)
     c = lab.add_parser("restart", help="restart one hypervisor's daemons, by recorded PID")
-    c.add_argument("hypervisor")
+    c.add_argument("hypervisor", help="a hypervisor of the lab, e.g. hv1")
     which = c.add_mutually_exclusive_group()
     which.add_argument("--vswitchd", action="store_const", dest="daemon", const="vswitchd",
                        help="ovs-vswitchd (the default)")

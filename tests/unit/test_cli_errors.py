@@ -47,3 +47,35 @@ def test_validate_reports_bad_files_with_a_location(tmp_path, capsys, content, c
     assert main(["validate", str(path)]) == code
     err = capsys.readouterr().err
     assert err.startswith(f"{path}:1:") and message in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("argv", [
+    ["plan", "examples/demo.yaml", "--api", UNREACHABLE],
+    ["apply", "examples/demo.yaml", "--api", UNREACHABLE],
+    ["status", "--api", UNREACHABLE],
+    ["topo", "--api", UNREACHABLE],
+    ["trace", "--api", UNREACHABLE, "--from", "blue/web1", "--to-ip", "10.0.0.3"],
+])
+def test_an_unreachable_controller_is_a_runtime_error_in_one_line(argv, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"netvirt: error: cannot reach the controller at http://{UNREACHABLE}")
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "apply", "lab up", "lab matrix"])
+def test_a_missing_file_is_a_validation_error_naming_it(command, capsys, tmp_path):
+    missing = tmp_path / "nope.yaml"
+    assert main([*command.split(), str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{missing}:1:1: cannot read file") and "Traceback" not in err
+
+
+def test_version_and_help_answer_without_a_controller(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("netvirt ")
+    with pytest.raises(SystemExit) as e:
+        main(["trace", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and "the VM port the packet leaves" in out and "(default: " in out
