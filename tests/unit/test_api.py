@@ -272,3 +272,12 @@ def test_trace_off_the_subnet_goes_to_the_gateway(controller, capsys):
     assert r["verdict"].endswith("(10.0.0.254 is the gateway the guest sends 8.8.8.8 to)")
     assert main(["trace", "--api", addr, "--json", "--from", "red/app1", "--to-ip", "8.8.8.8"]) == 0
     assert "has no gateway, so the guest has no route" in json.loads(capsys.readouterr().out)["verdict"]
+
+
+def test_topo_png_to_an_unwritable_path_is_a_usage_error(controller, capsys):
+    if not shutil.which("dot"):
+        pytest.skip("Graphviz's dot is not installed (scripts/setup installs graphviz)")
+    _, addr, _ = controller
+    assert main(["topo", "--api", addr, "--png", "/nonexistent-dir/x.png"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write /nonexistent-dir/x.png" in err and "Traceback" not in err, err
