@@ -322,7 +322,7 @@ class Lab:
     def exec_argv(self, name: str, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.vm(name)["netns"], *argv]
 
-    # -- down -------------------------------------------------------------------------------
+    # -- one hypervisor's daemons, by recorded PID -----------------------------------------
     def stop_vswitchd(self, hv: str) -> None:
         """Stop one hypervisor's ovs-vswitchd, as a crash or an upgrade would."""
         self.ovs(hv).stop_vswitchd()
@@ -330,12 +330,7 @@ class Lab:
     def start_vswitchd(self, hv: str) -> None:
         """Start it again, recording the new PID so that `down` still stops it, and give
         br-phy back the underlay IP that went with the old daemon."""
-        ovs = self.ovs(hv)
-        try:
-            ovs.start_vswitchd()
-        finally:
-            self.state["hypervisors"][hv]["pids"] = ovs.pids()
-            self._save()
+        self._start(hv, PrivateOvs.start_vswitchd)
         self._underlay_address(hv)
 
     def stop_ovsdb(self, hv: str) -> None:
@@ -343,10 +338,13 @@ class Lab:
         self.ovs(hv).stop_ovsdb()
 
     def start_ovsdb(self, hv: str) -> None:
+        self._start(hv, PrivateOvs.start_ovsdb)
+
+    def _start(self, hv: str, start) -> None:
         ovs = self.ovs(hv)
         try:
-            ovs.start_ovsdb()
-        finally:
+            start(ovs)
+        finally:  # whatever runs now is what `down` must stop
             self.state["hypervisors"][hv]["pids"] = ovs.pids()
             self._save()
 
@@ -388,6 +386,7 @@ class Lab:
         self.start_node(hv)
         self.wait_node(hv)
 
+    # -- down -------------------------------------------------------------------------------
     def down(self) -> list[str]:
         """Remove everything the lab recorded; return what was removed.  Every step is tried
         even if an earlier one fails, so one problem does not leave the rest behind."""

@@ -222,10 +222,7 @@ class CountsReads(FakeSwitch):
 def test_the_audit_runs_on_time_under_a_steady_stream_of_events():
     service, sw = _setup()
     sw = CountsReads(dict(sw.ofports))
-    clock = Clock()
-    a = HypervisorAgent("hv1", service, audit_interval=10, ovsdb_factory=FakeOvsdb, clock=clock)
-    a.attach(sw)
-    a.step()
+    a, _, clock = _clocked(service, sw, 10)
     assert sw.reads == 1
     name = next(iter(sw.ofports))
     for second in range(1, 31):  # a port flapping every second for 30 s
@@ -235,13 +232,20 @@ def test_the_audit_runs_on_time_under_a_steady_stream_of_events():
     assert sw.reads == 1 + 3 and a.status.audits == 3, "an audit every 10 s, events or not"
 
 
-def test_flows_are_repaired_while_ovsdb_is_down():
-    service, sw = _setup()
+def _clocked(service, sw, audit_interval: float):
+    """An agent on a fake clock with a fake OVSDB, attached to ``sw`` and through its first
+    turn."""
     db, clock = FakeOvsdb("unix:/x"), Clock()
-    a = HypervisorAgent("hv1", service, audit_interval=10, ovsdb_factory=lambda ep: db,
-                        clock=clock)
+    a = HypervisorAgent("hv1", service, audit_interval=audit_interval,
+                        ovsdb_factory=lambda ep: db, clock=clock)
     a.attach(sw)
     a.step()
+    return a, db, clock
+
+
+def test_flows_are_repaired_while_ovsdb_is_down():
+    service, sw = _setup()
+    a, db, clock = _clocked(service, sw, 10)
     db.down = True
     sw.flows.clear()  # ovs-vswitchd restarted: the switch reconnects with an empty table
     a.attach(sw)
@@ -257,11 +261,7 @@ def test_flows_are_repaired_while_ovsdb_is_down():
 
 def test_a_lost_ovsdb_session_is_reported_at_once_and_its_return_too():
     service, sw = _setup()
-    db, clock = FakeOvsdb("unix:/x"), Clock()
-    a = HypervisorAgent("hv1", service, audit_interval=60, ovsdb_factory=lambda ep: db,
-                        clock=clock)
-    a.attach(sw)
-    a.step()
+    a, db, clock = _clocked(service, sw, 60)
     assert a.status.ovsdb_connected and a._until_due() <= 1.0  # it looks every second
     db.down = True  # ovsdb-server stopped; nothing needs writing, no audit is due
     clock.now += 1
