@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from netvirt.errors import NetvirtError
+from netvirt.pipeline.layout import PUNT_METER_ID
 from netvirt.reconcile.compiler import fixed_flows
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ class NetvirtCollector:
                                          labels=["tenant"]) for c in PORT_COUNTERS}
         punts = CounterMetricFamily("netvirt_packet_ins", "packets sent to the controller, by "
                                     "what became of them", labels=["hypervisor", "verdict"])
+        punt_drops = CounterMetricFamily("netvirt_punt_meter_dropped_packets",
+                                         "packets for the controller the switch's punt meter "
+                                         "dropped", labels=["hypervisor"])
         for (hv, verdict), n in sorted(dict(self.service.packet_ins.counts).items()):
             punts.add_metric([hv, verdict], n)
         sums: dict[tuple[str, str], int] = {}
@@ -69,6 +73,9 @@ class NetvirtCollector:
                         dropped[f.table.name] += packets
                 for table, packets in dropped.items():
                     drops.add_metric([name, table], packets)
+                metered = sw.read_meter_stats().get(PUNT_METER_ID)
+                if metered is not None:
+                    punt_drops.add_metric([name], metered)
             except NetvirtError as e:
                 log.warning("metrics: %s: %s", name, e)
                 continue
@@ -81,7 +88,7 @@ class NetvirtCollector:
                     sums[(ref.tenant, c)] = sums.get((ref.tenant, c), 0) + stats[ofport][c]
         for (t, c), v in sorted(sums.items()):
             tenant[c].add_metric([t], v)
-        yield from (connected, in_sync, flows, recs, rec_s, mods, drops, punts)
+        yield from (connected, in_sync, flows, recs, rec_s, mods, drops, punts, punt_drops)
         yield from port.values()
         yield from tenant.values()
 

@@ -18,6 +18,7 @@ class FakeSwitch:
         self.flows: dict[tuple, InstalledFlow] = {}  # (table, priority, match) -> flow
         self.groups: set[int] = set()
         self.meters: dict[int, Meter] = {}
+        self.meter_drops: dict[int, int] = {}
         self.ofports = dict(ofports or {})
         self.flow_mods_sent = 0
         self.group_mods_sent = 0
@@ -40,6 +41,10 @@ class FakeSwitch:
         zero = dict.fromkeys(("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped",
                               "tx_dropped"), 0)
         return {p: {**zero, **self.port_stats.get(p, {})} for p in self.ofports.values()}
+
+    def read_meter_stats(self) -> dict[int, int]:
+        """Packets each meter dropped; tests set ``meter_drops``."""
+        return {i: self.meter_drops.get(i, 0) for i in self.meters}
 
     def read_flow_counters(self, cookie: int, mask: int) -> list[tuple[int, int]]:
         return [(f.table, 0) for f in self.flows.values() if f.cookie & mask == cookie & mask]

@@ -62,3 +62,6 @@ def test_a_flood_to_the_controller_is_contained(env):
     assert 0 < result["offers"] < result["sent"] / 5, result  # served, at its share only
     assert dropped > result["sent"] / 2, meters  # most of it never left the switch
     assert float(punts.get("limited_port", 0)) > 0 and float(punts["answered"]) > 0, punts
+    metered = re.search(r'netvirt_punt_meter_dropped_packets_total\{hypervisor="hv1"\} ([\d.e+]+)',
+                        env.client.metrics())
+    assert metered and float(metered[1]) >= dropped, "the meter's drops are in /metrics"
