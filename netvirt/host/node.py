@@ -86,7 +86,7 @@ class NodeAgent:
         self._wake = threading.Event()
 
     def reconcile_once(self) -> int:
-        """One pass: returns the number of keys written (0 when all was as it should be)."""
+        """One pass: returns the number of changes made (0 when all was as it should be)."""
         if self._want is None:
             self._want = self._report()
         self.ovsdb.connect()
