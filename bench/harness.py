@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import secrets
 import socket
 import statistics
 import subprocess
@@ -25,6 +26,9 @@ RUNDIR = Path("/run/netvirt-bench")
 API = "127.0.0.1:18281"
 OPENFLOW = "tcp:172.30.8.1:6653"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# the benchmarks' own API token, inherited by the controllers they start: no
+# /run/netvirt/api-token is made or left behind
+os.environ.setdefault("NETVIRT_API_TOKEN", secrets.token_urlsafe(32))
 
 
 def calibration_ms() -> float:

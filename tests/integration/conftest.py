@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -143,6 +144,10 @@ class Env:
 
 @pytest.fixture(scope="session")
 def env(tmp_path_factory):
+    # The session's own API token, in the environment the controller inherits and every
+    # client reads: no /run/netvirt/api-token is made or left behind.
+    saved = os.environ.get("NETVIRT_API_TOKEN")
+    os.environ["NETVIRT_API_TOKEN"] = secrets.token_urlsafe(32)
     e = Env(tmp_path_factory.mktemp("lab"))
     try:
         e.lab.up(load_file(e.base_file))
@@ -152,6 +157,10 @@ def env(tmp_path_factory):
     finally:
         e.ctl.stop()
         e.lab.down()
+        if saved is None:
+            os.environ.pop("NETVIRT_API_TOKEN", None)
+        else:
+            os.environ["NETVIRT_API_TOKEN"] = saved
     leftovers = [n for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
                                            text=True).stdout.split() if n.startswith("nvt-")]
     assert not leftovers, f"the lab left namespaces behind: {leftovers}"
