@@ -185,8 +185,9 @@ class Network:
                                                    if k not in _NOT_DELIVERED
                                                    and not k.startswith("reg"))))
             return
-        res.tunneled.append((hv, str(ipaddress.ip_address(pkt["tun_ipv4_dst"]))))
-        remote = self.by_ip.get(str(ipaddress.ip_address(pkt["tun_ipv4_dst"])))
+        dst = str(ipaddress.ip_address(pkt["tun_ipv4_dst"]))
+        res.tunneled.append((hv, dst))
+        remote = self.by_ip.get(dst)
         if remote is None or not res.follow_tunnels:
             return  # nobody there: the underlay drops it
         inner = {k: v for k, v in pkt.items()

@@ -171,7 +171,7 @@ class HypervisorAgent:
             return
         self._dirty = False
         try:
-            self.reconcile_once()
+            self._pass()
             self.status.last_error = ""
         except NetvirtError as e:
             self._failed(str(e))
@@ -243,9 +243,12 @@ class HypervisorAgent:
         log.warning("%s: %s (retrying in %.0fs)", self.name, msg, RETRY_SECONDS)
 
     def reconcile_once(self) -> None:
-        """Take the queued events, then make one pass (the agent's turn does this; tests
-        call it directly after queueing events)."""
+        """Take the queued events, then make one pass (tests call it directly after
+        queueing events; the agent's turn has taken them already)."""
         self.take_events(0)
+        self._pass()
+
+    def _pass(self) -> None:
         # A pass allocates tens of thousands of objects that live on (the mirror, encoded
         # flow mods) or die by reference count (os-ken messages): a collection in the middle
         # of it (80-150 ms at 1000 ports) would scan them all for nothing.
