@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import os
@@ -13,7 +12,8 @@ import warnings
 from netvirt import __version__
 from netvirt.apitoken import ensure_token
 from netvirt.config import load_file
-from netvirt.config.schema import Controller, hostport, mac_syntax, tcp_endpoint
+from netvirt.config.schema import (Controller, hostport, ipv4_syntax, mac_syntax,
+                                   tcp_endpoint)
 from netvirt.errors import ConfigError, LabError, NetvirtError, UsageError
 
 
@@ -93,12 +93,12 @@ def _parser() -> argparse.ArgumentParser:
                    help="controller API HOST:PORT (default: %(default)s)")
     c.add_argument("--from", dest="source", required=True, metavar="TENANT/PORT",
                    help="the VM port the packet leaves")
-    c.add_argument("--to-ip", required=True, type=_ipv4, metavar="IP",
+    c.add_argument("--to-ip", required=True, type=_arg(ipv4_syntax), metavar="IP",
                    help="the destination; off its subnets, the packet goes to the gateway")
     proto = c.add_mutually_exclusive_group()
     proto.add_argument("--tcp-dst", type=_l4_port, metavar="PORT", help="a TCP packet to PORT")
     proto.add_argument("--udp-dst", type=_l4_port, metavar="PORT", help="a UDP packet to PORT")
-    c.add_argument("--src-ip", type=_ipv4, help="spoof the source IP")
+    c.add_argument("--src-ip", type=_arg(ipv4_syntax), help="spoof the source IP")
     c.add_argument("--src-mac", type=_arg(mac_syntax), help="spoof the source MAC")
     c.add_argument("--real", action="store_true",
                    help="also run ofproto/trace on the hypervisors and compare")
@@ -183,13 +183,6 @@ def _l4_port(value: str) -> int:
     if not value.isdigit() or not 0 <= int(value) <= 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port number (0-65535)")
     return int(value)
-
-
-def _ipv4(value: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(value))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not an IPv4 address") from None
 
 
 def _api(value: str) -> str:
@@ -414,12 +407,17 @@ def cmd_lab_exec(args) -> int:
     os.execvp(full[0], full)
 
 
-def cmd_lab_restart(args) -> int:
+def _lab_that_is_up():
     from netvirt.host.lab import Lab
 
     lab = Lab()
     if not lab.is_up:
         raise LabError("no lab is up; run `netvirt lab up FILE` first")
+    return lab
+
+
+def cmd_lab_restart(args) -> int:
+    lab = _lab_that_is_up()
     lab.ovs(args.hypervisor)  # a usage error for a hypervisor the lab does not have
     t0 = time.monotonic()
     if args.daemon == "node":
@@ -432,13 +430,10 @@ def cmd_lab_restart(args) -> int:
 
 
 def cmd_lab_matrix(args) -> int:
-    from netvirt.host.lab import Lab
     from netvirt.host.reach import matrix, render_matrix
 
     lc = load_file(args.file)
-    lab = Lab()
-    if not lab.is_up:
-        raise LabError("no lab is up; run `netvirt lab up FILE` first")
+    lab = _lab_that_is_up()
     lab.check_built_from(lc)
     try:
         held = _client(args, lc).status().get("config") or {}

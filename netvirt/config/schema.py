@@ -19,6 +19,14 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _ENDPOINT_RE = re.compile(r"^(unix:/.+|tcp:[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
 
 
+def ipv4_syntax(v: str) -> str:
+    """An IPv4 address written out (a flag or an API field, not a config value)."""
+    try:
+        return str(ipaddress.IPv4Address(v))
+    except ValueError:
+        raise ValueError(f"{v!r} is not an IPv4 address") from None
+
+
 def mac_syntax(v: str) -> str:
     """A MAC written as six hex pairs, lowercased (any MAC: spoofing tests use others too)."""
     v = v.lower()

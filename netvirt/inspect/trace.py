@@ -10,7 +10,7 @@ import ipaddress
 from dataclasses import dataclass
 
 from netvirt.config import LoadedConfig
-from netvirt.config.schema import mac_syntax
+from netvirt.config.schema import ipv4_syntax, mac_syntax
 from netvirt.inspect.simulate import Network, Result
 from netvirt.errors import UsageError
 from netvirt.topology import Topology
@@ -38,8 +38,11 @@ class TraceRequest:
             req = TraceRequest(str(d["from"]), str(d["to_ip"]), str(d.get("proto", "icmp")),
                                d.get("dst_port"), d.get("src_ip"), d.get("src_mac"))
             for field, value in (("to_ip", req.dst_ip), ("src_ip", req.src_ip)):
-                if value is not None and not _is_ipv4(value):
-                    raise ValueError(f"{field} {value!r} is not an IPv4 address")
+                if value is not None:
+                    try:
+                        ipv4_syntax(value)
+                    except ValueError as e:
+                        raise ValueError(f"{field} {e}") from None
             if req.src_mac is not None:
                 mac_syntax(req.src_mac)
             if req.dst_port is not None and not (isinstance(req.dst_port, int)
@@ -53,14 +56,6 @@ class TraceRequest:
         if req.proto not in PROTOCOLS:
             raise TraceError(f"proto must be one of {', '.join(PROTOCOLS)}")
         return req
-
-
-def _is_ipv4(value: str) -> bool:
-    try:
-        ipaddress.IPv4Address(value)
-        return True
-    except ValueError:
-        return False
 
 
 def _port_name(topo: Topology, inventories: dict, hv: str, ofport: int) -> str:
