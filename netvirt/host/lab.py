@@ -370,11 +370,15 @@ class Lab:
         log, pid = self._node_log(hv), self.state["hypervisors"][hv]["node_pid"]
         deadline = time.monotonic() + timeout
         while "node: pass 1:" not in log.read_text():
-            if time.monotonic() > deadline or not self.ovs(hv).is_ours(pid):
-                raise LabError(f"the node agent of {hv} (pid {pid}) made no pass within "
-                               f"{timeout:.0f}s; its log {log} ends:\n"
-                               f"{log.read_text()[-1500:]}")
-            time.sleep(0.05)
+            if not self.ovs(hv).is_ours(pid):
+                why = "exited before its first pass"
+            elif time.monotonic() > deadline:
+                why = f"made no pass within {timeout:.0f}s"
+            else:
+                time.sleep(0.05)
+                continue
+            raise LabError(f"the node agent of {hv} (pid {pid}) {why}; its log {log} "
+                           f"ends:\n{log.read_text()[-1500:]}")
 
     def stop_node(self, hv: str) -> None:
         info = self.state["hypervisors"][hv]

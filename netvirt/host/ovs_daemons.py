@@ -113,12 +113,20 @@ class PrivateOvs:
         return self.pids()["ovs-vswitchd"]
 
     def is_ours(self, pid: int) -> bool:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            return False
-        return stat.rsplit(")", 1)[1].split()[0] != "Z" and str(self.dir) in cmdline
+        # A process in the middle of execve (`ip netns exec` becoming python) shows an
+        # empty cmdline for a moment: look again rather than take it for someone else's.
+        for _ in range(100):
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                return False
+            if stat.rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+            if cmdline:
+                return str(self.dir) in cmdline.replace(b"\0", b" ").decode()
+            time.sleep(0.01)
+        return False  # a kernel thread, never ours
 
     def stop_daemon(self, name: str, pid: int | None) -> None:
         if not pid or not self.is_ours(pid):
