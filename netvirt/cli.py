@@ -256,7 +256,11 @@ def _print_status(st: dict) -> bool:
               f"{(' ovsdb error: ' + h['ovsdb_error']) if h.get('ovsdb_error') else ''}"
               f"{(' ports down: ' + ', '.join(h['ports_down'])) if h['ports_down'] else ''}"
               f"{(' ports: ' + str(h['port_errors'])) if h['port_errors'] else ''}".rstrip())
-    print(f"revision {st['revision']}: {'healthy' if st['healthy'] else 'UNHEALTHY'}")
+    if st["config"] is None:
+        print(f"revision {st['revision']}: no config applied yet; apply one with "
+              f"`netvirt apply FILE`")
+    else:
+        print(f"revision {st['revision']}: {'healthy' if st['healthy'] else 'UNHEALTHY'}")
     return st["healthy"]
 
 

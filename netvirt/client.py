@@ -49,8 +49,9 @@ class Client:
     def wait_in_sync(self, revision: int, timeout: float, healthy: bool = False) -> dict:
         """Block (server side) until in sync at ``revision`` (and, with ``healthy``, every
         port bound), or ``timeout`` seconds."""
-        return self._call("GET", f"/v1/status?wait_revision={revision}&timeout={timeout}"
-                                 f"&healthy={int(healthy)}")
+        # the API takes plain decimals up to 300 s (no 1e-05, no nan)
+        return self._call("GET", f"/v1/status?wait_revision={revision}"
+                                 f"&timeout={min(timeout, 300.0):.3f}&healthy={int(healthy)}")
 
     def metrics(self) -> str:
         """The Prometheus exposition text."""
@@ -70,7 +71,7 @@ class Client:
 
 
 def _config_body(loaded: LoadedConfig) -> dict:
-    # The parsed document rides along, so the controller validates it without parsing the
-    # YAML again; the source gives it the locations and the revision digest.
-    return {"source": loaded.source, "filename": loaded.filename, "data": loaded.data}
+    # The source alone: the controller parses and validates it itself, so what it applies,
+    # the digest it shows and the lines its traces name all come from the same text.
+    return {"source": loaded.source, "filename": loaded.filename}
 

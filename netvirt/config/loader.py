@@ -24,7 +24,7 @@ from netvirt.config import allocate
 from netvirt.config.checks import check
 from netvirt.config.schema import Config
 from netvirt.config.yamlsource import SourceMap, load_yaml
-from netvirt.errors import ConfigError, Diagnostic, UsageError
+from netvirt.errors import ConfigError, Diagnostic
 from netvirt.gcpause import gc_paused
 
 
@@ -91,31 +91,18 @@ def load_file(path: str | Path) -> LoadedConfig:
     return load_text(text, str(p))
 
 
-def load_text(text: str, filename: str) -> LoadedConfig:
+def load_text(text: str, filename: str, previous: LoadedConfig | None = None) -> LoadedConfig:
+    """``previous``: the config this one replaces.  A tenant whose document equals its
+    document there is not validated again: its model is reused, and the cross-object checks
+    run on the whole config as always.  A one-port change at 1000 ports validates one
+    tenant."""
     with gc_paused():
         data, smap = load_yaml(text, filename)
-        validated = _validate(data)
+        validated = _validate(data, previous)
         if isinstance(validated, list):
             raise ConfigError([smap.diag(p.path, p.message, key=p.key) for p in validated])
         return LoadedConfig(_allocate(validated), text, filename, _digest(text), data, smap,
                             validated)
-
-
-def load_data(data: object, source: str, filename: str,
-              previous: LoadedConfig | None = None) -> LoadedConfig:
-    """A document a client parsed from ``source``: validated again, the YAML not re-parsed.
-    A tenant whose document equals its document in ``previous`` (the config this one
-    replaces) is not validated again: its model is reused, and the cross-object checks run
-    on the whole config as always.  A one-port change at 1000 ports validates one tenant."""
-    with gc_paused():
-        validated = _validate(data, previous)
-        if isinstance(validated, list):
-            # The source gives the same problems with their locations.
-            load_text(source, filename)
-            raise UsageError(f"the request's data is not the document its source ({filename}) "
-                             f"holds; send the data parsed from that source, or the source alone")
-        return LoadedConfig(_allocate(validated), source, filename, _digest(source), data,
-                            None, validated)
 
 
 def _digest(text: str) -> str:

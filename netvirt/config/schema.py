@@ -14,9 +14,13 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
-_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
-_ENDPOINT_RE = re.compile(r"^(unix:/.+|tcp:[A-Za-z0-9.\-\[\]:]+:\d{1,5})$")
+# Every pattern is used with fullmatch and spells out ASCII: `$` also matches before a final
+# newline, and \d also matches non-ASCII digits.
+_MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_IFNAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")
+_HOSTNAME_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+_PORT_RE = re.compile(r"[0-9]{1,5}")
 
 
 def ipv4_syntax(v: str) -> str:
@@ -30,7 +34,7 @@ def ipv4_syntax(v: str) -> str:
 def mac_syntax(v: str) -> str:
     """A MAC written as six hex pairs, lowercased (any MAC: spoofing tests use others too)."""
     v = v.lower()
-    if not _MAC_RE.match(v):
+    if not _MAC_RE.fullmatch(v):
         raise ValueError("MAC must look like 02:00:00:00:00:01")
     return v
 
@@ -48,7 +52,7 @@ def _mac(v) -> str:
 
 
 def _ifname(v: str) -> str:
-    if not _IFNAME_RE.match(v):
+    if not _IFNAME_RE.fullmatch(v):
         raise ValueError("interface names are 1-15 characters of letters, digits, '_', '.', '-'")
     return v
 
@@ -59,21 +63,52 @@ def _endpoint(v: str) -> str:
         raise ValueError("ssl: OVSDB endpoints are not supported yet; use unix:/PATH (the "
                          "controller on the hypervisor) or tcp:HOST:PORT on a management "
                          "network you trust")
-    if not _ENDPOINT_RE.match(v):
-        raise ValueError("endpoint must be unix:/PATH or tcp:HOST:PORT")
-    return v
+    if v.startswith("unix:/") and v.isprintable():
+        return v
+    if v.startswith("tcp:"):
+        host, _, port = v[4:].rpartition(":")
+        if _port_number(port) and _host(host):
+            return v
+    raise ValueError("endpoint must be unix:/PATH or tcp:HOST:PORT with a port from 1 to "
+                     "65535, for example tcp:192.168.0.11:6640")
+
+
+def _port_number(text: str) -> bool:
+    return bool(_PORT_RE.fullmatch(text)) and 0 < int(text) < 65536
+
+
+def _host(text: str) -> bool:
+    """An IPv4 address, an [IPv6] address or a host name."""
+    try:
+        if text.startswith("[") and text.endswith("]"):
+            ipaddress.IPv6Address(text[1:-1])
+            return True
+        ipaddress.IPv4Address(text)
+        return True
+    except ValueError:
+        # all digits and dots is a malformed IPv4 address, not a host name
+        return (bool(_HOSTNAME_RE.fullmatch(text)) and len(text) <= 253
+                and not text.replace(".", "").isdigit())
 
 
 def tcp_endpoint(v: str) -> str:
-    if not re.match(r"^tcp:[0-9.]+:\d{1,5}$", v):
-        raise ValueError("must be tcp:IPV4:PORT, for example tcp:172.30.0.1:6653")
+    host, _, port = v.removeprefix("tcp:").rpartition(":")
+    try:
+        ipaddress.IPv4Address(host)
+        ok = v.startswith("tcp:") and _port_number(port)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("must be tcp:IPV4:PORT with a port from 1 to 65535, for example "
+                         "tcp:172.30.0.1:6653")
     return v
 
 
 def hostport(v: str) -> str:
     host, _, port = v.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError("must be HOST:PORT, for example 127.0.0.1:8181")
+    if not _host(host) or not _port_number(port):
+        raise ValueError("must be HOST:PORT with a port from 1 to 65535, for example "
+                         "127.0.0.1:8181")
     return v
 
 

@@ -21,10 +21,14 @@ PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped
 
 
 class NetvirtCollector:
-    def __init__(self, service):
+    def __init__(self, service, api: dict[str, int]):
         self.service = service
+        self.api = api  # the API server's own gauges
 
     def collect(self):
+        for key, what in (("connections", "open API connections"),
+                          ("long_polls", "status requests waiting for a revision")):
+            yield GaugeMetricFamily(f"netvirt_api_{key}", what, value=self.api.get(key, 0))
         rev, loaded, topo = self.service.snapshot()
         agents = dict(self.service.agents)
         connected = GaugeMetricFamily("netvirt_switch_connected",
@@ -93,7 +97,7 @@ class NetvirtCollector:
         yield from tenant.values()
 
 
-def exposition(service) -> bytes:
+def exposition(service, api: dict[str, int]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(NetvirtCollector(service))
+    registry.register(NetvirtCollector(service, api))
     return generate_latest(registry)

@@ -5,9 +5,8 @@ _ERR = {"description": "error: {\"error\": message}", "content": _JSON}
 _CONFIG_BODY = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["source"],
     "properties": {"source": {"type": "string", "description": "the tenant YAML"},
-                   "filename": {"type": "string", "description": "name used in diagnostics"},
-                   "data": {"type": "object", "description": "the document parsed from source: "
-                            "validated without parsing the YAML again"}}}}}}
+                   "filename": {"type": "string", "description": "name used in diagnostics"}},
+    "additionalProperties": False}}}}
 _TRACE_BODY = {"required": True, "content": {"application/json": {"schema": {
     "type": "object", "required": ["from", "to_ip"],
     "properties": {"from": {"type": "string", "example": "blue/web1"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import signal
 import socket
 import threading
@@ -48,7 +49,7 @@ class ControllerService:
         self._by_dpid: dict[int, HypervisorAgent] = {}
         self._datapaths: dict[int, object] = {}  # every connected switch, configured or not
         self.started = time.time()
-        self._progress = threading.Condition()  # notified after every agent's pass
+        self._listeners: list = []  # called after every agent's pass
         self.packet_ins = PacketIns(self)
         self._port_index: dict[str, tuple] = {}  # hv -> (topology, inventory, ofport -> ref)
         if loaded is not None:
@@ -135,24 +136,15 @@ class ControllerService:
             result["agree"] = all(r.get("agree") for r in reports)
         return result
 
+    def on_progress(self, fn) -> None:
+        """Call ``fn()`` (from an agent's thread) after every agent's pass: the API wakes
+        its long polls with it."""
+        self._listeners.append(fn)
+
     def notify(self) -> None:
         """An agent finished a pass: wake whoever waits for convergence."""
-        with self._progress:
-            self._progress.notify_all()
-
-    def wait_in_sync(self, revision: int, timeout: float, healthy: bool = False) -> dict:
-        """The status, once every hypervisor is in sync at ``revision`` or later (or when
-        ``timeout`` runs out): one request instead of a polling loop.  ``healthy`` also waits
-        for every configured port to be on its switch, with its flows."""
-        deadline = time.monotonic() + timeout
-        with self._progress:
-            while True:
-                st = self.status()
-                left = deadline - time.monotonic()
-                done = st["revision"] >= revision and st["in_sync"] and (st["healthy"] or not healthy)
-                if done or left <= 0:
-                    return st
-                self._progress.wait(min(left, 1.0))
+        for fn in list(self._listeners):
+            fn()
 
     def status(self) -> dict:
         rev, loaded, _ = self.snapshot()
@@ -168,7 +160,8 @@ class ControllerService:
             "openflow": self.openflow,
             "uptime_seconds": round(time.time() - self.started, 1),
             "in_sync": all(h["in_sync"] and h["applied_revision"] == rev for h in hvs.values()),
-            "healthy": all(h["healthy"] for h in hvs.values()),
+            # nothing to run is not health: a controller started without a file says so
+            "healthy": loaded is not None and all(h["healthy"] for h in hvs.values()),
             "hypervisors": hvs,
         }
 
@@ -247,6 +240,13 @@ class ControllerService:
             a.stop()
 
 
+def in_sync_at(status: dict, revision: int, healthy: bool = False) -> bool:
+    """Whether ``status`` is in sync at ``revision`` or later (and, with ``healthy``, has
+    every configured port on its switch, with its flows)."""
+    return (status["revision"] >= revision and status["in_sync"]
+            and (status["healthy"] or not healthy))
+
+
 def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interval: float,
         token: str | None = None) -> int:
     """Run the controller until SIGTERM/SIGINT.  Flows stay on the switches when it exits
@@ -255,6 +255,7 @@ def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interva
     from netvirt.drivers import ofapp
 
     host, port = openflow.removeprefix("tcp:").rsplit(":", 1)
+    _raise_open_files()
     api = ApiServer(None, api_addr, token)  # binds now: a second controller fails here, loudly
     _check_bindable(host, int(port), "OpenFlow")
     service = ControllerService(loaded, openflow, audit_interval)
@@ -277,6 +278,15 @@ def run(loaded: LoadedConfig | None, openflow: str, api_addr: str, audit_interva
     # exits here rather than waiting for them.
     logging.shutdown()
     os._exit(0)
+
+
+def _raise_open_files() -> None:
+    """Every API connection, switch and OVSDB session is a file; Debian's soft limit of
+    1024 would refuse connections long before the API's own limit does."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
+                                                    else max(soft, 65536), hard))
 
 
 def _check_bindable(host: str, port: int, what: str) -> None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from netvirt.errors import PipelineError
 from netvirt.inspect.conntrack import Conntrack
-from netvirt.pipeline.layout import TUNNEL_OFPORT
+from netvirt.pipeline.layout import TUNNEL_OFPORT, UNTAGGED
 from netvirt.pipeline.records import (CT, DecTtl, Flow, Goto, GroupAction, MeterAction, Move,
                                       Output, OutputReg, Resubmit, SetField, WriteMetadata)
 from netvirt.pipeline.tables import Table
@@ -110,7 +110,9 @@ class Network:
     def inject(self, hv: str, in_port: int, pkt: dict, follow_tunnels: bool = True) -> Result:
         """``follow_tunnels=False`` stops at this switch, as `ofproto/trace` does."""
         res = Result(follow_tunnels=follow_tunnels)
-        self._enter(hv, {**pkt, "in_port": in_port, "metadata": 0}, res, 0)
+        # a packet without a vlan_vid is untagged, as OVS sees it
+        self._enter(hv, {"vlan_vid": UNTAGGED, **pkt, "in_port": in_port, "metadata": 0},
+                    res, 0)
         return res
 
     def _enter(self, hv: str, pkt: dict, res: Result, hops: int) -> None:

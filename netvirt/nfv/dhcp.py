@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from netvirt.config.allocate import digest
 from netvirt.pipeline.layout import (DHCP_CLIENT_PORT, DHCP_SERVER_PORT, ETH_IP, IPPROTO_UDP,
-                                     PUNT_METER_ID, VNI_MASK)
+                                     PUNT_METER_ID, UNTAGGED, VNI_MASK)
 from netvirt.pipeline.records import Flow, Goto, MeterAction, Output, WriteMetadata
 from netvirt.pipeline.tables import Table
 from netvirt.topology.views import NetworkOnHv, network_views
@@ -30,7 +30,8 @@ def dhcp_views(topo, hv: str, inv) -> list[NetworkOnHv]:
 def compile_dhcp(net: NetworkOnHv) -> tuple[list[Flow], list]:
     admit = [WriteMetadata(net.vni, VNI_MASK), Goto(Table.DHCP)]
     flows = [Flow.make(Table.PORT_SECURITY, 110,
-                       {"in_port": p.ofport, "eth_src": p.mac, "eth_type": ETH_IP,
+                       {"in_port": p.ofport, "vlan_vid": UNTAGGED, "eth_src": p.mac,
+                        "eth_type": ETH_IP,
                         "ipv4_src": "0.0.0.0", "ipv4_dst": "255.255.255.255",
                         "ip_proto": IPPROTO_UDP, "udp_src": DHCP_CLIENT_PORT,
                         "udp_dst": DHCP_SERVER_PORT}, admit, p.origin)

@@ -5,12 +5,16 @@ the tunnel, and every other hypervisor drops it, so a guest never sees an ARP br
 another hypervisor.  (Answering every address on every hypervisor would save that one
 underlay round trip per resolution at the price of a flow per port per hypervisor.)
 
+An ARP packet that is neither a request nor a reply (RARP-style opcodes, InARP, NAK) has no
+business in a tenant network: it drops here rather than flood.
+
 The reply leaves by the ingress port directly, not through the egress stages: it is the
 pipeline's own answer to the asker, not a packet from one port to another."""
 from __future__ import annotations
 
 from netvirt.pipeline.layout import ARP_REPLY, ARP_REQUEST, ETH_ARP, TUNNEL_OFPORT, VNI_MASK
-from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Move, Output, SetField
+from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Goto, Move, Output, SetField
+from netvirt.pipeline.stages import following
 from netvirt.pipeline.tables import Table
 from netvirt.topology.views import NetworkOnHv
 
@@ -18,9 +22,15 @@ T = Table.ARP_RESPONDER
 
 
 def arp_responder_fixed() -> list[Flow]:
-    # a request from another hypervisor for an address this one does not host
-    return [Flow.make(T, 50, {"in_port": TUNNEL_OFPORT, "eth_type": ETH_ARP,
-                              "arp_op": ARP_REQUEST}, [], PIPELINE_ORIGIN)]
+    go_on = [Goto(following(T))]
+    return [
+        # a request from another hypervisor for an address this one does not host
+        Flow.make(T, 50, {"in_port": TUNNEL_OFPORT, "eth_type": ETH_ARP,
+                          "arp_op": ARP_REQUEST}, [], PIPELINE_ORIGIN),
+        # requests no one here answers, and replies, go on; any other opcode drops
+        Flow.make(T, 20, {"eth_type": ETH_ARP, "arp_op": ARP_REQUEST}, go_on, PIPELINE_ORIGIN),
+        Flow.make(T, 20, {"eth_type": ETH_ARP, "arp_op": ARP_REPLY}, go_on, PIPELINE_ORIGIN),
+        Flow.make(T, 10, {"eth_type": ETH_ARP}, [], PIPELINE_ORIGIN)]
 
 
 def compile_arp_responder(net: NetworkOnHv) -> list[Flow]:

@@ -1,10 +1,12 @@
-"""PORT_SECURITY: a VM may only send from its own MAC, and IPv4/ARP only from its own
-addresses.  The flow that admits a packet also classifies it (writes the network's VNI), so
-a port costs two flows per address here and none in CLASSIFY.  Everything else from a VM port
-(spoofed MAC or IP, other ethertypes, a port netvirt does not know) drops (the stage's miss)."""
+"""PORT_SECURITY: a VM may only send untagged frames from its own MAC, and IPv4/ARP only
+from its own addresses.  The flow that admits a packet also classifies it (writes the
+network's VNI), so a port costs two flows per address here and none in CLASSIFY.
+Everything else from a VM port (spoofed MAC or IP, an 802.1Q or 802.1ad tag, other
+ethertypes, a port netvirt does not know) drops (the stage's miss).  ARP opcodes are
+ARP_RESPONDER's to judge."""
 from __future__ import annotations
 
-from netvirt.pipeline.layout import ETH_ARP, ETH_IP, VNI_MASK
+from netvirt.pipeline.layout import ETH_ARP, ETH_IP, UNTAGGED, VNI_MASK
 from netvirt.pipeline.records import Flow, Goto, WriteMetadata
 from netvirt.pipeline.stages import following
 from netvirt.pipeline.tables import Table
@@ -17,7 +19,7 @@ def compile_port_security(net: NetworkOnHv) -> list[Flow]:
     admit = [WriteMetadata(net.vni, VNI_MASK), Goto(following(T))]
     flows = []
     for port in net.bound:
-        base = {"in_port": port.ofport, "eth_src": port.mac}
+        base = {"in_port": port.ofport, "vlan_vid": UNTAGGED, "eth_src": port.mac}
         for ip in port.ips:
             flows.append(Flow.make(T, 100, {**base, "eth_type": ETH_IP, "ipv4_src": ip},
                                    admit, port.origin))

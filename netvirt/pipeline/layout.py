@@ -22,6 +22,10 @@ INT_BRIDGE, PHY_BRIDGE = "br-int", "br-phy"
 RESERVED_INTERFACES = frozenset({TUNNEL_PORT_NAME, INT_BRIDGE, PHY_BRIDGE})
 
 ETH_IP, ETH_ARP = 0x0800, 0x0806
+# OpenFlow's vlan_vid of a frame that carries no 802.1Q tag (OFPVID_NONE).  OVS matches
+# eth_type inside a tag, so a flow that admits IPv4 must also say "untagged", or a tagged
+# frame with the VM's own MAC and IP passes and reaches other ports still tagged.
+UNTAGGED = 0x0000
 IPPROTO_UDP = 17
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 

@@ -3,19 +3,28 @@
     sniff IFACE SECONDS        print READY, then after SECONDS a JSON {marker: count}
     send IFACE JSON            send the frames described by JSON: a list of
                                {"eth_src", "eth_dst", "marker", and "ip_src"/"ip_dst" or
-                                "arp_op"/"arp_spa"/"arp_tpa"/"arp_sha"}
+                                "arp_op"/"arp_spa"/"arp_tpa"/"arp_sha" or "ethertype";
+                                optionally "tags": [[TPID, VID], ...], outermost first}
 Markers are payload strings starting with NVPROBE-.
 """
 import json
 import re
 import sys
 
-from scapy.all import ARP, IP, UDP, Ether, Raw, sendp, sniff
+from scapy.all import ARP, IP, UDP, Dot1AD, Dot1Q, Ether, Raw, sendp, sniff
 
 
 def frame(spec):
     eth = Ether(src=spec["eth_src"], dst=spec["eth_dst"])
+    for tpid, vid in spec.get("tags", []):
+        eth = eth / (Dot1AD(vlan=vid) if tpid == 0x88A8 else Dot1Q(vlan=vid))
     payload = Raw(load=spec["marker"].encode())
+    if "ethertype" in spec:  # a bare frame of that type: the marker is its payload
+        if spec.get("tags"):
+            eth.lastlayer().type = spec["ethertype"]
+        else:
+            eth.type = spec["ethertype"]
+        return eth / payload
     if "arp_op" in spec:
         return eth / ARP(op=spec["arp_op"], hwsrc=spec["arp_sha"], psrc=spec["arp_spa"],
                          pdst=spec["arp_tpa"]) / payload

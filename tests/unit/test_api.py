@@ -38,7 +38,7 @@ def controller():
     service = ControllerService(None, OPENFLOW, audit_interval=60, agent_factory=agent)
     api = ApiServer(service, "127.0.0.1:0")
     api.start()
-    addr = "127.0.0.1:%d" % api.httpd.server_address[1]
+    addr = "127.0.0.1:%d" % api.address[1]
     yield service, addr, switches
     api.stop()
     service.stop()
@@ -60,9 +60,9 @@ def test_apply_status_and_zero_extra_mods(controller, capsys):
     st = Client(addr).status()
     assert st["revision"] == 1 and st["in_sync"]
     assert {h: v["installed_flows"] for h, v in st["hypervisors"].items()} == \
-        {"hv1": 26, "hv2": 26, "hv3": 26}
+        {"hv1": 29, "hv2": 29, "hv3": 29}
     assert main(["apply", str(DEMO), "--api", addr]) == 0  # same intent again
-    assert sum(s.flow_mods_sent for s in switches.values()) == 78
+    assert sum(s.flow_mods_sent for s in switches.values()) == 87
     assert main(["status", "--api", addr]) == 0
     assert "revision 2: healthy" in capsys.readouterr().out
 
@@ -72,12 +72,26 @@ def test_the_controller_validates_what_it_is_sent_with_locations(controller):
     service, addr, _ = controller
     text = DEMO.read_text()
     bad = text.replace("ips: [10.0.0.2]", "ips: [10.0.0.1]", 1)  # blue/web1's address
-    data = yaml.safe_load(bad)
     client = Client(addr)
     with pytest.raises(ConfigError) as e:
-        client._call("POST", "/v1/config", {"source": bad, "filename": "x.yaml", "data": data})
+        client._call("POST", "/v1/config", {"source": bad, "filename": "x.yaml"})
     assert [f"{d.file}:{d.line}:{d.col}" for d in e.value.diagnostics] == ["x.yaml:28:59"]
     assert "already used by port 'web1'" in str(e.value)
+
+
+def test_a_document_beside_the_source_is_refused_so_they_cannot_disagree(controller):
+    """Applying `data` while recording the digest of `source` once showed a removed tenant
+    under the full file's digest; the controller now parses the source itself."""
+    service, addr, _ = controller
+    text = DEMO.read_text()
+    data = yaml.safe_load(text)
+    del data["tenants"][1]
+    client = Client(addr)
+    with pytest.raises(UsageError, match="send the source alone"):
+        client._call("POST", "/v1/config", {"source": text, "filename": "x.yaml", "data": data})
+    with pytest.raises(UsageError, match="unknown field"):
+        client._call("POST", "/v1/config", {"source": text, "sauce": 1})
+    assert service.snapshot()[0] == 0  # nothing was applied
     # the source alone (a client that does not parse YAML) is parsed by the controller
     r = client._call("POST", "/v1/config", {"source": text, "filename": "demo.yaml"})
     assert r["revision"] == 1 and service.snapshot()[1].location("tenant/blue/port/web2")
@@ -159,7 +173,7 @@ def test_metrics_exposition(controller):
     text = urllib.request.urlopen(f"http://{addr}/metrics?scrape=1").read().decode()
     assert 'netvirt_port_rx_packets_total{hypervisor="hv1",port="web1",tenant="blue"} 7.0' in text
     assert 'netvirt_tenant_rx_bytes_total{tenant="blue"} 700.0' in text
-    assert 'netvirt_flows{hypervisor="hv2",state="installed"} 26.0' in text
+    assert 'netvirt_flows{hypervisor="hv2",state="installed"} 29.0' in text
     assert 'netvirt_switch_connected{hypervisor="hv3"} 1.0' in text
     assert 'netvirt_reconciliations_total{hypervisor="hv1"}' in text
 
@@ -181,7 +195,7 @@ def test_token_is_required_off_loopback_and_checked():
     service = ControllerService(None, OPENFLOW)
     api = ApiServer(service, "127.0.0.1:0", token="s3cret")
     api.start()
-    addr = "127.0.0.1:%d" % api.httpd.server_address[1]
+    addr = "127.0.0.1:%d" % api.address[1]
     try:
         with pytest.raises(ApiError, match="401"):
             Client(addr, token="").status()
@@ -224,7 +238,7 @@ def test_a_bad_content_length_is_a_400_not_a_dropped_connection(controller):
     _, addr, _ = controller
     for length in (b"twelve", b"-5"):
         reply = _raw(addr, b"POST /v1/config HTTP/1.0\r\nContent-Length: " + length + b"\r\n\r\n")
-        assert reply.startswith(b"HTTP/1.0 400") and b"Content-Length must be a number" in reply
+        assert reply.startswith(b"HTTP/1.1 400") and b"bad Content-Length" in reply, reply
 
 
 def test_a_server_bug_is_answered_as_one(controller, monkeypatch):

@@ -2,10 +2,9 @@
 import textwrap
 
 import pytest
-import yaml
 
 from netvirt.config import load_text
-from netvirt.errors import ConfigError, UsageError
+from netvirt.errors import ConfigError
 
 BASE = """\
 hypervisors:
@@ -185,73 +184,34 @@ def test_unquoted_mac_gets_a_hint():
     assert e.startswith("t.yaml:21:14: tenants[0].ports[0].mac: quote MAC addresses")
 
 
-# -- the controller's side: a document the client parsed, validated without the YAML --------
-
-def test_data_from_a_client_loads_like_its_source():
-    from netvirt.config import load_data
-
-    text = textwrap.dedent(BASE)
-    local = load_text(text, "t.yaml")
-    remote = load_data(local.data, text, "t.yaml")
-    assert remote.config == local.config and remote.revision == local.revision
-    # locations come from parsing the source, on first use
-    assert remote.location("tenant/blue/port/web1") == local.location("tenant/blue/port/web1")
-    assert str(remote.location("tenant/blue/port/web1")) == "t.yaml:17:9"
-
-
-def test_invalid_data_is_reported_at_its_source_location():
-    from netvirt.config import load_data
-
-    text = textwrap.dedent(BASE).replace("ips: [10.0.0.1]", "ips: [10.9.0.1]")
-    data = yaml.safe_load(text)
-    with pytest.raises(ConfigError) as e:
-        load_data(data, text, "t.yaml")
-    assert [str(d) for d in e.value.diagnostics] == [
-        "t.yaml:20:15: tenants[0].ports[0].ips[0]: IP 10.9.0.1 is outside network 'web''s "
-        "subnets (10.0.0.0/24); pick an address inside"]
-
-
-def test_data_that_is_not_its_source_is_refused():
-    from netvirt.config import load_data
-
-    text = textwrap.dedent(BASE)
-    data = yaml.safe_load(text)
-    data["tenants"][0]["ports"][0]["ips"] = ["10.9.0.1"]  # invalid, but the source is fine
-    with pytest.raises(UsageError, match="not the document its source"):
-        load_data(data, text, "t.yaml")
-
+# -- a config that replaces another ---------------------------------------------------
 
 def test_unchanged_tenants_are_not_validated_again_and_the_result_is_the_same():
     import copy
 
     from netvirt.testing import gen
-    from netvirt.config import load_data
 
     data = gen.config(100, 3)  # tenants of 5 networks, explicit VNIs, MACs and interfaces
-    first = load_data(data, "", "a.yaml")
+    first = load_text(gen.text(data), "a.yaml")
     changed = copy.deepcopy(data)
     changed["tenants"][0]["ports"][0]["ips"] = ["10.0.0.240"]
-    second = load_data(changed, "", "b.yaml", previous=first)
-    assert second.config == load_data(changed, "", "b.yaml").config
+    second = load_text(gen.text(changed), "b.yaml", previous=first)
+    assert second.config == load_text(gen.text(changed), "b.yaml").config
     assert second.config.tenants[0] is not first.config.tenants[0]
     assert all(a is b for a, b in
                zip(second.config.tenants[1:], first.config.tenants[1:], strict=True))
 
 
 def test_a_reused_config_still_gets_every_cross_tenant_check():
-    import copy
-
-    from netvirt.config import load_data
-
     text = textwrap.dedent(BASE)
-    first = load_data(yaml.safe_load(text), text, "t.yaml")
+    first = load_text(text, "t.yaml")
     bad = text.replace("vni: 100", "vni: 100\n        mtu: 100")  # below the minimum
     with pytest.raises(ConfigError, match="mtu"):
-        load_data(yaml.safe_load(bad), bad, "t.yaml", previous=first)
-    data = copy.deepcopy(first.data)
-    data["hypervisors"][1]["underlay_ip"] = "192.168.50.1/24"  # the tenant is unchanged
-    with pytest.raises(UsageError):  # the data is invalid; its source is the valid BASE
-        load_data(data, text, "t.yaml", previous=first)
+        load_text(bad, "t.yaml", previous=first)
+    # the tenant is unchanged, and reused; the hypervisors now clash
+    clash = text.replace("192.168.50.2/24", "192.168.50.1/24")
+    with pytest.raises(ConfigError, match="underlay"):
+        load_text(clash, "t.yaml", previous=first)
 
 
 @pytest.mark.parametrize("name", ["nv-vxlan", "br-int", "br-phy"])
@@ -291,3 +251,59 @@ def test_a_file_that_is_not_utf8_is_a_located_error(tmp_path):
     with pytest.raises(ConfigError) as e:
         load_file(p)
     assert str(e.value.diagnostics[0]).startswith(f"{p}:17:16: not UTF-8 text (byte 0xe9)")
+
+
+# -- values that once validated and then broke a command, or reached OVSDB ------------------
+
+@pytest.mark.parametrize("change, where, message", [
+    # netvirt controller crashed with OverflowError
+    (("hypervisors:", "controller:\n  openflow: tcp:127.0.0.1:99999\nhypervisors:"),
+     "t.yaml:2:13: controller.openflow", "port from 1 to 65535"),
+    # lab up crashed with ValueError
+    (("hypervisors:", "controller:\n  openflow: tcp:999.1.1.1:6653\nhypervisors:"),
+     "t.yaml:2:13: controller.openflow", "tcp:IPV4:PORT"),
+    (("hypervisors:", "controller:\n  api: 127.0.0.1:0\nhypervisors:"),
+     "t.yaml:2:8: controller.api", "port from 1 to 65535"),
+    # `$` matches before a final newline: this MAC was written into OVSDB
+    (('mac: "02:00:00:00:00:01"', 'mac: "02:00:00:00:00:01\\n"'),
+     "t.yaml:21:14: tenants[0].ports[0].mac", "MAC must look like"),
+    (("        hypervisor: hv1\n", '        hypervisor: hv1\n        interface: "tap1\\n"\n'),
+     "t.yaml:20:20: tenants[0].ports[0].interface", "interface names are"),
+    (("ovsdb: unix:/run/hv1/db.sock", 'ovsdb: "unix:/run/hv1/db.sock\\n"'),
+     "t.yaml:4:12: hypervisors[0].ovsdb", "endpoint must be"),
+    (("ovsdb: unix:/run/hv1/db.sock", 'ovsdb: "tcp:10.0.0.1:6640\\n"'),
+     "t.yaml:4:12: hypervisors[0].ovsdb", "endpoint must be"),
+    # non-ASCII digits (ARABIC-INDIC, FULLWIDTH) pass str.isdigit() and int()
+    (("ovsdb: unix:/run/hv1/db.sock", "ovsdb: tcp:10.0.0.1:\u0666\u0666\u0664\u0660"),
+     "t.yaml:4:12: hypervisors[0].ovsdb", "endpoint must be"),
+    (("hypervisors:", "controller:\n  api: 127.0.0.1:\uff18\uff11\uff18\uff11\nhypervisors:"),
+     "t.yaml:2:8: controller.api", "port from 1 to 65535"),
+    (("ovsdb: unix:/run/hv1/db.sock", "ovsdb: tcp:10.0.0.1:0"),
+     "t.yaml:4:12: hypervisors[0].ovsdb", "endpoint must be"),
+    (("ovsdb: unix:/run/hv1/db.sock", "ovsdb: tcp:300.0.0.1:6640"),
+     "t.yaml:4:12: hypervisors[0].ovsdb", "endpoint must be"),
+    (("  - name: hv1\n", '  - name: "hv1\\n"\n'),
+     "t.yaml:2:11: hypervisors[0].name", "pattern"),
+])
+def test_values_that_look_right_but_are_not_are_located_errors(change, where, message):
+    e = one_error(BASE.replace(*change, 1))
+    assert e.startswith(where) and message in e, e
+
+
+@pytest.mark.parametrize("endpoint", ["unix:/run/hv1/db.sock", "tcp:10.0.0.1:6640",
+                                      "tcp:[fd00::1]:6640", "tcp:hv1.example:6640"])
+def test_endpoints_that_are_right_still_load(endpoint):
+    lc = load_text(BASE.replace("unix:/run/hv1/db.sock", endpoint), "t.yaml")
+    assert lc.config.hypervisors[0].ovsdb == endpoint
+
+
+@pytest.mark.parametrize("flag", [["--openflow", "tcp:127.0.0.1:99999"],
+                                  ["--openflow", "tcp:999.1.1.1:6653"],
+                                  ["--api", "127.0.0.1:\uff18\uff11"]])
+def test_the_same_values_as_flags_are_usage_errors(flag, capsys):
+    from netvirt.cli import main
+
+    with pytest.raises(SystemExit) as e:  # argparse's usage error
+        main(["controller", *flag])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and ("port from 1 to 65535" in err or "tcp:IPV4:PORT" in err), err

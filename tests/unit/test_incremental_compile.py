@@ -4,6 +4,7 @@ import copy
 
 from netvirt.testing import gen
 from netvirt.reconcile.compiler import Compiler, compile_flows
+from netvirt.config import load_text
 from netvirt.topology import Topology
 
 from .helpers import load_data, sequential_inventory
@@ -76,14 +77,12 @@ def test_two_flows_that_want_one_match_with_other_actions_are_refused_and_it_rec
 
 
 def test_a_topology_reuses_the_port_references_of_unchanged_tenants():
-    from netvirt.config import load_data
-
     data = gen.config(200, 3)
-    first = load_data(data, "", "a.yaml")
+    first = load_text(gen.text(data), "a.yaml")
     changed = copy.deepcopy(data)
     moved = changed["tenants"][1]["ports"][0]  # p100, a port of t1, moves
     moved["hypervisor"] = "hv1" if moved["hypervisor"] != "hv1" else "hv2"
-    second = load_data(changed, "", "b.yaml", previous=first)
+    second = load_text(gen.text(changed), "b.yaml", previous=first)
     before = Topology(first.config)
     reused, fresh = Topology(second.config, previous=before), Topology(second.config)
     for hv in fresh.hypervisors:

@@ -152,3 +152,18 @@ def test_tunnel_packets_from_unknown_sources_are_dropped(data):
         from netvirt.pipeline.layout import TUNNEL_OFPORT
 
         assert not net.inject(hv, TUNNEL_OFPORT, pkt).delivered
+
+
+@SETTINGS
+@given(configs(), st.sampled_from([0x1000, 0x1005, 0x1FFF]),
+       st.sampled_from([0, 3, 4, 8, 9, 255]))
+def test_tagged_frames_and_other_arp_opcodes_from_a_vm_go_nowhere(data, tagged, op):
+    """vlan_vid is OpenFlow's: 0x1000 | VID for a tagged frame (a priority tag is 0x1000)."""
+    net, ports, where = _setup(data)
+    for s in ports:
+        tagged_ip = {**_ip_packet(s, BCAST, "10.0.0.255"), "vlan_vid": tagged}
+        arp = {"eth_src": s.port.mac, "eth_dst": BCAST, "eth_type": 0x0806, "arp_op": op,
+               "arp_sha": s.port.mac, "arp_spa": str(s.port.ips[0]), "arp_tpa": "10.0.0.9"}
+        for pkt in (tagged_ip, arp):
+            res = net.inject(*where[s.origin], pkt)
+            assert not res.delivered and not res.tunneled, (s.origin, pkt, res.steps)
