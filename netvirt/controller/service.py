@@ -189,9 +189,16 @@ class ControllerService:
             log.info("%s: switch %s disconnected", a.name, dp_id(dp))
             a.detach()
 
+    def _attached(self, dp) -> HypervisorAgent | None:
+        """The agent whose attached switch is this connection, or None."""
+        a = self._by_dpid.get(dp.id)
+        sw = a.switch if a else None  # read once: the agent's thread may replace it
+        return a if sw is not None and sw.dp is dp else None
+
     def _switch(self, dp) -> OFSwitch | None:
         a = self._by_dpid.get(dp.id)
-        return a.switch if a and a.switch and a.switch.dp is dp else None
+        sw = a.switch if a else None
+        return sw if sw is not None and sw.dp is dp else None
 
     def reply(self, msg, last: bool) -> None:
         if sw := self._switch(msg.datapath):
@@ -201,12 +208,15 @@ class ControllerService:
         if sw := self._switch(msg.datapath):
             sw.deliver_error(msg)
 
+    # Only from the connection the agent has attached: another one claiming the same
+    # datapath id must not move its inventory or its mirror.  (Before the attach is taken,
+    # nothing is lost: attaching reads the ports and flows again.)
     def port_status(self, msg) -> None:
-        if a := self._by_dpid.get(msg.datapath.id):
+        if a := self._attached(msg.datapath):
             a.port_changed(*port_status(msg))
 
     def flow_removed(self, msg) -> None:
-        if a := self._by_dpid.get(msg.datapath.id):
+        if a := self._attached(msg.datapath):
             a.flow_removed((msg.table_id, msg.priority, msg.cookie))
 
     def packet_in(self, msg) -> None:

@@ -23,6 +23,7 @@ class FakeSwitch:
         self.flow_mods_sent = 0
         self.group_mods_sent = 0
         self.port_stats: dict[int, dict] = {}
+        self.dp = object()  # the connection this switch is, as OFSwitch.dp
 
     def read_flows(self) -> list[InstalledFlow]:
         return list(self.flows.values())

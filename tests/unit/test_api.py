@@ -295,3 +295,22 @@ def test_topo_png_to_an_unwritable_path_is_a_usage_error(controller, capsys):
     assert main(["topo", "--api", addr, "--png", "/nonexistent-dir/x.png"]) == 2
     err = capsys.readouterr().err
     assert "cannot write /nonexistent-dir/x.png" in err and "Traceback" not in err, err
+
+
+def test_messages_from_a_second_connection_claiming_a_datapath_move_nothing(controller):
+    """A fake switch given hv1's datapath id: its port status and flow-removed messages
+    must not reach hv1's agent (only the attached connection's do)."""
+    from types import SimpleNamespace
+
+    from netvirt.overlay.ovsdb import datapath_id
+
+    service, addr, switches = controller
+    assert main(["apply", str(DEMO), "--api", addr]) == 0
+    agent = service.agents["hv1"]
+    events = []
+    agent.port_changed = lambda *a: events.append(("port", a))
+    agent.flow_removed = lambda *a: events.append(("removed", a))
+    rogue = SimpleNamespace(id=datapath_id("hv1"))
+    service.port_status(SimpleNamespace(datapath=rogue, reason=0, desc=None))
+    service.flow_removed(SimpleNamespace(datapath=rogue, table_id=0, priority=0, cookie=1))
+    assert events == []
