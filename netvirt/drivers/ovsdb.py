@@ -156,10 +156,6 @@ class OvsdbDriver:
                              f"command(s) failed: {type(e).__name__}: {e}; is ovsdb-server "
                              f"running there?") from None
 
-    def set_interface_ids(self, name: str, changes: dict[str, str]) -> None:
-        """Set these external_ids keys of an Interface; the others stay."""
-        self._commit([self.api.db_set("Interface", name, ("external_ids", changes))])
-
     def readd_port(self, row: PortRow) -> None:
         """Delete a port and add it again as ``row``, in two transactions: ovs-vswitchd then
         closes its device and opens the one of that name now (in one transaction the two
@@ -170,6 +166,16 @@ class OvsdbDriver:
         if row.ofport_request is not None:
             cols["ofport_request"] = row.ofport_request
         self._commit([self.api.add_port(row.bridge, row.name, may_exist=True, **cols)])
+
+    def ofports(self, names) -> dict[str, int]:
+        """The ofport of each of these Interfaces that has one assigned (-1: could not be
+        opened)."""
+        found = {}
+        for name in names:
+            iface = idlutils.row_by_value(self.api.idl, "Interface", "name", name, None)
+            if iface is not None and iface.ofport:
+                found[name] = iface.ofport[0]
+        return found
 
     def port_errors(self, names: set[str]) -> dict[str, str]:
         """Interfaces among ``names`` that OVS could not open (ofport -1), with its reason.

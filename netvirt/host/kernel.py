@@ -49,6 +49,18 @@ def ifindexes(names) -> dict[str, int]:
         return {n: idx[0] for n in names if (idx := ipr.link_lookup(ifname=n))}
 
 
+def packet_socket_devices() -> set[int]:
+    """The ifindexes that some AF_PACKET socket in this namespace is bound to.  The
+    userspace datapath reads each system port's device through one, bound when ovs-vswitchd
+    opens the port; when the device is deleted that socket's Iface turns -1, and a device
+    made again under the name has none.  /proc/net/packet is the kernel's listing of them
+    (its packet_diag netlink family is not in pyroute2): a header, then one socket a line,
+    the ifindex in the fifth column."""
+    with open("/proc/net/packet") as f:
+        next(f)
+        return {int(line.split()[4]) for line in f}
+
+
 def watch_links(on_change) -> threading.Thread:
     """Call ``on_change()`` whenever a device appears, goes or changes in this namespace
     (netlink link events), from a daemon thread."""

@@ -13,9 +13,9 @@ what it should have, apply only the difference, read back.  A restart with nothi
 changed writes nothing.  Today its state is the kernel report (pipeline/rows.py keys) and
 the VM ports' devices: a guest's device deleted and made again under the same name (a VM
 restarted, the lab's `lab up`) is not reopened by the userspace ovs-vswitchd, whose port
-then carries nothing while it looks up; the node records the ifindex of each VM port's
-device on its Interface and re-adds a port whose device changed under it.  It makes a
-pass every interval and whenever a device appears or goes (netlink link events).  Taps
+then carries nothing while it looks up; the node sees that no packet socket reads the
+device (what the kernel says, not a record of its own that could be taken before the
+device changed) and adds the port again.  It makes a pass every interval and whenever a device appears or goes (netlink link events).  Taps
 and tc (the KVM and QoS issues) are more of the same.
 """
 from __future__ import annotations
@@ -28,8 +28,7 @@ from netvirt import __version__
 from netvirt.errors import NodeError, OvsdbError
 from netvirt.host import kernel
 from netvirt.pipeline.layout import INT_BRIDGE
-from netvirt.pipeline.rows import (DATAPATH_HINT_KEY, IFINDEX_KEY, KERNEL_QDISCS_KEY, NODE_KEY,
-                                   PortRow)
+from netvirt.pipeline.rows import DATAPATH_HINT_KEY, KERNEL_QDISCS_KEY, NODE_KEY, PortRow
 
 log = logging.getLogger(__name__)
 
@@ -41,24 +40,18 @@ def kernel_report() -> dict[str, str]:
             NODE_KEY: __version__}
 
 
-def devices_to_fix(rows, kernel: dict[str, int]) -> tuple[dict[str, str], list[PortRow]]:
-    """``rows``: br-int's VM ports (PortRows); ``kernel``: name -> ifindex of the devices
-    that exist.  Returns the ports whose device to record (name -> ifindex), and the ports
-    to add again, with the new device recorded, because the device they opened is gone and
-    another of that name is there now."""
-    record, readd = {}, []
-    for row in rows:
-        now = kernel.get(row.name)
-        if now is None:
-            continue  # no device (a guest not started): nothing to open
-        ids = dict(row.external_ids)
-        seen = ids.get(IFINDEX_KEY)
-        if seen is None:
-            record[row.name] = str(now)
-        elif seen != str(now):
-            ids[IFINDEX_KEY] = str(now)
-            readd.append(row._replace(external_ids=tuple(sorted(ids.items()))))
-    return record, readd
+def unread_ports(rows, ofports: dict[str, int], devices: dict[str, int],
+                 bound: set[int]) -> list[PortRow]:
+    """The VM ports whose device ovs-vswitchd does not read.  ``ofports``: the ofport OVSDB
+    shows for each port; ``devices``: name -> ifindex of the devices that exist; ``bound``:
+    the ifindexes a packet socket is bound to.  A port with an ofport was opened, and the
+    userspace datapath bound a packet socket to its device then; if the device there now
+    has none, it is another device made under that name since (a guest restarted, the
+    lab's `lab up`), which ovs-vswitchd never reopens by itself.  A port without an ofport
+    is not open yet (or could not be opened: OVSDB's error says why), and a port without
+    a device has nothing to open."""
+    return [r for r in rows if ofports.get(r.name, 0) > 0
+            and (ifindex := devices.get(r.name)) is not None and ifindex not in bound]
 
 
 def vm_ports(state) -> list[PortRow]:
@@ -75,11 +68,12 @@ def report_changes(want: dict[str, str], have: dict[str, str]) -> dict[str, str]
 
 class NodeAgent:
     def __init__(self, ovsdb, interval: float = 30.0, report=kernel_report,
-                 ifindexes=kernel.ifindexes):
+                 ifindexes=kernel.ifindexes, bound=kernel.packet_socket_devices):
         self.ovsdb = ovsdb  # an OvsdbDriver of this hypervisor's own OVSDB
         self.interval = interval
         self._report = report
         self._ifindexes = ifindexes
+        self._bound = bound
         self._want: dict[str, str] | None = None  # probed once: the kernel does not change
         self.passes = 0
         self._stop = threading.Event()
@@ -97,19 +91,28 @@ class NodeAgent:
             if left:
                 raise NodeError(f"OVSDB at {self.ovsdb.endpoint} does not hold what was "
                                 f"written: {sorted(left)}")
-        rows = vm_ports(self.ovsdb.read())
-        record, readd = devices_to_fix(rows, self._ifindexes([p.name for p in rows]))
-        for name, ifindex in sorted(record.items()):
-            self.ovsdb.set_interface_ids(name, {IFINDEX_KEY: ifindex})
+        readd = self._unread_ports(self.ovsdb.read())
         for row in readd:
-            log.warning("node: %s is another device than the one ovs-vswitchd opened (made "
-                        "again under its name): adding its port again", row.name)
+            log.warning("node: ovs-vswitchd does not read %s (the device was made again under "
+                        "its name): adding its port again", row.name)
             self.ovsdb.readd_port(row)
         self.passes += 1
-        done = sorted(changes) + sorted(record) + [f"re-added {r.name}" for r in readd]
+        done = sorted(changes) + [f"re-added {r.name}" for r in readd]
         log.info("node: pass %d: %d change(s)%s", self.passes, len(done),
                  f" ({', '.join(done)})" if done else "")
         return len(done)
+
+    def _unread_ports(self, state) -> list[PortRow]:
+        # Only the userspace datapath reads devices through packet sockets; the kernel
+        # datapath takes a device's port away with the device.
+        if not any(b.name == INT_BRIDGE and b.datapath_type == "netdev" for b in state.bridges):
+            return []
+        rows = vm_ports(state)
+        if not rows:
+            return []
+        names = [p.name for p in rows]
+        return unread_ports(rows, self.ovsdb.ofports(names), self._ifindexes(names),
+                            self._bound())
 
     def run(self) -> int:
         def stop(*_):

@@ -14,8 +14,6 @@ OWNER_KEY = "netvirt-owned"  # external_ids key on every port netvirt created
 DATAPATH_HINT_KEY = "netvirt-datapath-type"  # netdev where the kernel has no OVS module
 KERNEL_QDISCS_KEY = "netvirt-kernel-qdiscs"  # e.g. "htb,tbf": no netem there
 NODE_KEY = "netvirt-node"  # the version of the node agent that reported
-# On a VM port's Interface: the ifindex of the device the node saw ovs-vswitchd open
-IFINDEX_KEY = "netvirt-node-ifindex"
 
 
 class BridgeRow(NamedTuple):

@@ -2,29 +2,28 @@
 import pytest
 
 from netvirt.errors import NodeError
-from netvirt.host.node import NodeAgent, devices_to_fix, report_changes
-from netvirt.pipeline.rows import IFINDEX_KEY, OvsdbState, PortRow
+from netvirt.host.node import NodeAgent, report_changes, unread_ports
+from netvirt.pipeline.rows import BridgeRow, OvsdbState, PortRow
 
 
 class Ovsdb:
     endpoint = "unix:/x"
 
-    def __init__(self, ids, lossy=False, ports=()):
+    def __init__(self, ids, lossy=False, ports=(), datapath="netdev"):
         self.ids, self.writes, self.lossy = dict(ids), [], lossy
         self.ports = {p.name: p for p in ports}
+        self.ofport = {p.name: n for n, p in enumerate(ports, 1)}
+        self.bridges = frozenset({BridgeRow("br-int", datapath, "secure")})
         self.readded = []
 
     def read(self):
-        return OvsdbState(frozenset(), frozenset(self.ports.values()))
+        return OvsdbState(self.bridges, frozenset(self.ports.values()))
 
-    def set_interface_ids(self, name, changes):
-        p = self.ports[name]
-        self.ports[name] = p._replace(external_ids=tuple(sorted(
-            {**dict(p.external_ids), **changes}.items())))
+    def ofports(self, names):
+        return {n: self.ofport[n] for n in names if n in self.ofport}
 
     def readd_port(self, row):
         self.readded.append(row.name)
-        self.ports[row.name] = row
 
     def connect(self):
         pass
@@ -63,20 +62,27 @@ VM = PortRow("br-int", "tap1", "", (), (("iface-id", "blue/web1"), ("netvirt-own
 
 
 def test_a_vm_device_made_again_under_its_name_gets_its_port_added_again():
-    kernel = {"tap1": 7}
+    kernel, bound = {"tap1": 7, "tap2": 8}, {7, 8}  # ovs-vswitchd reads both devices
     db = Ovsdb(dict(REPORT), ports=[VM, VM._replace(name="tap2", type="internal")])
-    node = NodeAgent(db, report=lambda: REPORT, ifindexes=lambda names: {
-        n: kernel[n] for n in names if n in kernel})
-    assert node.reconcile_once() == 1  # the device is recorded
-    assert dict(db.ports["tap1"].external_ids)[IFINDEX_KEY] == "7" and not db.readded
-    assert node.reconcile_once() == 0  # the same device: nothing
-    kernel["tap1"] = 9  # the guest restarted: a new device of that name
+    node = NodeAgent(db, report=lambda: REPORT, bound=lambda: set(bound),
+                     ifindexes=lambda names: {n: kernel[n] for n in names if n in kernel})
+    assert node.reconcile_once() == 0 and not db.readded
+    kernel["tap1"] = 9  # the guest restarted: a new device of that name, which nothing reads
+    bound.discard(7)
     assert node.reconcile_once() == 1 and db.readded == ["tap1"]
-    assert dict(db.ports["tap1"].external_ids)[IFINDEX_KEY] == "9"
-    assert node.reconcile_once() == 0
+    bound.add(9)  # ovs-vswitchd opened the device of the re-added port
+    assert node.reconcile_once() == 0 and db.readded == ["tap1"]
 
 
-def test_devices_to_fix_leaves_ports_without_a_device_alone():
-    recorded = VM._replace(external_ids=VM.external_ids + ((IFINDEX_KEY, "3"),))
-    assert devices_to_fix([VM, recorded], {}) == ({}, [])
-    assert devices_to_fix([recorded], {"tap1": 3}) == ({}, [])
+def test_the_kernel_datapath_is_left_alone():
+    db = Ovsdb(dict(REPORT), ports=[VM], datapath="system")
+    node = NodeAgent(db, report=lambda: REPORT, bound=set, ifindexes=lambda names: {"tap1": 7})
+    assert node.reconcile_once() == 0 and not db.readded
+
+
+def test_unread_ports_leaves_ports_not_open_or_without_a_device_alone():
+    rows = [VM, VM._replace(name="tap2"), VM._replace(name="tap3"), VM._replace(name="tap4")]
+    ofports = {"tap1": 1, "tap2": -1, "tap4": 4}  # tap2 failed to open, tap3 is being added
+    devices = {"tap1": 5, "tap2": 6, "tap3": 7}  # tap4's guest is not running
+    assert unread_ports(rows, ofports, devices, bound=set()) == [VM]
+    assert unread_ports(rows, ofports, devices, bound={5}) == []
