@@ -10,7 +10,7 @@ import os
 import threading
 from pathlib import Path
 
-from pyroute2 import IPRoute, NetlinkError
+from pyroute2 import IPRoute, NetlinkError, NetNS, netns
 from pyroute2.netlink import rtnl
 
 QDISCS = {"netem": {"delay": 1000}, "htb": {"default": 0x10}, "tbf": {"rate": "1mbit",
@@ -23,12 +23,18 @@ def datapath_hint() -> str:
 
 
 def probe_qdiscs() -> dict[str, bool]:
-    # a veth pair: this kernel may lack the dummy driver, never veth
-    a, b = f"nvp{os.getpid() % 100000}a", f"nvp{os.getpid() % 100000}b"
-    with IPRoute() as ipr:
-        ipr.link("add", ifname=a, kind="veth", peer=b)
-        try:
-            idx = ipr.link_lookup(ifname=a)[0]
+    """Which of QDISCS this kernel has, tried on a veth pair in a namespace of its own.  Not
+    in the hypervisor's namespace: a device coming and going there makes a userspace
+    ovs-vswitchd re-read its routes and flush its tunnel neighbour cache, and a tunnel
+    whose neighbour is flushed while it carries traffic can stay a black hole (a cached
+    megaflow keeps dropping it and nothing asks again)."""
+    scratch = f"nvprobe-{os.getpid()}"
+    netns.create(scratch)
+    try:
+        with NetNS(scratch) as ipr:
+            # a veth pair: this kernel may lack the dummy driver, never veth
+            ipr.link("add", ifname="p0", kind="veth", peer="p1")
+            idx = ipr.link_lookup(ifname="p0")[0]
             ipr.link("set", index=idx, state="up")
             found = {}
             for kind, args in QDISCS.items():
@@ -39,8 +45,8 @@ def probe_qdiscs() -> dict[str, bool]:
                 except NetlinkError:
                     found[kind] = False
             return found
-        finally:
-            ipr.link("del", index=ipr.link_lookup(ifname=a)[0])
+    finally:
+        netns.remove(scratch)  # its devices go with it
 
 
 def ifindexes(names) -> dict[str, int]:

@@ -136,5 +136,6 @@ def test_real_trace_calls_a_datapath_drop_the_model_did_not_predict_a_disagreeme
         assert "its datapath drops the packet: the tunnel's underlay neighbour is not resolved" \
             in out, out
     finally:
-        for _ in range(3):  # let real traffic resolve it again for the tests after this one
-            env.ping("red/r1", "10.0.0.2")
+        for _ in range(3):  # let real traffic resolve both peers again for the later tests
+            env.ping("red/r1", "10.0.0.2")  # r2 on hv2
+            env.ping("red/r1", "10.0.0.4")  # r4 on hv3
