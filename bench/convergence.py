@@ -46,14 +46,14 @@ def bind_ports(b: Bench, lc, configure_bridge: bool) -> None:
     """Create br-int and every VM port with the columns netvirt would give them; with
     ``configure_bridge``, br-int and its tunnel port too."""
     from netvirt.drivers.ovsdb import CONTROLLER_MAX_BACKOFF_MS
-    from netvirt.overlay.ovsdb import compile_ovsdb
+    from netvirt.overlay.ovsdb import compile_ovsdb, new_bridge_mac
     from netvirt.pipeline.layout import INT_BRIDGE
     from netvirt.topology import Topology
 
     topo = Topology(lc.config)
     for hv in topo.hypervisors:
         ovs = b.lab.ovs(hv)
-        state = compile_ovsdb(topo, hv, "netdev")
+        state = compile_ovsdb(topo, hv, "netdev", new_bridge_mac())
         br = next(x for x in state.bridges if x.name == INT_BRIDGE)
         cols = [f"datapath_type={br.datapath_type}", f"fail-mode={br.fail_mode}"]
         if configure_bridge:

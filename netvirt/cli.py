@@ -248,7 +248,9 @@ def cmd_apply(args) -> int:
 
 def _print_status(st: dict) -> bool:
     for name, h in st["hypervisors"].items():
-        print(f"{name:<12} {'ok  ' if h['healthy'] else 'FAIL'} switch={'up' if h['switch_connected'] else 'down'} "
+        switch = ("down" if not h["switch_connected"] else
+                  "up" if h["switch_verified"] else "up(unverified)")
+        print(f"{name:<12} {'ok  ' if h['healthy'] else 'FAIL'} switch={switch} "
               f"ovsdb={'up' if h['ovsdb_connected'] else 'down'} node={h.get('node') or 'none'} "
               f"flows={h['installed_flows']}/"
               f"{h['desired_flows']} rev={h['applied_revision']} "
@@ -256,6 +258,9 @@ def _print_status(st: dict) -> bool:
               f"{(' ovsdb error: ' + h['ovsdb_error']) if h.get('ovsdb_error') else ''}"
               f"{(' ports down: ' + ', '.join(h['ports_down'])) if h['ports_down'] else ''}"
               f"{(' ports: ' + str(h['port_errors'])) if h['port_errors'] else ''}".rstrip())
+        for host, r in h["refused"].items():
+            print(f"{'':<12} refused {r['count']} connection(s) from {host}, the last at "
+                  f"{r['last']}: {r['why']}")
     if st["config"] is None:
         print(f"revision {st['revision']}: no config applied yet; apply one with "
               f"`netvirt apply FILE`")

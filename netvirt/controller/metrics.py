@@ -42,6 +42,9 @@ class NetvirtCollector:
         rec_s = CounterMetricFamily("netvirt_reconciliation_seconds",
                                     "time spent reconciling", labels=["hypervisor"])
         mods = CounterMetricFamily("netvirt_flow_mods", "flow mods sent", labels=["hypervisor"])
+        refused = CounterMetricFamily("netvirt_switch_refused",
+                                      "connections that claimed the hypervisor's datapath id "
+                                      "without being its br-int", labels=["hypervisor"])
         drops = CounterMetricFamily("netvirt_pipeline_drops_packets",
                                     "packets dropped by a table's catch-all drop flow",
                                     labels=["hypervisor", "table"])
@@ -66,6 +69,7 @@ class NetvirtCollector:
             recs.add_metric([name], st.reconciles)
             rec_s.add_metric([name], st.reconcile_seconds_total)
             mods.add_metric([name], st.flow_mods_sent)
+            refused.add_metric([name], st.refused_total)
             sw = a.switch
             if sw is None or topo is None or name not in topo.hypervisors:
                 continue
@@ -92,7 +96,8 @@ class NetvirtCollector:
                     sums[(ref.tenant, c)] = sums.get((ref.tenant, c), 0) + stats[ofport][c]
         for (t, c), v in sorted(sums.items()):
             tenant[c].add_metric([t], v)
-        yield from (connected, in_sync, flows, recs, rec_s, mods, drops, punts, punt_drops)
+        yield from (connected, in_sync, flows, recs, rec_s, mods, refused, drops, punts,
+                    punt_drops)
         yield from port.values()
         yield from tenant.values()
 

@@ -47,7 +47,8 @@ class ControllerService:
         self._topo: Topology | None = None
         self.agents: dict[str, HypervisorAgent] = {}
         self._by_dpid: dict[int, HypervisorAgent] = {}
-        self._datapaths: dict[int, object] = {}  # every connected switch, configured or not
+        self._datapaths: dict[int, object] = {}  # datapath id -> its latest connection
+        self._conns: dict[object, OFSwitch] = {}  # every connection -> its driver
         self.started = time.time()
         self._listeners: list = []  # called after every agent's pass
         self.packet_ins = PacketIns(self)
@@ -83,7 +84,7 @@ class ControllerService:
                     self.agents[name] = a
                     self._by_dpid[datapath_id(name)] = a
                     if dp := self._datapaths.get(datapath_id(name)):
-                        a.attach(OFSwitch(dp))  # it connected before the config named it
+                        a.attach(self._conns[dp])  # it connected before the config named it
                     a.start()
             for name in list(self.agents):
                 if name not in topo.hypervisors:
@@ -166,28 +167,31 @@ class ControllerService:
         }
 
     # -- os-ken events (os-ken's thread) ------------------------------------------------
-    def _agent(self, dp) -> HypervisorAgent | None:
-        a = self._by_dpid.get(dp.id)
-        if a is None:
-            log.warning("switch %s is not a br-int of any configured hypervisor; ignoring it",
-                        dp_id(dp))
-        return a
-
+    # Every connection gets its OFSwitch at once (replies are routed to it by connection),
+    # and goes to the agent of the datapath id it claims; the agent takes it only once it
+    # proved to be that hypervisor's br-int (reconcile/agent.py, _check).
     def switch_connected(self, dp) -> None:
+        sw = OFSwitch(dp)
         with self._lock:
             self._datapaths[dp.id] = dp
-        if a := self._agent(dp):
-            log.info("%s: switch %s connected", a.name, dp_id(dp))
-            a.attach(OFSwitch(dp))
+            self._conns[dp] = sw
+        a = self._by_dpid.get(dp.id)
+        if a is None:
+            log.warning("switch %s at %s is not a br-int of any configured hypervisor; "
+                        "ignoring it", dp_id(dp), sw.address)
+            return
+        log.info("%s: switch %s connected from %s", a.name, dp_id(dp), sw.address)
+        a.attach(sw)
 
     def switch_disconnected(self, dp) -> None:
         with self._lock:
             if self._datapaths.get(dp.id) is dp:
                 del self._datapaths[dp.id]
+            sw = self._conns.pop(dp, None)
         a = self._by_dpid.get(dp.id)
-        if a and a.switch and a.switch.dp is dp:
-            log.info("%s: switch %s disconnected", a.name, dp_id(dp))
-            a.detach()
+        if a is not None and sw is not None:
+            log.info("%s: switch %s at %s disconnected", a.name, dp_id(dp), sw.address)
+            a.detach(sw)
 
     def _attached(self, dp) -> HypervisorAgent | None:
         """The agent whose attached switch is this connection, or None."""
@@ -195,22 +199,17 @@ class ControllerService:
         sw = a.switch if a else None  # read once: the agent's thread may replace it
         return a if sw is not None and sw.dp is dp else None
 
-    def _switch(self, dp) -> OFSwitch | None:
-        a = self._by_dpid.get(dp.id)
-        sw = a.switch if a else None
-        return sw if sw is not None and sw.dp is dp else None
-
     def reply(self, msg, last: bool) -> None:
-        if sw := self._switch(msg.datapath):
+        if sw := self._conns.get(msg.datapath):
             sw.deliver(msg, last=last)
 
     def error(self, msg) -> None:
-        if sw := self._switch(msg.datapath):
+        if sw := self._conns.get(msg.datapath):
             sw.deliver_error(msg)
 
-    # Only from the connection the agent has attached: another one claiming the same
-    # datapath id must not move its inventory or its mirror.  (Before the attach is taken,
-    # nothing is lost: attaching reads the ports and flows again.)
+    # Only from the connection the agent has taken: another one claiming the same
+    # datapath id must not move its inventory or its mirror.  (Before it is taken, nothing
+    # is lost: taking it reads the ports and flows again.)
     def port_status(self, msg) -> None:
         if a := self._attached(msg.datapath):
             a.port_changed(*port_status(msg))
@@ -220,11 +219,9 @@ class ControllerService:
             a.flow_removed((msg.table_id, msg.priority, msg.cookie))
 
     def packet_in(self, msg) -> None:
-        a = self._by_dpid.get(msg.datapath.id)
-        sw = a.switch if a else None
-        if sw is not None and sw.dp is msg.datapath:
+        if a := self._attached(msg.datapath):
             in_port, _, _, data = packet_in_fields(msg)
-            self.packet_ins.receive(a.name, sw, in_port, data)
+            self.packet_ins.receive(a.name, self._conns.get(msg.datapath), in_port, data)
 
     def port_at(self, hv: str, ofport: int):
         """The configured port whose interface has ``ofport`` on ``hv``'s switch, or None.

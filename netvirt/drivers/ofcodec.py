@@ -286,6 +286,14 @@ def port_infos(port_descs) -> dict[str, tuple[int, bool]]:
     return {_name(p.name): _port(p) for p in port_descs if p.port_no < ofp.OFPP_MAX}
 
 
+def local_mac(port_descs) -> str | None:
+    """The bridge's own (LOCAL) port's MAC, lowercased; None if it reported none."""
+    for p in port_descs:
+        if p.port_no == ofp.OFPP_LOCAL:
+            return p.hw_addr.lower()
+    return None
+
+
 def _name(raw) -> str:
     return raw.decode(errors="replace") if isinstance(raw, bytes) else raw
 

@@ -28,6 +28,7 @@ class _Pending:
 class OFSwitch:
     def __init__(self, dp, timeout: float = 10.0):
         self.dp = dp
+        self.address = ":".join(map(str, dp.address[:2]))  # (host, port) of the connection
         self.timeout = timeout
         self._pending: dict[int, _Pending] = {}
         self._batch_errors: dict[int, str] = {}  # xid -> description, for mods in flight
@@ -118,8 +119,18 @@ class OFSwitch:
         return [(s.table_id, s.packet_count) for r in replies for s in r.body]
 
     def read_ports(self) -> dict[str, tuple[int, bool]]:
-        replies = self.request(ofcodec.port_desc_request(self.dp))
-        return ofcodec.port_infos([p for r in replies for p in r.body])
+        return ofcodec.port_infos(self._port_descs())
+
+    def local_mac(self) -> str | None:
+        """The MAC of the bridge's LOCAL port: what proves which br-int this is."""
+        return ofcodec.local_mac(self._port_descs())
+
+    def _port_descs(self) -> list:
+        return [p for r in self.request(ofcodec.port_desc_request(self.dp)) for p in r.body]
+
+    def close(self) -> None:
+        """Hang up: the switch sees the connection end (and dials again later)."""
+        self.dp.send(b"", close_socket=True)
 
     def apply(self, plan: Plan) -> None:
         """Meters and groups first (new flows use them), then deletes, barrier, adds,

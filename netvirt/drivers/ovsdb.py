@@ -102,6 +102,13 @@ class OvsdbDriver:
         value = self._external_id(KERNEL_QDISCS_KEY)
         return None if value is None else [q for q in value.split(",") if q]
 
+    def bridge_mac(self, name: str) -> str | None:
+        """A bridge's other_config:hwaddr, or None (no such bridge, or no such key)."""
+        for br in self.api.tables["Bridge"].rows.values():
+            if br.name == name:
+                return br.other_config.get("hwaddr")
+        return None
+
     def read(self) -> OvsdbState:
         bridges, ports = set(), set()
         for br in self.api.tables["Bridge"].rows.values():

@@ -1,6 +1,9 @@
 """Desired OVSDB state of one hypervisor: bridges and the ports netvirt owns on br-int."""
 from __future__ import annotations
 
+import re
+import secrets
+
 from netvirt.config.allocate import digest
 from netvirt.pipeline.layout import INT_BRIDGE, PHY_BRIDGE, TUNNEL_OFPORT, TUNNEL_PORT_NAME
 from netvirt.pipeline.rows import OWNER_KEY, BridgeRow, OvsdbState, PortRow
@@ -12,11 +15,28 @@ def datapath_id(hv: str) -> int:
     return digest("dpid/" + hv, 6) or 1
 
 
-def compile_ovsdb(topo: Topology, hv: str, datapath_type: str) -> OvsdbState:
+# br-int's MAC (other_config:hwaddr) is how a switch connection proves which hypervisor it
+# is: a datapath id can be guessed, but this MAC is random, kept in the hypervisor's own
+# OVSDB and seen by no one else; the switch reports it as its LOCAL port's address.
+_BRIDGE_MAC_RE = re.compile(r"0a(:[0-9a-f]{2}){5}")
+
+
+def new_bridge_mac() -> str:
+    """A random, locally administered unicast MAC (0a:...) for a br-int."""
+    return "0a:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(5))
+
+
+def is_bridge_mac(value: str | None) -> bool:
+    """Whether ``value`` is a MAC new_bridge_mac() could have made."""
+    return value is not None and bool(_BRIDGE_MAC_RE.fullmatch(value))
+
+
+def compile_ovsdb(topo: Topology, hv: str, datapath_type: str, bridge_mac: str) -> OvsdbState:
     ctl = topo.config.controller.openflow
     bridges = {
         BridgeRow(INT_BRIDGE, datapath_type, "secure", ("OpenFlow13",),
-                  (("datapath-id", f"{datapath_id(hv):016x}"), ("disable-in-band", "true")), ctl),
+                  (("datapath-id", f"{datapath_id(hv):016x}"), ("disable-in-band", "true"),
+                   ("hwaddr", bridge_mac)), ctl),
         BridgeRow(PHY_BRIDGE, datapath_type, "standalone"),
     }
     owned = ((OWNER_KEY, "true"),)

@@ -6,7 +6,7 @@ Cookie layout (64 bits): the high 32 bits identify the flow's origin (a hash of 
 origin, e.g. "tenant/blue/port/web1"), the low 32 bits are a digest of the flow's canonical
 encoding: the table's *id*, priority, match, each action's canonical tuple and the other
 origins.  Nothing a person reads takes part: renaming a table or changing how a flow prints
-changes no cookie (tests/unit/test_cookies.py pins golden cookies).  A flow read back from a
+changes no cookie (tests/unit/test_pipeline.py pins golden cookies).  A flow read back from a
 switch is identified exactly by (table, priority, cookie) without decoding its actions, and
 the origin half leads a dump or a trace back to the YAML.
 """

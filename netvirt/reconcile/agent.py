@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from netvirt.errors import NetvirtError, OvsdbError
 from netvirt.gcpause import gc_paused
-from netvirt.overlay.ovsdb import compile_ovsdb
+from netvirt.overlay.ovsdb import compile_ovsdb, is_bridge_mac, new_bridge_mac
+from netvirt.pipeline.layout import INT_BRIDGE
 from netvirt.reconcile import diff
 from netvirt.reconcile.compiler import Compiler
 from netvirt.reconcile.diff import InstalledFlow
@@ -34,6 +35,10 @@ from netvirt.topology.inventory import Inventory
 log = logging.getLogger(__name__)
 RETRY_SECONDS = 1.0
 WATCH_SECONDS = 1.0  # how often the OVSDB session is looked at: a lost one shows within this
+# A switch that just got its MAC written may still show its old one: it is hung up on
+# without being called an intruder, and dials again within a second.
+MAC_GRACE_SECONDS = 5.0
+REFUSED_KEPT = 5  # addresses status remembers refused connections of
 
 
 @dataclass
@@ -41,6 +46,13 @@ class AgentStatus:
     ovsdb_connected: bool = False
     switch_connected: bool = False
     switch_connected_at: float = 0.0  # time.time() of the last connect
+    switch_address: str = ""  # where the attached connection comes from
+    # whether the attached switch proved it is this hypervisor's br-int (its LOCAL MAC is
+    # the one OVSDB gives br-int); False only while OVSDB could not be read to check
+    switch_verified: bool = False
+    # connections refused, by the address they came from: {"count", "last", "why"}
+    refused: dict = field(default_factory=dict)
+    refused_total: int = 0
     in_sync: bool = False
     applied_revision: int = 0
     desired_flows: int = 0
@@ -77,6 +89,11 @@ class HypervisorAgent:
         self._mirror_lock = threading.Lock()  # _installed is copied by plan requests
         # -- owned by the agent's thread ------------------------------------------------
         self.switch: SwitchDriver | None = None
+        self._candidates: list[SwitchDriver] = []  # connections not checked yet
+        self._bridge_mac: str | None = None  # br-int's MAC as its OVSDB has it
+        self._new_mac = new_bridge_mac()  # what it gets if it has none
+        self._mac_written_at = float("-inf")  # clock() when we last set it
+        self._refused_logged: dict[str, float] = {}  # address -> clock() of its last warning
         self.inventory = Inventory()  # replaced, never changed in place: others read it
         self._dirty = True  # a pass is wanted
         self._read_flows = True  # re-read the switch's flows and groups
@@ -116,11 +133,10 @@ class HypervisorAgent:
     def attach(self, switch: SwitchDriver) -> None:
         self._events.put(("attach", switch))
 
-    def detach(self) -> None:
-        sw = self.switch
-        if sw is not None:
-            sw.abort("the switch disconnected")  # wakes a request the agent waits on
-        self._events.put(("detach", sw))
+    def detach(self, switch: SwitchDriver) -> None:
+        """``switch``'s connection ended (the attached one, a candidate, or one refused)."""
+        switch.abort("the switch disconnected")  # wakes a request the agent waits on
+        self._events.put(("detach", switch))
 
     def port_changed(self, name: str, port: tuple[int, bool] | None) -> None:
         with self._seq_lock:
@@ -202,16 +218,18 @@ class HypervisorAgent:
         elif kind == "reread":
             self._read_flows = self._dirty = True
         elif kind == "attach":
-            self.switch = ev[1]
-            self.status.switch_connected = True
-            self.status.switch_connected_at = time.time()
-            self.status.in_sync = False
-            self._read_flows = self._read_ports = self._dirty = True  # reset the mirror
+            # checked at the next pass: a connection is taken only once it proved which
+            # bridge it is, and never replaces one that did unless it proves it too
+            self._candidates.append(ev[1])
+            self._dirty = True
             self._retry_at = 0.0
         elif kind == "detach":
+            if ev[1] in self._candidates:
+                self._candidates.remove(ev[1])
             if self.switch is ev[1]:
                 self.switch = None
                 self.status.switch_connected = self.status.in_sync = False
+                self.status.switch_verified = False
         elif kind == "port":
             _, seq, name, port = ev
             if seq <= self._ports_read_seq:
@@ -264,6 +282,11 @@ class HypervisorAgent:
             self._reconcile_ovsdb(rev, topo)
         except NetvirtError as e:  # reported; the flows go on without it
             self._ovsdb_failed(str(e))
+        if self.switch is not None and not self.status.switch_verified \
+                and self._bridge_mac is not None:
+            self._candidates.insert(0, self.switch)  # taken unchecked; check it now
+        while self._candidates:
+            self._check(self._candidates.pop(0))
         sw = self.switch
         if sw is None:
             return
@@ -316,6 +339,60 @@ class HypervisorAgent:
         st.last_reconcile_seconds = time.monotonic() - t0
         st.reconcile_seconds_total += st.last_reconcile_seconds
 
+    def _check(self, sw: SwitchDriver) -> None:
+        """Take ``sw`` as this hypervisor's switch if its LOCAL MAC is br-int's, as this
+        hypervisor's OVSDB has it; else hang up on it.  A datapath id can be guessed (a
+        bridge elsewhere given hv1's received hv1's flows), that MAC cannot.  While OVSDB
+        was never read (it is down since the controller started) there is nothing to check
+        against: the connection is taken unverified, as before, and checked once OVSDB is
+        back, so that a switch that reconnected empty still gets its flows."""
+        try:
+            mac = sw.local_mac()
+        except NetvirtError:
+            return  # it went away meanwhile; its detach is queued
+        want = self._bridge_mac
+        if want is not None and mac != want:
+            return self._refuse(sw, mac, want)
+        if self.switch is not sw:
+            if self.switch is not None:  # the same bridge dialled again: the old one is stale
+                self.switch.close()
+            self.switch = sw
+            st = self.status
+            st.switch_connected, st.in_sync = True, False
+            st.switch_connected_at = time.time()
+            st.switch_address = sw.address
+            self._read_flows = self._read_ports = True  # reset the mirror
+        self.status.switch_verified = want is not None
+        if want is None:
+            log.warning("%s: switch at %s taken without checking that it is this "
+                        "hypervisor's br-int: its OVSDB has not been read yet", self.name,
+                        sw.address)
+
+    def _refuse(self, sw: SwitchDriver, mac: str | None, want: str) -> None:
+        if self.switch is sw:
+            self.switch = None
+            self.status.switch_connected = self.status.in_sync = False
+            self.status.switch_verified = False
+        sw.close()
+        now = self._clock()
+        if now - self._mac_written_at < MAC_GRACE_SECONDS:
+            log.info("%s: switch at %s has not taken br-int's new MAC yet; hung up, it will "
+                     "dial again", self.name, sw.address)
+            return
+        why = (f"claimed {self.name}'s datapath id, but its bridge MAC {mac} is not "
+               f"{self.name}'s br-int's ({want})")
+        host = sw.address.rsplit(":", 1)[0]
+        st = self.status
+        st.refused_total += 1
+        seen = st.refused.pop(host, {"count": 0})
+        st.refused[host] = {"count": seen["count"] + 1,
+                            "last": time.strftime("%Y-%m-%dT%H:%M:%S"), "why": why}
+        st.refused = dict(list(st.refused.items())[-REFUSED_KEPT:])  # the latest addresses
+        if now - self._refused_logged.get(host, float("-inf")) >= 60:
+            self._refused_logged[host] = now
+            log.warning("%s: switch at %s %s: refused (logged once a minute per address)",
+                        self.name, sw.address, why)
+
     def _record(self, plan: diff.Plan) -> None:
         with self._mirror_lock:
             for f in plan.delete_flows + plan.replaced_flows:
@@ -364,7 +441,11 @@ class HypervisorAgent:
             raise OvsdbError(f"no connection to OVSDB at {hv.ovsdb} (reconnecting); is "
                              f"ovsdb-server running there?")
         dp_type = hv.datapath_type or self._ovsdb.datapath_hint() or "system"
-        state = compile_ovsdb(topo, self.name, dp_type)
+        have = self._ovsdb.bridge_mac(INT_BRIDGE)
+        if is_bridge_mac(have):
+            self._bridge_mac = have  # what OVSDB says is the truth, whoever set it
+        mac = self._bridge_mac or self._new_mac
+        state = compile_ovsdb(topo, self.name, dp_type, mac)
         full = self._audit_ovsdb or self._ovsdb_applied is None
         n = 0
         if state != self._ovsdb_applied or full:
@@ -374,6 +455,8 @@ class HypervisorAgent:
             plan = plan_rows(state, self._ovsdb.read() if full else self._ovsdb_applied)
             if not plan.empty:
                 n = self._ovsdb.apply(plan)
+        if self._bridge_mac != mac:  # OVSDB holds it now: switches are checked against it
+            self._bridge_mac, self._mac_written_at = mac, self._clock()
         st = self.status
         st.ovsdb_connected, st.ovsdb_error = True, ""
         self._ovsdb_retry_at = 0.0

@@ -7,6 +7,7 @@ component under test: the agent, compilers and diff are real."""
 from __future__ import annotations
 
 from netvirt.errors import OvsdbError
+from netvirt.pipeline.layout import INT_BRIDGE
 from netvirt.pipeline.records import Meter
 from netvirt.pipeline.rows import BridgeRow, OvsdbState, PortRow
 from netvirt.reconcile.diff import InstalledFlow, Plan
@@ -14,7 +15,14 @@ from netvirt.reconcile.ovsdb_plan import RowPlan
 
 
 class FakeSwitch:
-    def __init__(self, ofports: dict[str, int] | None = None):
+    """A br-int and, in ``ovsdb``, its hypervisor's OVSDB: the switch's LOCAL MAC is the
+    one that OVSDB gives br-int, as ovs-vswitchd makes it."""
+
+    address = "192.0.2.1:40000"
+
+    def __init__(self, ofports: dict[str, int] | None = None, ovsdb=None):
+        self.ovsdb = ovsdb if ovsdb is not None else FakeOvsdb("unix:/fake/db.sock")
+        self.closed = False
         self.flows: dict[tuple, InstalledFlow] = {}  # (table, priority, match) -> flow
         self.groups: set[int] = set()
         self.meters: dict[int, Meter] = {}
@@ -70,6 +78,13 @@ class FakeSwitch:
     def abort(self, reason: str) -> None:
         pass
 
+    def local_mac(self) -> str | None:
+        br = self.ovsdb.bridges.get(INT_BRIDGE)
+        return dict(br.other_config).get("hwaddr") if br is not None else None
+
+    def close(self) -> None:
+        self.closed = True
+
 
 class FakeOvsdb:
     """Rows as an ovsdb-server holds them: a plan is carried out on them the way the real
@@ -105,6 +120,11 @@ class FakeOvsdb:
 
     def node_version(self) -> str | None:
         return "test"
+
+    def bridge_mac(self, name: str) -> str | None:
+        self._check()
+        br = self.bridges.get(name)
+        return dict(br.other_config).get("hwaddr") if br is not None else None
 
     @property
     def state(self) -> OvsdbState:

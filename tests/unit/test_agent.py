@@ -3,7 +3,7 @@ from netvirt.config import load_file
 from netvirt.reconcile.agent import HypervisorAgent
 from netvirt.errors import NetvirtError
 from netvirt.reconcile.diff import InstalledFlow
-from netvirt.testing.fakes import FakeOvsdb, FakeSwitch
+from netvirt.testing.fakes import FakeSwitch
 from netvirt.topology import Topology
 
 from .helpers import ROOT_EXAMPLES, sequential_inventory
@@ -28,9 +28,9 @@ def _setup():
     return service, FakeSwitch(dict(inv.ofports))
 
 
-def _agent(service, switch, ovsdb=None):
+def _agent(service, switch):
     a = HypervisorAgent("hv1", service, audit_interval=60,
-                        ovsdb_factory=lambda ep: ovsdb or FakeOvsdb(ep))
+                        ovsdb_factory=lambda ep: switch.ovsdb)
     a.attach(switch)
     return a
 
@@ -117,8 +117,8 @@ def test_a_port_event_during_the_port_read_is_not_lost():
 
 def test_ovsdb_is_written_once_per_revision():
     service, sw = _setup()
-    db = FakeOvsdb("unix:/x")
-    a = _agent(service, sw, db)
+    db = sw.ovsdb
+    a = _agent(service, sw)
     a.reconcile_once()
     a.reconcile_once()
     assert db.writes == 1 and a.status.datapath_type == "netdev"
@@ -127,8 +127,8 @@ def test_ovsdb_is_written_once_per_revision():
 
 def test_ovsdb_is_read_back_at_audits_not_at_every_switch_reconnect():
     service, sw = _setup()
-    db = FakeOvsdb("unix:/x")
-    a = _agent(service, sw, db)
+    db = sw.ovsdb
+    a = _agent(service, sw)
     a.reconcile_once()
     assert db.full_reads == 1
     a.attach(sw)  # the switch reconnects (a vswitchd restart): OVSDB did not change
@@ -235,7 +235,7 @@ def test_the_audit_runs_on_time_under_a_steady_stream_of_events():
 def _clocked(service, sw, audit_interval: float):
     """An agent on a fake clock with a fake OVSDB, attached to ``sw`` and through its first
     turn."""
-    db, clock = FakeOvsdb("unix:/x"), Clock()
+    db, clock = sw.ovsdb, Clock()
     a = HypervisorAgent("hv1", service, audit_interval=audit_interval,
                         ovsdb_factory=lambda ep: db, clock=clock)
     a.attach(sw)
@@ -271,3 +271,68 @@ def test_a_lost_ovsdb_session_is_reported_at_once_and_its_return_too():
     clock.now += 1
     a.step()
     assert a.status.ovsdb_connected and not a.status.ovsdb_error
+
+
+class Impostor(FakeSwitch):
+    """A bridge elsewhere given this hypervisor's datapath id: it cannot know br-int's MAC."""
+
+    address = "192.0.2.66:51234"
+
+    def local_mac(self):
+        return "0a:00:00:00:00:66"
+
+
+def test_a_connection_that_is_not_br_int_is_refused_and_named_and_the_real_one_stays():
+    service, sw = _setup()
+    a, _, clock = _clocked(service, sw, 60)
+    assert a.status.switch_verified and a.switch is sw and len(sw.flows) == 29
+    clock.now += 10  # past the grace of br-int's freshly written MAC
+    rogue = Impostor()
+    a.attach(rogue)
+    a.step()
+    assert a.switch is sw and rogue.closed and not rogue.flows
+    assert a.status.switch_connected and a.status.in_sync and a.status.refused_total == 1
+    refused = a.status.refused["192.0.2.66"]
+    assert refused["count"] == 1 and "0a:00:00:00:00:66" in refused["why"]
+
+
+def test_the_same_bridge_dialling_again_replaces_its_stale_connection():
+    service, sw = _setup()
+    a, _, _ = _clocked(service, sw, 60)
+    again = FakeSwitch(dict(sw.ofports), ovsdb=sw.ovsdb)  # same OVSDB: same br-int MAC
+    again.flows = dict(sw.flows)
+    a.attach(again)
+    a.step()
+    assert a.switch is again and sw.closed and a.status.refused_total == 0
+    assert again.flow_mods_sent == 0 and a.status.in_sync
+
+
+def test_a_switch_that_has_not_taken_its_new_mac_yet_is_hung_up_on_not_called_an_intruder():
+    service, sw = _setup()
+    a, _, clock = _clocked(service, sw, 60)
+    stale = Impostor()  # as br-int looked before netvirt set its MAC, a moment ago
+    a.attach(stale)
+    a.step()
+    assert stale.closed and a.status.refused_total == 0 and a.switch is sw
+
+
+def test_unverifiable_while_ovsdb_was_never_read_then_checked_once_it_is():
+    service, sw = _setup()
+    _clocked(service, sw, 60)  # an earlier controller gave br-int its MAC
+    db, clock = sw.ovsdb, Clock()
+    db.down = True  # this controller starts while OVSDB cannot be reached
+    a = HypervisorAgent("hv1", service, audit_interval=60, ovsdb_factory=lambda ep: db,
+                        clock=clock)
+    rogue = Impostor(dict(sw.ofports))
+    a.attach(rogue)
+    a.step()
+    # nothing to check against: taken, unverified, so that a switch that reconnected empty
+    # still gets its flows
+    assert a.switch is rogue and not a.status.switch_verified and len(rogue.flows) == 29
+    db.down = False
+    clock.now += 1  # the OVSDB retry is due
+    a.step()
+    assert a.switch is None and rogue.closed and a.status.refused_total == 1
+    a.attach(sw)
+    a.step()
+    assert a.switch is sw and a.status.switch_verified and a.status.in_sync

@@ -15,7 +15,7 @@ from netvirt.controller.api import ApiServer
 from netvirt.controller.openapi import SPEC
 from netvirt.controller.service import ControllerService
 from netvirt.errors import ConfigError, ApiError, UsageError
-from netvirt.testing.fakes import FakeOvsdb, FakeSwitch
+from netvirt.testing.fakes import FakeSwitch
 from netvirt.topology import Topology, render
 
 from .helpers import ROOT_EXAMPLES, sequential_inventory
@@ -31,7 +31,8 @@ def controller():
     switches = {hv: FakeSwitch(dict(i.ofports)) for hv, i in inv.items()}
 
     def agent(name, service, audit):
-        a = HypervisorAgent(name, service, audit, ovsdb_factory=FakeOvsdb)
+        a = HypervisorAgent(name, service, audit,
+                            ovsdb_factory=lambda ep: switches[name].ovsdb)
         a.attach(switches[name])
         return a
 

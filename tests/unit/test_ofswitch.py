@@ -22,7 +22,7 @@ from .helpers import ROOT_EXAMPLES, sequential_inventory
 class RecordingDatapath:
     """Answers barriers itself; ``reject`` = index of a flow mod the switch refuses."""
 
-    ofproto, ofproto_parser, id = ofp, parser, 1
+    ofproto, ofproto_parser, id, address = ofp, parser, 1, ("192.0.2.1", 40000)
 
     def __init__(self, reject: int | None = None):
         self.xid, self.sent, self.reject, self.switch = 0, [], reject, None
