@@ -271,6 +271,15 @@ class Lab:
                      mtu=guest["mtu"])
         self.state["vms"][ns].update(guest)
         self._save()
+        # What a guest's gratuitous ARP would do on a real network: the other guests forget
+        # the old MAC of these addresses at once instead of black-holing their replies
+        # until their neighbour entry goes stale.  (The pipeline answers ARP itself, so a
+        # GARP would not reach them.)
+        for other in self.state["vms"]:
+            if other != ns:
+                for address in guest["addresses"]:
+                    subprocess.run(["ip", "-n", other, "neigh", "flush", "to",
+                                    address.split("/")[0]], capture_output=True)
 
     def add_vm(self, ref: PortRef) -> None:
         ns = vm_netns(ref.tenant, ref.port.name, self.prefix)

@@ -1,18 +1,22 @@
 """Reachability probes between VM ports of a lab, by real traffic.
 
-A target counts as reached only if the ping is answered *and* the source resolved the
-target's IP to the target's own MAC: with overlapping tenant subnets, an answer from another
-tenant's VM with the same IP would otherwise look like success.
+A target counts as reached only if the ping is answered *and* the target itself received
+the echo requests (its own ICMP InEchos counter went up): with overlapping subnets, and
+MACs that validation allows to repeat across tenants, an answer from another tenant's VM
+with the same IP and MAC would otherwise look like success.  To make a counter tell who
+pinged it, the probes run in rounds in which no address is pinged twice (so no two VMs that
+share an address are probed at once), the rounds one after the other, a round's probes in
+parallel.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from netvirt.config.schema import Config
 from netvirt.host.lab import Lab, vm_netns
+from netvirt.topology import Topology
 
 
 def ping(ns: str, ip: str, count: int = 2, timeout: float = 1.0) -> bool:
@@ -22,45 +26,69 @@ def ping(ns: str, ip: str, count: int = 2, timeout: float = 1.0) -> bool:
     return r.returncode == 0
 
 
-def neighbor_mac(ns: str, ip: str) -> str | None:
-    r = subprocess.run(["ip", "-n", ns, "-j", "neigh", "show", ip], capture_output=True, text=True)
-    for e in json.loads(r.stdout or "[]"):
-        if e.get("lladdr"):
-            return e["lladdr"].lower()
-    return None
+def echoes_received(ns: str) -> int:
+    """The ICMP echo requests the namespace's kernel has received (/proc/net/snmp's
+    Icmp InEchos: a header line of names, then a line of values)."""
+    lines = [ln.split() for ln in subprocess.run(
+        ["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"], capture_output=True,
+        text=True).stdout.splitlines() if ln.startswith("Icmp:")]
+    return int(lines[1][lines[0].index("InEchos")])
 
 
-def reaches(src_ns: str, ip: str, mac: str) -> bool:
+def reaches(src_ns: str, dst_ns: str, ip: str) -> bool:
     subprocess.run(["ip", "-n", src_ns, "neigh", "flush", "to", ip], capture_output=True)
-    return ping(src_ns, ip) and neighbor_mac(src_ns, ip) == mac
+    before = echoes_received(dst_ns)
+    return ping(src_ns, ip) and echoes_received(dst_ns) > before
+
+
+def rounds(addresses: list[str]) -> list[list[tuple[int, int]]]:
+    """Every ordered pair (source, target) of the VMs whose first addresses these are, once,
+    in rounds in which no source probes twice and no address is probed twice."""
+    left = [(i, j) for i in range(len(addresses)) for j in range(len(addresses)) if i != j]
+    out = []
+    while left:
+        sources, targets, this, rest = set(), set(), [], []
+        for i, j in left:
+            if i in sources or addresses[j] in targets:
+                rest.append((i, j))
+            else:
+                sources.add(i)
+                targets.add(addresses[j])
+                this.append((i, j))
+        out.append(this)
+        left = rest
+    return out
 
 
 @dataclass
 class Matrix:
     ports: list[tuple[str, str]]  # (tenant, port)
     reached: dict  # (src, dst) -> bool
+    should: dict  # (src, dst) -> bool: whether the intent lets src reach dst
 
     def expected(self, src, dst) -> bool:
-        return src[0] == dst[0]
+        return self.should[src, dst]
 
     @property
     def as_expected(self) -> bool:
-        return all(v == self.expected(s, d) for (s, d), v in self.reached.items())
+        return all(v == self.should[k] for k, v in self.reached.items())
 
 
 def matrix(lab: Lab, cfg: Config) -> Matrix:
-    targets = [(t.name, p.name, str(p.ips[0]), p.mac) for t in cfg.tenants for p in t.ports]
-    ports = [(t, p) for t, p, _, _ in targets]
-
-    def from_source(src):
-        ns = vm_netns(*src, lab.prefix)
-        return {(src, (t, p)): reaches(ns, ip, mac) for t, p, ip, mac in targets if (t, p) != src}
-
+    topo = Topology(cfg)
+    refs = [topo.port(t.name, p.name) for t in cfg.tenants for p in t.ports]
+    ports = [(r.tenant, r.port.name) for r in refs]
+    ns = [vm_netns(r.tenant, r.port.name, lab.prefix) for r in refs]
+    should = {(ports[i], ports[j]): topo.should_reach(refs[i], refs[j])
+              for i in range(len(refs)) for j in range(len(refs)) if i != j}
     reached = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
-        for part in pool.map(from_source, ports):
-            reached.update(part)
-    return Matrix(ports, reached)
+        for pairs in rounds([r.ips[0] for r in refs]):
+            probes = [(i, j, pool.submit(reaches, ns[i], ns[j], refs[j].ips[0]))
+                      for i, j in pairs]
+            for i, j, done in probes:
+                reached[ports[i], ports[j]] = done.result()
+    return Matrix(ports, reached, should)
 
 
 def render_matrix(m: Matrix) -> str:
@@ -79,11 +107,13 @@ def render_matrix(m: Matrix) -> str:
             cells.append(mark if ok == m.expected(src, dst) else ("!!" if ok else "XX"))
         lines.append(f"{names[i]:<{w}}  " + "  ".join(cells) + f"   {i + 1:>2}")
     lines.append("ok = reached, . = not reached (as expected); XX = should reach but does not, "
-                 "!! = reached across tenants")
+                 "!! = reached but should not")
     verdict = "as expected" if m.as_expected else "NOT as expected"
-    inside = sum(1 for (s, d), v in m.reached.items() if m.expected(s, d) and v)
-    inside_all = sum(1 for (s, d) in m.reached if m.expected(s, d))
-    across = sum(1 for (s, d), v in m.reached.items() if not m.expected(s, d) and v)
-    lines.append(f"inside tenants: {inside}/{inside_all} reached; across tenants: {across} "
-                 f"reached; {verdict}")
+    should = [k for k, v in m.should.items() if v]
+    inside = sum(1 for k in should if m.reached[k])
+    across = sum(1 for (s, d), v in m.reached.items() if s[0] != d[0] and v)
+    stray = sum(1 for (s, d), v in m.reached.items() if s[0] == d[0] and v and not m.should[s, d])
+    lines.append(f"should reach: {inside}/{len(should)} reached; across tenants: {across} "
+                 f"reached" + (f"; across networks without a router: {stray} reached"
+                               if stray else "") + f"; {verdict}")
     return "\n".join(lines)

@@ -75,6 +75,11 @@ class Topology:
         keys = sorted({(r.tenant, r.network.name) for r in self._on_hv[hv]})
         return [(t, self._networks[t, n]) for t, n in keys]
 
+    def should_reach(self, src: PortRef, dst: PortRef) -> bool:
+        """Whether the intent lets ``src`` reach ``dst`` at all: the same tenant and the
+        same network (what a connectivity check holds the datapath to)."""
+        return src.tenant == dst.tenant and src.network.name == dst.network.name
+
     def port(self, tenant: str, name: str) -> PortRef:
         try:
             return self._ports[tenant, name]
