@@ -153,12 +153,21 @@ class Subnet(_Model):
     gateway: IPv4 | None = None
 
 
+class FloodLimit(_Model):
+    """What one port may flood into its network: broadcast, multicast and unknown unicast,
+    in packets per second (an OpenFlow meter per port)."""
+
+    rate: Annotated[int, Field(ge=0, le=1_000_000)] = 1000  # 0: no limit
+    burst: Annotated[int, Field(ge=1, le=1_000_000)] = 200
+
+
 class Network(_Model):
     name: Name
     vni: Annotated[int, Field(ge=1, le=0xFFFFFF)] | None = None
     mtu: Annotated[int, Field(ge=576, le=9000)] = 1450
     subnets: Annotated[list[Subnet], Field(min_length=1)]
     dhcp: bool = False  # answer its ports' DHCP with their configured addresses
+    flood_limit: FloodLimit = FloodLimit()
 
 
 class Port(_Model):

@@ -27,7 +27,7 @@ def dhcp_views(topo, hv: str, inv) -> list[NetworkOnHv]:
     return [v for v in network_views(topo, hv, inv) if v.dhcp and v.bound]
 
 
-def compile_dhcp(net: NetworkOnHv) -> tuple[list[Flow], list]:
+def compile_dhcp(net: NetworkOnHv) -> tuple[list[Flow], list, list]:
     admit = [WriteMetadata(net.vni, VNI_MASK), Goto(Table.DHCP)]
     flows = [Flow.make(Table.PORT_SECURITY, 110,
                        {"in_port": p.ofport, "vlan_vid": UNTAGGED, "eth_src": p.mac,
@@ -40,7 +40,7 @@ def compile_dhcp(net: NetworkOnHv) -> tuple[list[Flow], list]:
                            {"metadata": (net.vni, VNI_MASK), "eth_type": ETH_IP,
                             "ip_proto": IPPROTO_UDP, "udp_dst": DHCP_SERVER_PORT},
                            [MeterAction(PUNT_METER_ID), Output("CONTROLLER")], net.origin))
-    return flows, []
+    return flows, [], []
 
 
 def server_mac(tenant: str, network: str) -> str:

@@ -7,7 +7,7 @@ from netvirt.overlay.arp_responder import arp_responder_fixed, compile_arp_respo
 from netvirt.overlay.classify import classify_fixed, compile_classify
 from netvirt.overlay.l2 import compile_l2
 from netvirt.overlay.port_security import compile_port_security
-from netvirt.pipeline.records import Flow, Group
+from netvirt.pipeline.records import Flow, Group, Meter
 from netvirt.topology.views import NetworkOnHv
 
 
@@ -16,7 +16,7 @@ def fixed_flows() -> list[Flow]:
     return classify_fixed() + arp_responder_fixed()
 
 
-def compile_network(net: NetworkOnHv) -> tuple[list[Flow], list[Group]]:
-    l2_flows, groups = compile_l2(net)
+def compile_network(net: NetworkOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
+    l2_flows, groups, meters = compile_l2(net)
     flows = compile_classify(net) + compile_port_security(net) + compile_arp_responder(net)
-    return flows + l2_flows, groups
+    return flows + l2_flows, groups, meters

@@ -35,6 +35,14 @@ PUNT_METER_ID = 1
 PUNT_RATE, PUNT_BURST = 200, 100  # packets per second, packets
 ARP_REQUEST, ARP_REPLY = 1, 2
 
+# Each VM port's flood limit (storm control) is its own meter: this base plus its ofport
+# (ofports are below 0xff00), so the id needs no allocation and changes with the port only.
+FLOOD_METER_BASE = 0x10000
+
+
+def flood_meter_id(ofport: int) -> int:
+    return FLOOD_METER_BASE + ofport
+
 # ct_state bits, as OVS numbers them (match as (bits, mask))
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = (
     0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80)

@@ -71,8 +71,9 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            [Table.L2_LOOKUP], Miss.CONTINUE,
            "the hypervisor that hosts an address answers ARP for it; other opcodes than "
            "request and reply drop"),
-    _stage(Table.L2_LOOKUP, _IN, {"metadata", "eth_dst"}, [Table.OUTPUT], Miss.DROP,
-           "dst MAC -> output register and egress, or the tunnel to the owner; flood group"),
+    _stage(Table.L2_LOOKUP, _IN, {"metadata", "eth_dst", "in_port"}, [Table.OUTPUT], Miss.DROP,
+           "dst MAC -> output register and egress, or the tunnel to the owner; flood group, "
+           "through the sending port's flood meter"),
     _stage(Table.OUTPUT, _OUT, set(), [], Miss.OUTPUT,
            "out of the port in the output register"),
 )}

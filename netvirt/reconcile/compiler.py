@@ -59,7 +59,8 @@ class Compiler:
         self._reset()
 
     def _reset(self) -> None:
-        self._last: dict[tuple, tuple] = {}  # (feature index, view) -> (flows, groups)
+        # (feature index, view) -> (flows, groups, meters)
+        self._last: dict[tuple, tuple] = {}
         self._by_key: dict[tuple, Flow] = {}
         self._by_slot: dict[tuple, Flow] = {}
         self._shared: dict[tuple, list[Flow]] = {}  # slot -> its wanters, where several
@@ -83,19 +84,19 @@ class Compiler:
 
     def _compile(self, views: list[tuple]) -> DesiredFlows:
         done = {v: self._last.get(v) for v in views}
-        for v, (flows, _) in self._last.items():
+        for v, (flows, _, _) in self._last.items():
             if v not in done:
                 self._remove(flows)
         added = [v for v, result in done.items() if result is None]
         for v in added:
-            flows, groups = self.features[v[0]].compile(v[1])
+            flows, groups, meters = self.features[v[0]].compile(v[1])
             by_id = {g.group_id: g for g in groups}
             for f in flows:
                 check_flow(f, by_id)
-            done[v] = (tuple(flows), tuple(groups))
+            done[v] = (tuple(flows), tuple(groups), tuple(meters))
             self._add(flows)
         self._last, self.recompiled = done, len(added)
-        groups = frozenset(g for _, view_groups in done.values() for g in view_groups)
+        groups = frozenset(g for _, view_groups, _ in done.values() for g in view_groups)
         if len({g.group_id for g in groups}) != len(groups):
             seen: dict[int, Group] = {}
             for g in groups:
@@ -104,7 +105,12 @@ class Compiler:
                                         f"{seen[g.group_id].origin}'s, with other buckets "
                                         f"(a 31-bit digest collision); nothing installed")
                 seen[g.group_id] = g
-        return DesiredFlows(dict(self._by_key), groups, self._meters)
+        meters = self._meters.union(m for _, _, view_meters in done.values()
+                                    for m in view_meters)
+        if len({m.meter_id for m in meters}) != len(meters):
+            raise PipelineError(f"two origins want one meter id with other bands: "
+                                f"{sorted(meters)}; nothing installed")
+        return DesiredFlows(dict(self._by_key), groups, meters)
 
     def _put(self, old: Flow | None, new: Flow | None) -> None:
         if old is not None:

@@ -23,7 +23,7 @@ class Feature:
     name: str
     # (topology, hypervisor, inventory) -> the views to compile there
     views: Callable[..., Iterable[Hashable]]
-    compile: Callable[[Hashable], tuple[Sequence[Flow], Sequence[Group]]]
+    compile: Callable[[Hashable], tuple[Sequence[Flow], Sequence[Group], Sequence[Meter]]]
     fixed: Callable[[], Sequence[Flow]] = tuple
     meters: Callable[[], Sequence[Meter]] = tuple  # every br-int has these
 

@@ -35,6 +35,7 @@ class NetworkOnHv(NamedTuple):
     remote: tuple[RemotePort, ...]  # ports of the network on other hypervisors, by name
     peers: tuple[str, ...]  # underlay IPs of the other hypervisors that host the network
     dhcp: bool = False  # netvirt answers its ports' DHCP
+    flood_limit: tuple[int, int] | None = None  # (packets/s, burst) per port; None: none
 
     @property
     def bound(self) -> tuple[LocalPort, ...]:
@@ -71,6 +72,8 @@ def _network_views(topo: Topology, hv: str, inv: Inventory) -> list[NetworkOnHv]
             else:
                 remote.append(RemotePort(ref.origin, ref.port.mac, underlay[where]))
                 peers.add(underlay[where])
+        limit = net.flood_limit
         views.append(NetworkOnHv(f"tenant/{tenant}/network/{net.name}", net.vni, tuple(local),
-                                 tuple(remote), tuple(sorted(peers)), net.dhcp))
+                                 tuple(remote), tuple(sorted(peers)), net.dhcp,
+                                 (limit.rate, limit.burst) if limit.rate else None))
     return views

@@ -12,10 +12,20 @@ from netvirt.topology import Topology
 from netvirt.topology.inventory import Inventory
 
 ROOT_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# Flows each hypervisor of examples/demo.yaml gets (two VM ports each): the golden dumps
+# (tests/golden/demo-hv*.txt) list them
+DEMO_FLOWS = 31
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Writes a value used twice out twice: the loader refuses YAML aliases."""
+
+    def ignore_aliases(self, data):
+        return True
 
 
 def load_data(data: dict, name: str = "gen.yaml"):
-    return load_text(yaml.safe_dump(data, sort_keys=False), name)
+    return load_text(yaml.dump(data, Dumper=_NoAliases, sort_keys=False), name)
 
 
 def sequential_inventory(topo: Topology) -> dict[str, Inventory]:

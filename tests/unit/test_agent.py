@@ -6,7 +6,7 @@ from netvirt.reconcile.diff import InstalledFlow
 from netvirt.testing.fakes import FakeSwitch
 from netvirt.topology import Topology
 
-from .helpers import ROOT_EXAMPLES, sequential_inventory
+from .helpers import DEMO_FLOWS, ROOT_EXAMPLES, sequential_inventory
 
 
 class OneRevision:
@@ -39,10 +39,10 @@ def test_converges_then_sends_nothing_more():
     service, sw = _setup()
     a = _agent(service, sw)
     a.reconcile_once()
-    assert a.status.in_sync and sw.flow_mods_sent == a.status.desired_flows == 29
+    assert a.status.in_sync and sw.flow_mods_sent == a.status.desired_flows == DEMO_FLOWS
     a.mark_dirty(reread=True)
     a.reconcile_once()
-    assert sw.flow_mods_sent == 29 and a.status.in_sync
+    assert sw.flow_mods_sent == DEMO_FLOWS and a.status.in_sync
 
 
 def test_a_restarted_controller_sends_zero_flow_mods():
@@ -66,7 +66,7 @@ def test_foreign_and_deleted_flows_are_repaired():
     assert not a.status.in_sync
     a.reconcile_once()
     assert a.status.in_sync and (0, 7, (("in_port", 99),)) not in sw.flows
-    assert len(sw.flows) == 29
+    assert len(sw.flows) == DEMO_FLOWS
 
 
 def test_own_deletions_do_not_trigger_a_reread():
@@ -112,7 +112,7 @@ def test_a_port_event_during_the_port_read_is_not_lost():
     assert not a.status.in_sync, "compiled from a port list that an event has overtaken"
     a.reconcile_once()  # the pass the event's wake-up asks for
     assert a.inventory.ofports.get(late) == sw.plugged
-    assert a.status.in_sync and not a.status.ports_down and len(sw.flows) == 29
+    assert a.status.in_sync and not a.status.ports_down and len(sw.flows) == DEMO_FLOWS
 
 
 def test_ovsdb_is_written_once_per_revision():
@@ -164,7 +164,7 @@ def test_a_failed_apply_rereads_the_switch_instead_of_resending():
         a._failed(str(e))  # what the agent's turn does with it
     assert a._read_flows
     a.reconcile_once()
-    assert a.status.in_sync and len(sw.flows) == 29
+    assert a.status.in_sync and len(sw.flows) == DEMO_FLOWS
 
 
 class FlowDeletedDuringTheRead(FakeSwitch):
@@ -193,14 +193,14 @@ def test_a_flow_removed_during_the_flow_read_is_not_lost():
     sw = FlowDeletedDuringTheRead(dict(sw.ofports))
     sw.agent = a = _agent(service, sw)
     a.reconcile_once()
-    assert len(sw.flows) == 29
+    assert len(sw.flows) == DEMO_FLOWS
     sw.armed = True
     a.mark_dirty(reread=True)
     a.reconcile_once()  # read the table with the flow; its removal is queued meanwhile
-    assert len(sw.flows) == 28
+    assert len(sw.flows) == DEMO_FLOWS - 1
     for _ in range(3):  # the agent's next turns
         a.step()
-    assert len(sw.flows) == 29 and a.status.in_sync
+    assert len(sw.flows) == DEMO_FLOWS and a.status.in_sync
 
 
 class Clock:
@@ -251,7 +251,7 @@ def test_flows_are_repaired_while_ovsdb_is_down():
     a.attach(sw)
     clock.now += 10  # and the audit is due, which reads OVSDB too
     a.step()
-    assert len(sw.flows) == 29 and a.status.in_sync
+    assert len(sw.flows) == DEMO_FLOWS and a.status.in_sync
     assert not a.status.ovsdb_connected and "ovsdb-server" in a.status.ovsdb_error
     db.down = False
     clock.now += 1  # the retry is due
@@ -285,7 +285,7 @@ class Impostor(FakeSwitch):
 def test_a_connection_that_is_not_br_int_is_refused_and_named_and_the_real_one_stays():
     service, sw = _setup()
     a, _, clock = _clocked(service, sw, 60)
-    assert a.status.switch_verified and a.switch is sw and len(sw.flows) == 29
+    assert a.status.switch_verified and a.switch is sw and len(sw.flows) == DEMO_FLOWS
     clock.now += 10  # past the grace of br-int's freshly written MAC
     rogue = Impostor()
     a.attach(rogue)
@@ -328,7 +328,7 @@ def test_unverifiable_while_ovsdb_was_never_read_then_checked_once_it_is():
     a.step()
     # nothing to check against: taken, unverified, so that a switch that reconnected empty
     # still gets its flows
-    assert a.switch is rogue and not a.status.switch_verified and len(rogue.flows) == 29
+    assert a.switch is rogue and not a.status.switch_verified and len(rogue.flows) == DEMO_FLOWS
     db.down = False
     clock.now += 1  # the OVSDB retry is due
     a.step()

@@ -5,6 +5,7 @@ import yaml
 
 from netvirt.config import load_file
 from netvirt.reconcile.compiler import compile_flows
+from netvirt.pipeline.layout import PUNT_METER_ID
 from netvirt.reconcile.diff import InstalledFlow, plan
 from netvirt.topology import Topology
 
@@ -41,9 +42,10 @@ def test_meters_are_added_changed_in_place_and_removed():
     from netvirt.pipeline.records import Meter
 
     d = _compile(_demo_data())
-    (punt,) = d.meters
+    punt = next(m for m in d.meters if m.meter_id == PUNT_METER_ID)
+    have = {m.meter_id: m for m in d.meters if m is not punt}
     p = plan(d, installed(d), {g.group_id for g in d.groups},
-             {punt.meter_id: Meter(punt.meter_id, punt.rate * 2), 9: Meter(9, 5)})
+             {**have, punt.meter_id: Meter(punt.meter_id, punt.rate * 2), 9: Meter(9, 5)})
     assert p.modify_meters == (punt,) and p.delete_meters == (9,) and not p.add_meters
 
 

@@ -58,10 +58,10 @@ def test_two_flows_that_want_one_match_with_other_actions_are_refused_and_it_rec
     broken = {"on": False}
 
     def compile_network(view):
-        flows, groups = overlay.compile_network(view)
+        flows, groups, meters = overlay.compile_network(view)
         if broken["on"]:  # every flow again, dropping instead of what it does
             flows += [Flow(f.table, f.priority, f.match, (), ("tenant/x/bug",)) for f in flows]
-        return flows, groups
+        return flows, groups, meters
 
     topo = _topo(gen.config(40, 2))
     inv = sequential_inventory(topo)["hv1"]

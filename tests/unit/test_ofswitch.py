@@ -16,7 +16,7 @@ from netvirt.reconcile.compiler import compile_flows
 from netvirt.reconcile.diff import plan
 from netvirt.topology import Topology
 
-from .helpers import ROOT_EXAMPLES, sequential_inventory
+from .helpers import DEMO_FLOWS, ROOT_EXAMPLES, sequential_inventory
 
 
 class RecordingDatapath:
@@ -65,7 +65,7 @@ def test_every_message_gets_its_own_xid():
     p = _plan()
     sw.apply(p)
     mods = [x for k, x in dp.sent if k == ofp.OFPT_FLOW_MOD]
-    assert len(mods) == len(p.add_flows) == 29 and len(set(mods)) == 29
+    assert len(mods) == len(p.add_flows) == DEMO_FLOWS and len(set(mods)) == DEMO_FLOWS
     assert len({x for _, x in dp.sent}) == len(dp.sent)
     sw.apply(p)  # encoded again from the cache: still fresh xids
     assert len({x for _, x in dp.sent}) == len(dp.sent)

@@ -71,7 +71,7 @@ def _views(topo, hv, inv):
 def _same_flow(view):
     # two views (two config objects) that both want the very same flow
     return [Flow.make(Table.L2_LOOKUP, 7, {"eth_dst": "02:00:00:00:00:09"}, [],
-                      f"tenant/x/port/{view}")], []
+                      f"tenant/x/port/{view}")], [], []
 
 
 def test_two_origins_of_one_flow_merge_and_part_again():
