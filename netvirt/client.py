@@ -71,7 +71,7 @@ class Client:
 
 
 def _config_body(loaded: LoadedConfig) -> dict:
-    # The source alone: the controller parses and validates it itself, so what it applies,
-    # the digest it shows and the lines its traces name all come from the same text.
-    return {"source": loaded.source, "filename": loaded.filename}
+    # The parsed document, which the controller validates and applies without parsing YAML
+    # again, and its source, which lends line numbers once seen to hold the same document.
+    return {"data": loaded.data, "source": loaded.source, "filename": loaded.filename}
 

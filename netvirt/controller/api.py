@@ -39,7 +39,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from netvirt.config import load_text
+from netvirt.config import load_data, load_text
 from netvirt.controller.metrics import exposition
 from netvirt.controller.openapi import SPEC
 from netvirt.controller.service import in_sync_at
@@ -334,22 +334,26 @@ class Api:
             gone.cancel()
 
     def _config(self, body: dict, apply: bool) -> dict:
+        """Body: {"source": YAML, "filename": NAME}, and optionally "data": the document
+        the client parsed from the source, which spares the controller parsing the YAML
+        (~70 ms at 1000 ports); the document is what is applied either way."""
         source, filename = body.get("source"), body.get("filename", "<api>")
-        if "data" in body:
-            raise Answer(400, {"error": "send the source alone: the controller parses it (a "
-                                        "parsed document beside it could say something else)"})
-        if unknown := sorted(set(body) - {"source", "filename"}):
+        if unknown := sorted(set(body) - {"source", "filename", "data"}):
             raise Answer(400, {"error": f"bad request body: unknown field(s) {unknown}; "
-                                        'send {"source": YAML, "filename": NAME}'})
+                                        'send {"source": YAML, "filename": NAME, "data": '
+                                        'DOCUMENT}'})
         if not isinstance(source, str) or not isinstance(filename, str):
             raise Answer(400, {"error": 'bad request body: send {"source": YAML, "filename": '
                                         'NAME}, both text'})
         current = self.service.snapshot()[1]
         try:
-            loaded = load_text(source, filename, previous=current)
+            loaded = (load_data(body["data"], source, filename, previous=current)
+                      if "data" in body else load_text(source, filename, previous=current))
         except ConfigError as e:
             raise Answer(422, {"error": "invalid config; nothing was applied",
                                "diagnostics": [vars(d) for d in e.diagnostics]}) from None
+        except UsageError as e:
+            raise Answer(400, {"error": str(e)}) from None
         try:
             self.service.check(loaded)
         except ControllerError as e:

@@ -80,22 +80,36 @@ def test_the_controller_validates_what_it_is_sent_with_locations(controller):
     assert "already used by port 'web1'" in str(e.value)
 
 
-def test_a_document_beside_the_source_is_refused_so_they_cannot_disagree(controller):
+def test_the_document_is_what_is_applied_and_a_source_that_says_otherwise_lends_no_line(controller):
     """Applying `data` while recording the digest of `source` once showed a removed tenant
-    under the full file's digest; the controller now parses the source itself."""
+    under the full file's digest.  The digest is now the document's, and the source gives
+    line numbers only once it is seen to hold that very document."""
     service, addr, _ = controller
     text = DEMO.read_text()
+    full = load_file(DEMO)
     data = yaml.safe_load(text)
     del data["tenants"][1]
     client = Client(addr)
-    with pytest.raises(UsageError, match="send the source alone"):
-        client._call("POST", "/v1/config", {"source": text, "filename": "x.yaml", "data": data})
     with pytest.raises(UsageError, match="unknown field"):
         client._call("POST", "/v1/config", {"source": text, "sauce": 1})
+    bad = yaml.safe_load(text)
+    bad["tenants"][0]["ports"][1]["ips"] = ["10.0.0.1"]  # invalid, and not what text says
+    with pytest.raises(UsageError, match="not the document its source"):
+        client._call("POST", "/v1/config", {"source": text, "filename": "x.yaml", "data": bad})
     assert service.snapshot()[0] == 0  # nothing was applied
+    r = client._call("POST", "/v1/config", {"source": text, "filename": "x.yaml", "data": data})
+    applied = service.snapshot()[1]
+    assert [t.name for t in applied.config.tenants] == ["blue"] and r["digest"] != full.revision
+    assert Client(addr).status()["config"]["digest"] == r["digest"] == applied.revision
+    assert not applied.source_matches and applied.location("tenant/blue/port/web2") is None
+    # the CLI's request: the document and its own source; lines as the file has them
+    r = client.apply(full)
+    assert r["digest"] == full.revision
+    assert str(service.snapshot()[1].location("tenant/blue/port/web2")) == \
+        str(full.location("tenant/blue/port/web2"))
     # the source alone (a client that does not parse YAML) is parsed by the controller
     r = client._call("POST", "/v1/config", {"source": text, "filename": "demo.yaml"})
-    assert r["revision"] == 1 and service.snapshot()[1].location("tenant/blue/port/web2")
+    assert r["digest"] == full.revision and service.snapshot()[1].location("tenant/blue/port/web2")
 
 
 def test_topology_tree_json_and_port_state(controller, capsys):
