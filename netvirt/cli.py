@@ -123,8 +123,11 @@ def _parser() -> argparse.ArgumentParser:
                        "taps and tc later)")
     c.add_argument("--ovsdb", default="unix:/var/run/openvswitch/db.sock",
                    help="this hypervisor's OVSDB (default: %(default)s)")
-    c.add_argument("--interval", type=_positive, default=30.0,
+    c.add_argument("--interval", type=_positive, default=5.0,
                    help="seconds between passes (default: %(default)s)")
+    c.add_argument("--vswitchd-ctl", metavar="TARGET",
+                   help="ovs-vswitchd's control socket, as ovs-appctl -t takes it (default: "
+                        "ovs-vswitchd.ctl beside the OVSDB socket, else ovs-vswitchd)")
     c.add_argument("--once", action="store_true", help="one pass, then exit")
     c.set_defaults(func=cmd_node)
 
@@ -303,7 +306,11 @@ def cmd_node(args) -> int:
     from netvirt.drivers.ovsdb import OvsdbDriver
     from netvirt.host.node import NodeAgent
 
-    agent = NodeAgent(OvsdbDriver(args.ovsdb), args.interval)
+    from netvirt.host.tunnel_neighbours import TunnelNeighbours, vswitchd_ctl
+    from netvirt.pipeline.layout import PHY_BRIDGE
+
+    neighbours = TunnelNeighbours(args.vswitchd_ctl or vswitchd_ctl(args.ovsdb), PHY_BRIDGE)
+    agent = NodeAgent(OvsdbDriver(args.ovsdb), args.interval, neighbours=neighbours)
     if args.once:
         n = agent.reconcile_once()
         print(f"node: {n} change(s) to {args.ovsdb}")

@@ -68,13 +68,15 @@ def packet_socket_devices() -> set[int]:
 
 
 def watch_links(on_change) -> threading.Thread:
-    """Call ``on_change()`` whenever a device appears, goes or changes in this namespace
-    (netlink link events), from a daemon thread."""
+    """Call ``on_change()`` whenever a device appears, goes or changes, a route changes or
+    a neighbour is learned, in this namespace (netlink events), from a daemon thread."""
+    wanted = {"RTM_NEWLINK", "RTM_DELLINK", "RTM_NEWROUTE", "RTM_DELROUTE", "RTM_NEWNEIGH"}
+
     def run():
         with IPRoute() as ipr:
-            ipr.bind(groups=rtnl.RTMGRP_LINK)
+            ipr.bind(groups=rtnl.RTMGRP_LINK | rtnl.RTMGRP_NEIGH | rtnl.RTMGRP_IPV4_ROUTE)
             while True:
-                if any(m["event"] in ("RTM_NEWLINK", "RTM_DELLINK") for m in ipr.get()):
+                if any(m["event"] in wanted for m in ipr.get()):
                     on_change()
     thread = threading.Thread(target=run, name="link-watch", daemon=True)
     thread.start()

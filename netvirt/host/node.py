@@ -15,7 +15,9 @@ the VM ports' devices: a guest's device deleted and made again under the same na
 restarted, the lab's `lab up`) is not reopened by the userspace ovs-vswitchd, whose port
 then carries nothing while it looks up; the node sees that no packet socket reads the
 device (what the kernel says, not a record of its own that could be taken before the
-device changed) and adds the port again.  It makes a pass every interval and whenever a device appears or goes (netlink link events).  Taps
+device changed) and adds the port again.  On the userspace datapath it also puts back the
+tunnel neighbours (host/tunnel_neighbours.py), which ovs-vswitchd flushes every time a
+device comes or goes.  It makes a pass every interval and whenever a device appears or goes (netlink link events).  Taps
 and tc (the KVM and QoS issues) are more of the same.
 """
 from __future__ import annotations
@@ -26,11 +28,12 @@ import threading
 
 from netvirt import __version__
 from netvirt.errors import NodeError, OvsdbError
-from netvirt.host import kernel
-from netvirt.pipeline.layout import INT_BRIDGE
+from netvirt.host import kernel, tunnel_neighbours
+from netvirt.pipeline.layout import INT_BRIDGE, PHY_BRIDGE
 from netvirt.pipeline.rows import DATAPATH_HINT_KEY, KERNEL_QDISCS_KEY, NODE_KEY, PortRow
 
 log = logging.getLogger(__name__)
+SETTLE_SECONDS = 1.0
 
 
 def kernel_report() -> dict[str, str]:
@@ -54,6 +57,10 @@ def unread_ports(rows, ofports: dict[str, int], devices: dict[str, int],
             and (ifindex := devices.get(r.name)) is not None and ifindex not in bound]
 
 
+def _userspace(state) -> bool:
+    return any(b.name == INT_BRIDGE and b.datapath_type == "netdev" for b in state.bridges)
+
+
 def vm_ports(state) -> list[PortRow]:
     """The ports on br-int that are VM devices on this host (not OVS-made ones)."""
     return [p for p in state.ports if p.bridge == INT_BRIDGE and p.type == ""
@@ -67,13 +74,16 @@ def report_changes(want: dict[str, str], have: dict[str, str]) -> dict[str, str]
 
 
 class NodeAgent:
-    def __init__(self, ovsdb, interval: float = 30.0, report=kernel_report,
-                 ifindexes=kernel.ifindexes, bound=kernel.packet_socket_devices):
+    def __init__(self, ovsdb, interval: float = 5.0, report=kernel_report,
+                 ifindexes=kernel.ifindexes, bound=kernel.packet_socket_devices,
+                 neighbours=None, kernel_neighbours=tunnel_neighbours.kernel_neighbours):
         self.ovsdb = ovsdb  # an OvsdbDriver of this hypervisor's own OVSDB
         self.interval = interval
         self._report = report
         self._ifindexes = ifindexes
         self._bound = bound
+        self._neighbours = neighbours  # a TunnelNeighbours (None: not this node's job)
+        self._kernel_neighbours = kernel_neighbours
         self._want: dict[str, str] | None = None  # probed once: the kernel does not change
         self.passes = 0
         self._stop = threading.Event()
@@ -91,21 +101,28 @@ class NodeAgent:
             if left:
                 raise NodeError(f"OVSDB at {self.ovsdb.endpoint} does not hold what was "
                                 f"written: {sorted(left)}")
-        readd = self._unread_ports(self.ovsdb.read())
+        state = self.ovsdb.read()
+        readd = self._unread_ports(state)
         for row in readd:
             log.warning("node: ovs-vswitchd does not read %s (the device was made again under "
                         "its name): adding its port again", row.name)
             self.ovsdb.readd_port(row)
+        restored = []
+        if self._neighbours is not None and _userspace(state):
+            restored = self._neighbours.restore(self._kernel_neighbours(PHY_BRIDGE))
         self.passes += 1
-        done = sorted(changes) + [f"re-added {r.name}" for r in readd]
-        log.info("node: pass %d: %d change(s)%s", self.passes, len(done),
-                 f" ({', '.join(done)})" if done else "")
+        done = (sorted(changes) + [f"re-added {r.name}" for r in readd]
+                + [f"tunnel neighbour {ip} put back" for ip in restored])
+        # neighbour events wake it often: quiet passes after the first go to the debug log
+        log.log(logging.INFO if done or self.passes == 1 else logging.DEBUG,
+                "node: pass %d: %d change(s)%s", self.passes, len(done),
+                f" ({', '.join(done)})" if done else "")
         return len(done)
 
     def _unread_ports(self, state) -> list[PortRow]:
         # Only the userspace datapath reads devices through packet sockets; the kernel
         # datapath takes a device's port away with the device.
-        if not any(b.name == INT_BRIDGE and b.datapath_type == "netdev" for b in state.bridges):
+        if not _userspace(state):
             return []
         rows = vm_ports(state)
         if not rows:
@@ -122,14 +139,17 @@ class NodeAgent:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, stop)
         kernel.watch_links(self._wake.set)
+        follow_up = False
         while not self._stop.is_set():
             try:
                 self.reconcile_once()
-                wait = self.interval
+                # after an event, once more a moment later: ovs-vswitchd flushes its tunnel
+                # neighbours when it gets to the same event, which may be after this pass
+                wait = SETTLE_SECONDS if follow_up else self.interval
             except (OvsdbError, NodeError) as e:
                 log.warning("node: %s; retrying in 1s", e)
                 wait = 1.0
-            self._wake.wait(wait)
+            follow_up = self._wake.wait(wait) and not self._stop.is_set()
             self._wake.clear()
         self.ovsdb.close()
         return 0

@@ -86,3 +86,39 @@ def test_unread_ports_leaves_ports_not_open_or_without_a_device_alone():
     devices = {"tap1": 5, "tap2": 6, "tap3": 7}  # tap4's guest is not running
     assert unread_ports(rows, ofports, devices, bound=set()) == [VM]
     assert unread_ports(rows, ofports, devices, bound={5}) == []
+
+
+def test_tunnel_neighbours_the_kernel_knows_or_that_were_learned_are_put_back():
+    from netvirt.host.tunnel_neighbours import parse_show, to_set
+
+    shown = parse_show("IP                      MAC                 Bridge\n"
+                       "====================================================\n"
+                       "192.168.50.2            36:00:2e:2b:cf:21   br-phy\n"
+                       "192.168.50.4            36:00:2e:2b:cf:24   br-phy STALE\n"
+                       "fe80::1                 36:00:2e:2b:cf:22   br-phy\n")
+    assert shown == {"192.168.50.2": "36:00:2e:2b:cf:21"}
+    kernel = {"192.168.50.3": "7e:d4:cd:1d:17:91", "192.168.50.2": "36:00:2e:2b:cf:21"}
+    assert to_set(kernel, shown, {}) == {"192.168.50.3": "7e:d4:cd:1d:17:91"}
+    assert to_set(kernel, {**shown, **kernel}, {}) == {}  # all there: nothing to do
+    flushed = {}  # ovs-vswitchd re-read its routes: every entry gone
+    assert to_set({}, flushed, {**kernel}) == kernel  # what it had learned goes back
+    moved = {**kernel, "192.168.50.3": "7e:00:00:00:00:01"}  # a peer's new MAC
+    assert to_set(moved, kernel, kernel) == {"192.168.50.3": "7e:00:00:00:00:01"}
+
+
+class Neighbours:
+    def __init__(self):
+        self.calls = []
+
+    def restore(self, kernel):
+        self.calls.append(kernel)
+        return sorted(kernel)
+
+
+def test_the_node_keeps_tunnel_neighbours_on_the_userspace_datapath_only():
+    for datapath, pinned in (("netdev", True), ("system", False)):
+        n = Neighbours()
+        node = NodeAgent(Ovsdb(dict(REPORT), datapath=datapath), report=lambda: REPORT,
+                         neighbours=n, kernel_neighbours=lambda dev: {"192.168.50.3": "aa"})
+        assert node.reconcile_once() == (1 if pinned else 0)
+        assert n.calls == ([{"192.168.50.3": "aa"}] if pinned else [])
