@@ -27,6 +27,24 @@ def allocate_vni(key: str, taken: set[int]) -> int:
     raise UsageError("all 16M VNIs are taken; give networks explicit vni values")
 
 
+def allocate_zone(key: str, taken: set[int]) -> int:
+    """A conntrack zone (1-65535) for a router, stable as long as no other router's hash
+    lands on it first."""
+    h = digest("zone/" + key) % 0xFFFF
+    for i in range(0xFFFF):
+        zone = 1 + (h + i) % 0xFFFF
+        if zone not in taken:
+            return zone
+    raise UsageError("all 65535 conntrack zones are taken; give routers explicit zones")
+
+
+def router_mac(key: str) -> str:
+    """A router interface's MAC: locally administered 06:..., so never a port's (02:...),
+    the DHCP server's (0e:...) or a bridge's (0a:...)."""
+    v = digest("router-mac/" + key, 5)
+    return "06:" + ":".join(f"{(v >> s) & 0xFF:02x}" for s in range(32, -1, -8))
+
+
 def allocate_mac(key: str, taken: set[str]) -> str:
     h = digest("mac/" + key, 5)
     for i in range(1 << 20):

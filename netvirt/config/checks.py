@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 
+from netvirt.config.routing import check_routing
 from netvirt.config.schema import Config
 from netvirt.pipeline.layout import RESERVED_INTERFACES
 
@@ -13,6 +14,7 @@ Problem = tuple[tuple, str]
 def check(cfg: Config) -> Iterator[Problem]:
     yield from _unique(cfg.hypervisors, ("hypervisors",), "hypervisor")
     yield from _unique(cfg.tenants, ("tenants",), "tenant")
+    yield from _unique(cfg.external_networks, ("external_networks",), "external network")
     yield from _hypervisors(cfg)
     hv_names = {h.name for h in cfg.hypervisors}
     yield from _vnis(cfg)
@@ -21,6 +23,7 @@ def check(cfg: Config) -> Iterator[Problem]:
         tp = ("tenants", ti)
         yield from _unique(t.networks, tp + ("networks",), "network")
         yield from _unique(t.ports, tp + ("ports",), "port")
+        yield from _unique(t.routers, tp + ("routers",), "router")
         yield from _subnets(t, tp)
         nets = {n.name: n for n in t.networks}
         seen_mac: dict[tuple[str, str], str] = {}
@@ -66,6 +69,7 @@ def check(cfg: Config) -> Iterator[Problem]:
                         f"{iface_owner[key][0]}/{iface_owner[key][1]}; names must be unique per hypervisor")
                 else:
                     iface_owner[key] = (t.name, p.name)
+    yield from check_routing(cfg)
 
 
 def _unique(items, path: tuple, what: str) -> Iterator[Problem]:
@@ -91,16 +95,29 @@ def _hypervisors(cfg: Config) -> Iterator[Problem]:
 
 
 def _vnis(cfg: Config) -> Iterator[Problem]:
+    """Networks, routers and external networks share one VNI space: all are keys of the
+    pipeline's metadata, and networks and routers are keys on tunnels too."""
     owner: dict[int, str] = {}
+    zones: dict[int, str] = {}
+    explicit = [(("external_networks", ei), f"external network {e.name}", e.vni)
+                for ei, e in enumerate(cfg.external_networks)]
     for ti, t in enumerate(cfg.tenants):
-        for ni, n in enumerate(t.networks):
-            if n.vni is None:
-                continue
-            here = f"{t.name}/{n.name}"
-            other = owner.setdefault(n.vni, here)
-            if other != here:
-                yield ("tenants", ti, "networks", ni, "vni"), (
-                    f"VNI {n.vni} is already used by network {other}; VNIs are global, pick another")
+        explicit += [(("tenants", ti, "networks", ni), f"network {t.name}/{n.name}", n.vni)
+                     for ni, n in enumerate(t.networks)]
+        explicit += [(("tenants", ti, "routers", ri), f"router {t.name}/{r.name}", r.vni)
+                     for ri, r in enumerate(t.routers)]
+        for ri, r in enumerate(t.routers):
+            here = f"{t.name}/{r.name}"
+            if r.zone is not None and (other := zones.setdefault(r.zone, here)) != here:
+                yield ("tenants", ti, "routers", ri, "zone"), (
+                    f"conntrack zone {r.zone} is already router {other}'s; pick another")
+    for path, here, vni in explicit:
+        if vni is None:
+            continue
+        other = owner.setdefault(vni, here)
+        if other != here:
+            yield path + ("vni",), (f"VNI {vni} is already used by {other}; VNIs are global, "
+                                    f"pick another")
 
 
 def _subnets(t, tp: tuple) -> Iterator[Problem]:

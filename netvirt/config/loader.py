@@ -28,6 +28,7 @@ import pydantic
 
 from netvirt.config import allocate
 from netvirt.config.checks import check
+from netvirt.config.routing import interface_ip
 from netvirt.config.schema import Config
 from netvirt.config.yamlsource import SourceMap, load_yaml
 from netvirt.errors import ConfigError, Diagnostic, UsageError
@@ -197,15 +198,39 @@ def _pydantic_problem(err: dict) -> Problem:
 
 
 def _allocate(cfg: Config) -> Config:
-    """Fill in VNI, MAC and interface where absent.  Values are allocated in name order, so
-    they do not depend on the order of items in the file; the items keep the file's order."""
+    """Fill in VNI, MAC, interface, router addresses and zones where absent.  Values are
+    allocated in name order, so they do not depend on the order of items in the file; the
+    items keep the file's order.  Networks are allocated before routers and external
+    networks, so adding a router never moves a network's VNI."""
     taken_vni = {n.vni for t in cfg.tenants for n in t.networks if n.vni is not None}
-    vnis: dict[tuple[str, str], int] = {}
+    taken_vni |= {r.vni for t in cfg.tenants for r in t.routers if r.vni is not None}
+    taken_vni |= {e.vni for e in cfg.external_networks if e.vni is not None}
+    vnis: dict[str, int] = {}
+
+    def vni(key: str) -> int:
+        vnis[key] = allocate.allocate_vni(key, taken_vni)
+        taken_vni.add(vnis[key])
+        return vnis[key]
+
     for t in sorted(cfg.tenants, key=lambda t: t.name):
         for n in sorted(t.networks, key=lambda n: n.name):
             if n.vni is None:
-                vnis[t.name, n.name] = allocate.allocate_vni(f"{t.name}/{n.name}", taken_vni)
-                taken_vni.add(vnis[t.name, n.name])
+                vni(f"{t.name}/{n.name}")
+    for t in sorted(cfg.tenants, key=lambda t: t.name):
+        for r in sorted(t.routers, key=lambda r: r.name):
+            if r.vni is None:
+                vni(f"router/{t.name}/{r.name}")
+    externals = [e if e.vni is not None else e.model_copy(update={"vni": vni(f"external/{e.name}")})
+                 for e in sorted(cfg.external_networks, key=lambda e: e.name)]
+    by_name = {e.name: e for e in externals}
+    taken_zone = {r.zone for t in cfg.tenants for r in t.routers if r.zone is not None}
+    zones: dict[str, int] = {}
+    for t in sorted(cfg.tenants, key=lambda t: t.name):
+        for r in sorted(t.routers, key=lambda r: r.name):
+            if r.zone is None:
+                zones[f"{t.name}/{r.name}"] = allocate.allocate_zone(f"{t.name}/{r.name}",
+                                                                     taken_zone)
+                taken_zone.add(zones[f"{t.name}/{r.name}"])
     tenants = []
     for t in cfg.tenants:
         taken_mac = {(p.network, p.mac) for p in t.ports if p.mac}
@@ -216,16 +241,30 @@ def _allocate(cfg: Config) -> Config:
                 macs[p.name] = allocate.allocate_mac(f"{t.name}/{p.name}", used)
                 taken_mac.add((p.network, macs[p.name]))
         if all(n.vni is not None for n in t.networks) and all(p.mac and p.interface
-                                                              for p in t.ports):
+                                                              for p in t.ports) \
+                and all(_router_complete(r) for r in t.routers):
             tenants.append(t)  # nothing to fill in: no copy (most of a large config)
             continue
-        networks = [n if n.vni is not None else n.model_copy(update={"vni": vnis[t.name, n.name]})
+        networks = [n if n.vni is not None else n.model_copy(update={"vni": vnis[f"{t.name}/{n.name}"]})
                     for n in t.networks]
         ports = [p if p.mac and p.interface else p.model_copy(update={
             "mac": p.mac or macs[p.name],
             "interface": p.interface or allocate.interface_name(t.name, p.name)}) for p in t.ports]
-        tenants.append(t.model_copy(update={"networks": networks, "ports": ports}))
-    return cfg.model_copy(update={"tenants": tenants})
+        nets = {n.name: n for n in t.networks}
+        routers = [r if _router_complete(r) else r.model_copy(update={
+            "vni": r.vni or vnis[f"router/{t.name}/{r.name}"],
+            "zone": r.zone or zones[f"{t.name}/{r.name}"],
+            "interfaces": [i if i.ip else i.model_copy(update={
+                "ip": interface_ip(i, nets[i.network])}) for i in r.interfaces]})
+            for r in t.routers]
+        tenants.append(t.model_copy(update={"networks": networks, "ports": ports,
+                                            "routers": routers}))
+    return cfg.model_copy(update={"tenants": tenants, "external_networks": [
+        by_name[e.name] for e in cfg.external_networks]})
+
+
+def _router_complete(r) -> bool:
+    return r.vni is not None and r.zone is not None and all(i.ip for i in r.interfaces)
 
 
 def _origins(cfg: Config, smap: SourceMap) -> dict:
@@ -236,10 +275,23 @@ def _origins(cfg: Config, smap: SourceMap) -> dict:
     out = {"controller": loc(("controller",))}
     for i, h in enumerate(cfg.hypervisors):
         out[f"hypervisor/{h.name}"] = loc(("hypervisors", i))
+    for i, e in enumerate(cfg.external_networks):
+        out[f"external_network/{e.name}"] = loc(("external_networks", i))
     for ti, t in enumerate(cfg.tenants):
         out[f"tenant/{t.name}"] = loc(("tenants", ti))
         for ni, n in enumerate(t.networks):
             out[f"tenant/{t.name}/network/{n.name}"] = loc(("tenants", ti, "networks", ni))
         for pi, p in enumerate(t.ports):
             out[f"tenant/{t.name}/port/{p.name}"] = loc(("tenants", ti, "ports", pi))
+        for ri, r in enumerate(t.routers):
+            rp, ro = ("tenants", ti, "routers", ri), f"tenant/{t.name}/router/{r.name}"
+            out[ro] = loc(rp)
+            for ii, i in enumerate(r.interfaces):
+                out[f"{ro}/interface/{i.network}"] = loc(rp + ("interfaces", ii))
+            for i, _ in enumerate(r.routes):
+                out[f"{ro}/route/{i}"] = loc(rp + ("routes", i))
+            if r.external_gateway is not None:
+                out[f"{ro}/external_gateway"] = loc(rp + ("external_gateway",))
+        for fi, f in enumerate(t.floating_ips):
+            out[f"tenant/{t.name}/floating_ip/{f.ip}"] = loc(("tenants", ti, "floating_ips", fi))
     return out

@@ -182,13 +182,60 @@ class Port(_Model):
     interface_type: Literal["system", "internal", "dummy"] = "system"
 
 
+class RouterInterface(_Model):
+    network: Name  # a network of the router's own tenant
+    ip: IPv4 | None = None  # default: the gateway of the network's subnet
+
+
+class Route(_Model):
+    destination: IPv4Net
+    next_hop: IPv4  # a port's address on one of the router's networks
+
+
+class ExternalGateway(_Model):
+    network: Name  # one of external_networks
+    ip: IPv4  # the router's address there: what SNAT translates to
+    snat: bool = True
+
+
+class Router(_Model):
+    name: Name
+    interfaces: Annotated[list[RouterInterface], Field(min_length=1)]
+    routes: list[Route] = []
+    external_gateway: ExternalGateway | None = None
+    # allocated when absent, like a network's: the router's key on tunnels (its own
+    # VNI space is the networks') and its conntrack zone (unique per router)
+    vni: Annotated[int, Field(ge=1, le=0xFFFFFF)] | None = None
+    zone: Annotated[int, Field(ge=1, le=0xFFFF)] | None = None
+
+
+class FloatingIP(_Model):
+    ip: IPv4  # on the external network of the router that serves the port
+    port: Name
+    fixed_ip: IPv4 | None = None  # which of the port's addresses; default: its first
+
+
 class Tenant(_Model):
     name: Name
     networks: list[Network] = []
     ports: list[Port] = []
+    routers: list[Router] = []
+    floating_ips: list[FloatingIP] = []
+
+
+class ExternalNetwork(_Model):
+    """A provider network outside the overlay, reached from the gateway hypervisors."""
+
+    name: Name
+    cidr: IPv4Net
+    gateway: IPv4  # the outside router: the routers' default next hop
+    hypervisors: Annotated[list[Name], Field(min_length=1)]  # the gateway hypervisors
+    interface: IfName  # each gateway hypervisor's device on it, which netvirt puts on br-int
+    vni: Annotated[int, Field(ge=1, le=0xFFFFFF)] | None = None  # its id in the pipeline
 
 
 class Config(_Model):
     controller: Controller = Controller()
     hypervisors: Annotated[list[Hypervisor], Field(min_length=1)]
+    external_networks: list[ExternalNetwork] = []
     tenants: list[Tenant] = []

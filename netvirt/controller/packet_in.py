@@ -1,5 +1,5 @@
-"""The packet-in path: packets that flows send to the controller (DHCP requests today;
-health probes with the load balancer).
+"""The packet-in path: packets that flows send to the controller (DHCP requests, routed
+packets whose TTL runs out; health probes with the load balancer).
 
 Three limits stand between a flooding VM and the rest of the controller:
 1. on the switch, every flow to the controller passes the punt meter (PUNT_RATE packets/s
@@ -18,15 +18,27 @@ import queue
 import threading
 import time
 from collections import Counter
+from typing import NamedTuple
 
 from netvirt.drivers import packets
 from netvirt.errors import NetvirtError
 from netvirt.nfv import dhcp
+from netvirt.pipeline.layout import VNI_MASK
+from netvirt.pipeline.tables import Table
 
 log = logging.getLogger(__name__)
 PER_SWITCH = (300.0, 150)  # packets per second, burst: above the switch's punt meter
 PER_PORT = (20.0, 20)
 QUEUE = 512
+
+
+class Punt(NamedTuple):
+    """A packet a flow sent to the controller, and where it was."""
+
+    in_port: int
+    table: int  # the table whose flow sent it: which service it is for
+    metadata: int  # the network it was in (its VNI in the low bits)
+    data: bytes
 
 
 class TokenBucket:
@@ -67,17 +79,17 @@ class PacketIns:
             b = self._buckets[key] = TokenBucket(*limits, now)
         return b
 
-    def receive(self, hv: str, switch, in_port: int, data: bytes) -> bool:
+    def receive(self, hv: str, switch, punt: Punt) -> bool:
         """On os-ken's thread: admit or drop, cheaply.  Returns whether it was queued."""
         now = self._clock()
         # the port's share first: what one port sends over it must not use up its switch's
-        if not self._bucket((hv, in_port), self._per_port, now).take(now):
+        if not self._bucket((hv, punt.in_port), self._per_port, now).take(now):
             verdict = "limited_port"
         elif not self._bucket((hv,), self._per_switch, now).take(now):
             verdict = "limited_switch"
         else:
             try:
-                self._queue.put_nowait((hv, switch, in_port, data))
+                self._queue.put_nowait((hv, switch, punt))
                 verdict = "queued"
             except queue.Full:
                 verdict = "queue_full"
@@ -93,20 +105,38 @@ class PacketIns:
             try:
                 self._count(item[0], self.handle(*item))
             except NetvirtError as e:  # the switch went away meanwhile
-                log.info("packet-in on %s port %s: %s", item[0], item[2], e)
+                log.info("packet-in on %s port %s: %s", item[0], item[2].in_port, e)
             except Exception:
-                log.exception("packet-in on %s port %s", item[0], item[2])
+                log.exception("packet-in on %s port %s", item[0], item[2].in_port)
 
-    def handle(self, hv: str, switch, in_port: int, data: bytes) -> str:
+    def handle(self, hv: str, switch, punt: Punt) -> str:
         """Answer one packet; returns what became of it (a metrics label)."""
-        req = packets.dhcp_request(data)
+        if punt.table == Table.L3_INPUT:
+            return self._time_exceeded(switch, punt)
+        return self._dhcp(hv, switch, punt)
+
+    def _dhcp(self, hv: str, switch, punt: Punt) -> str:
+        req = packets.dhcp_request(punt.data)
         if req is None:
             return "not_understood"
-        port = self.service.port_at(hv, in_port)
+        port = self.service.port_at(hv, punt.in_port)
         if port is None or not port.network.dhcp or req.client_mac != port.port.mac:
             return "not_ours"  # a port that left, or a client that is not the port
-        ans = dhcp.answer(req, dhcp.lease_of(port))
+        iface = self.service.router_interface(port.network.vni)
+        ans = dhcp.answer(req, dhcp.lease_of(port, iface.mac if iface else None))
         if ans is None:
             return "no_answer_due"
-        switch.packet_out(in_port, packets.dhcp_answer(ans))
+        switch.packet_out(punt.in_port, packets.dhcp_answer(ans))
+        return "answered"
+
+    def _time_exceeded(self, switch, punt: Punt) -> str:
+        """A routed packet whose TTL would run out: the router's interface on the network
+        it came from says so, back to the sender (traceroute's hop)."""
+        iface = self.service.router_interface(punt.metadata & VNI_MASK)
+        if iface is None:
+            return "not_ours"  # its network lost its router meanwhile
+        frame = packets.time_exceeded(punt.data, iface.mac, iface.ip)
+        if frame is None:
+            return "not_understood"
+        switch.packet_out(punt.in_port, frame)
         return "answered"

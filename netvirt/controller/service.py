@@ -11,7 +11,7 @@ import threading
 import time
 
 from netvirt.config import LoadedConfig
-from netvirt.controller.packet_in import PacketIns
+from netvirt.controller.packet_in import PacketIns, Punt
 from netvirt.drivers.ofcodec import packet_in_fields, port_status
 from netvirt.drivers.ofswitch import OFSwitch, dp_id
 from netvirt.drivers.ovsdb import OvsdbDriver
@@ -220,8 +220,8 @@ class ControllerService:
 
     def packet_in(self, msg) -> None:
         if a := self._attached(msg.datapath):
-            in_port, _, _, data = packet_in_fields(msg)
-            self.packet_ins.receive(a.name, self._conns.get(msg.datapath), in_port, data)
+            self.packet_ins.receive(a.name, self._conns.get(msg.datapath),
+                                    Punt(*packet_in_fields(msg)))
 
     def port_at(self, hv: str, ofport: int):
         """The configured port whose interface has ``ofport`` on ``hv``'s switch, or None.
@@ -236,6 +236,16 @@ class ControllerService:
             index = {inv.ofports.get(r.port.interface): r for r in topo.ports_on(hv)}
             cached = self._port_index[hv] = (topo, inv, index)
         return cached[2].get(ofport)
+
+    def router_interface(self, vni: int):
+        """The router interface (RouterIfaceRef) on the network with this VNI, or None.
+        (The packet-in worker's question for an ICMP error: who sends it.)"""
+        _, _, topo = self.snapshot()
+        if topo is None or (net := topo.network_by_vni(vni)) is None:
+            return None
+        router = topo.router_of(*net)
+        return next((i for i in router.interfaces if i.network.name == net[1]), None) \
+            if router else None
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

@@ -21,7 +21,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from netvirt.errors import PipelineError
-from netvirt.pipeline.records import (CT, INSTRUCTIONS, NAT, DecTtl, Flow, Goto, Group,
+from netvirt.pipeline.records import (CT, INSTRUCTIONS, NAT, ClearInPort, DecTtl, Flow, Goto,
+                                      Group,
                                       GroupAction, Meter, MeterAction, Move, Output, OutputReg,
                                       Resubmit, SetField, WriteMetadata)
 from netvirt.reconcile.diff import InstalledFlow
@@ -68,6 +69,9 @@ def _action(a):
         return parser.NXActionResubmitTable(table_id=int(a.table))
     if isinstance(a, DecTtl):
         return parser.OFPActionDecNwTtl()
+    if isinstance(a, ClearInPort):  # OpenFlow 1.3's set_field refuses in_port 0; OVS's load
+        return parser.NXActionRegLoad(ofs_nbits=nicira_ext.ofs_nbits(0, 15), dst="in_port",
+                                      value=0)
     if isinstance(a, CT):
         return _ct(a)
     raise PipelineError(f"the codec has no encoding for {a!r} (a new action record?)")
@@ -91,11 +95,15 @@ def instructions(actions: tuple, action=_action) -> list:
 
 
 @lru_cache(maxsize=None)
-def _oxm_order(field: str) -> int:
-    """Where ``field`` goes in a match: os-ken's own ordering (by OXM field number, which puts
-    prerequisites such as eth_type before ipv4_src)."""
+def _oxm_order(field: str) -> tuple:
+    """Where ``field`` goes in a match: OpenFlow's basic fields by OXM number, which puts
+    prerequisites (eth_type, ip_proto) before the fields that need them, and Nicira's
+    (registers, tunnel metadata, nw_ttl, ct_*) after all of them.  os-ken orders by the
+    header number alone, which puts every Nicira field first: OVS refuses nw_ttl ahead of
+    eth_type (OFPBMC_BAD_PREREQ)."""
     n = ofp.oxm_from_user_header(field)
-    return n[0] if isinstance(n, tuple) else n
+    n = n[0] if isinstance(n, tuple) else n
+    return (n >> 7 != ofp.OFPXMC_OPENFLOW_BASIC, n)  # (class << 7 | field)
 
 
 def match(fields: tuple):
@@ -224,8 +232,9 @@ def packet_out(dp, port: int, data: bytes):
 
 
 def packet_in_fields(msg) -> tuple[int, int, int, bytes]:
-    """(in_port, table, cookie, packet bytes) of a PacketIn."""
-    return msg.match["in_port"], msg.table_id, msg.cookie, msg.data
+    """(in_port, table, metadata, packet bytes) of a PacketIn; the metadata says which
+    network the packet was in (0: none yet)."""
+    return msg.match["in_port"], msg.table_id, msg.match.get("metadata", 0), msg.data
 
 
 def meter_config_request(dp):

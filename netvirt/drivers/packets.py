@@ -3,7 +3,7 @@ packet library (no codec of our own): bytes in, the plain records of nfv/ out, a
 from __future__ import annotations
 
 from os_ken.lib.packet import dhcp as osdhcp
-from os_ken.lib.packet import ethernet, ipv4, packet, udp
+from os_ken.lib.packet import ethernet, icmp, ipv4, packet, udp
 
 from netvirt.nfv import dhcp
 from netvirt.pipeline.layout import DHCP_CLIENT_PORT, DHCP_SERVER_PORT
@@ -53,3 +53,28 @@ def dhcp_answer(a: dhcp.Answer) -> bytes:
     pkt.add_protocol(msg)
     pkt.serialize()
     return bytes(pkt.data)
+
+
+def time_exceeded(data: bytes, src_mac: str, src_ip: str) -> bytes | None:
+    """ICMP time exceeded (in transit) from ``src_ip``/``src_mac`` about the IPv4 packet in
+    frame ``data``, back to its sender; None for anything that is not such a packet, or
+    is an ICMP error itself (none is sent about one, RFC 1812)."""
+    try:
+        pkt = packet.Packet(data)
+    except Exception:  # os-ken's parsers raise whatever struct and its own code raise
+        return None
+    eth, ip = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(ipv4.ipv4)
+    if eth is None or ip is None:
+        return None
+    inner = pkt.get_protocol(icmp.icmp)
+    if inner is not None and inner.type not in (icmp.ICMP_ECHO_REQUEST, icmp.ICMP_ECHO_REPLY):
+        return None
+    start = len(eth)  # the IP header and the first 8 bytes of its payload (RFC 792)
+    quoted = data[start:start + ip.header_length * 4 + 8]
+    out = packet.Packet()
+    out.add_protocol(ethernet.ethernet(dst=eth.src, src=src_mac, ethertype=0x0800))
+    out.add_protocol(ipv4.ipv4(src=src_ip, dst=ip.src, proto=1, ttl=64))
+    out.add_protocol(icmp.icmp(type_=icmp.ICMP_TIME_EXCEEDED, code=0,
+                               data=icmp.TimeExceeded(data=quoted)))
+    out.serialize()
+    return bytes(out.data)

@@ -249,7 +249,7 @@ class Lab:
                 vm = None
             if vm is None:
                 self.add_vm(ref)
-            elif _guest(ref) != {k: vm.get(k) for k in ("mac", "addresses", "mtu")}:
+            elif _guest(ref) != {k: vm.get(k) for k in ("mac", "addresses", "mtu", "gateway")}:
                 self._reconfigure_vm(ns, ref)
 
     def _reconfigure_vm(self, ns: str, ref: PortRef) -> None:
@@ -266,6 +266,7 @@ class Lab:
             for address in guest["addresses"]:
                 ip, prefixlen = address.split("/")
                 vns.addr("add", index=idx, address=ip, prefixlen=int(prefixlen))
+            _default_route(vns, idx, guest["gateway"])
         with NetNS(hv_netns(ref.port.hypervisor, self.prefix)) as hns:
             hns.link("set", index=hns.link_lookup(ifname=ref.port.interface)[0],
                      mtu=guest["mtu"])
@@ -299,6 +300,7 @@ class Lab:
                 vns.addr("add", index=idx, address=ip, prefixlen=int(prefixlen))
             vns.link("set", index=vns.link_lookup(ifname="lo")[0], state="up")
             vns.link("set", index=idx, state="up")
+            _default_route(vns, idx, guest["gateway"])
         with NetNS(hvns) as hns:
             hns.link("set", index=hns.link_lookup(ifname=ref.port.interface)[0], state="up")
         # The userspace datapath reads veths with AF_PACKET and does not complete
@@ -330,6 +332,16 @@ class Lab:
 
     def exec_argv(self, name: str, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.vm(name)["netns"], *argv]
+
+    def guest_link(self, name: str, up: bool) -> None:
+        """Take a guest's interface down or up, as its own network configuration would:
+        the kernel drops the default route with the link, so up puts it back."""
+        vm = self.vm(name)
+        with NetNS(vm["netns"]) as vns:
+            idx = vns.link_lookup(ifname="eth0")[0]
+            vns.link("set", index=idx, state="up" if up else "down")
+            if up:
+                _default_route(vns, idx, vm.get("gateway"))
 
     # -- one hypervisor's daemons, by recorded PID -----------------------------------------
     def stop_vswitchd(self, hv: str) -> None:
@@ -457,10 +469,23 @@ def _wait_link(ns, name: str, hv: str, timeout: float = 5.0) -> int:
 
 
 def _guest(ref: PortRef) -> dict:
-    """What the guest behind a VM port is configured with, as the lab records it."""
-    addresses = [f"{ip}/{next(s.cidr for s in ref.network.subnets if ip in s.cidr).prefixlen}"
-                 for ip in ref.port.ips]
-    return {"mac": ref.port.mac, "addresses": addresses, "mtu": ref.network.mtu}
+    """What the guest behind a VM port is configured with, as the lab records it: as DHCP
+    would give it, the default route is its first address's subnet's gateway, if any."""
+    subnets = [next(s for s in ref.network.subnets if ip in s.cidr) for ip in ref.port.ips]
+    addresses = [f"{ip}/{s.cidr.prefixlen}" for ip, s in zip(ref.port.ips, subnets, strict=True)]
+    gateway = str(subnets[0].gateway) if subnets[0].gateway else None
+    return {"mac": ref.port.mac, "addresses": addresses, "mtu": ref.network.mtu,
+            "gateway": gateway}
+
+
+def _default_route(ns, idx: int, gateway: str | None) -> None:
+    """Point the guest's default route at ``gateway`` (or none), replacing what it had."""
+    try:
+        ns.route("del", dst="0.0.0.0/0")
+    except NetlinkError:
+        pass  # it had none
+    if gateway is not None:
+        ns.route("add", dst="0.0.0.0/0", gateway=gateway, oif=idx)
 
 
 def _del_link(ipr: IPRoute, name: str) -> None:

@@ -26,19 +26,22 @@ def ping(ns: str, ip: str, count: int = 2, timeout: float = 1.0) -> bool:
     return r.returncode == 0
 
 
-def echoes_received(ns: str) -> int:
+def echoes_received(ns: str) -> int | None:
     """The ICMP echo requests the namespace's kernel has received (/proc/net/snmp's
-    Icmp InEchos: a header line of names, then a line of values)."""
+    Icmp InEchos: a header line of names, then a line of values); None when the namespace
+    is not there (a guest that is gone)."""
     lines = [ln.split() for ln in subprocess.run(
         ["ip", "netns", "exec", ns, "cat", "/proc/net/snmp"], capture_output=True,
         text=True).stdout.splitlines() if ln.startswith("Icmp:")]
-    return int(lines[1][lines[0].index("InEchos")])
+    return int(lines[1][lines[0].index("InEchos")]) if len(lines) == 2 else None
 
 
 def reaches(src_ns: str, dst_ns: str, ip: str) -> bool:
     subprocess.run(["ip", "-n", src_ns, "neigh", "flush", "to", ip], capture_output=True)
     before = echoes_received(dst_ns)
-    return ping(src_ns, ip) and echoes_received(dst_ns) > before
+    if before is None:
+        return False
+    return ping(src_ns, ip) and (echoes_received(dst_ns) or 0) > before
 
 
 def rounds(addresses: list[str]) -> list[list[tuple[int, int]]]:

@@ -22,7 +22,8 @@ OVS_FIELDS = {"in_port": "in_port", "eth_src": "dl_src", "eth_dst": "dl_dst",
               "ipv4_src": "nw_src", "ipv4_dst": "nw_dst", "tcp_dst": "tcp_dst", "udp_dst": "udp_dst",
               "arp_op": "arp_op", "arp_spa": "arp_spa", "arp_tpa": "arp_tpa",
               "arp_sha": "arp_sha", "arp_tha": "arp_tha", "tunnel_id": "tun_id",
-              "tun_ipv4_src": "tun_src", "tun_ipv4_dst": "tun_dst"}
+              "tun_ipv4_src": "tun_src", "tun_ipv4_dst": "tun_dst", "nw_ttl": "nw_ttl",
+              "icmpv4_type": "icmp_type"}
 _STEP = re.compile(r"^(\s*)(\d+)\. .*?priority (\d+)(?:, cookie (0x[0-9a-f]+))?")
 _BRIDGE = re.compile(r'^(\s*)bridge\("([^"]+)"\)')
 

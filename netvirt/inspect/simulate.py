@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 from netvirt.errors import PipelineError
 from netvirt.inspect.conntrack import Conntrack
 from netvirt.pipeline.layout import TUNNEL_OFPORT, UNTAGGED
-from netvirt.pipeline.records import (CT, DecTtl, Flow, Goto, GroupAction, MeterAction, Move,
-                                      Output, OutputReg, Resubmit, SetField, WriteMetadata)
+from netvirt.pipeline.records import (CT, ClearInPort, DecTtl, Flow, Goto, GroupAction,
+                                      MeterAction, Move, Output, OutputReg, Resubmit, SetField,
+                                      WriteMetadata)
 from netvirt.pipeline.tables import Table
 
 MAX_HOPS = 64  # tables visited per packet, across hypervisors; a loop is a compiler bug
@@ -56,13 +57,34 @@ def _value_matches(have, want) -> bool:
     if isinstance(want, tuple):
         value, mask = want
         if isinstance(value, str):
-            return _mac_int(have) & _mac_int(mask) == _mac_int(value) & _mac_int(mask)
+            return _int(have) & _int(mask) == _int(value) & _int(mask)
         return have is not None and (have & mask) == (value & mask)
     return have == want
 
 
-def _mac_int(mac) -> int:
-    return int(str(mac).replace(":", ""), 16) if mac is not None else -1
+def _int(text) -> int:
+    """A MAC or an IPv4 address as an integer (-1 for none)."""
+    if text is None:
+        return -1
+    text = str(text)
+    if "." in text:
+        return int(ipaddress.IPv4Address(text))
+    return int(text.replace(":", ""), 16)
+
+
+_IPV4_FIELDS = {"ipv4_src", "ipv4_dst", "arp_spa", "arp_tpa", "tun_ipv4_src", "tun_ipv4_dst"}
+
+
+def _moved(src: str, dst: str, value):
+    """A value moved between fields: the model keeps addresses as text and registers as
+    integers, as flows write them."""
+    if value is None:
+        return None
+    if dst.startswith("reg") and src in _IPV4_FIELDS:
+        return int(ipaddress.IPv4Address(value))
+    if src.startswith("reg") and dst in _IPV4_FIELDS:
+        return str(ipaddress.IPv4Address(value))
+    return value
 
 
 def matches(flow: Flow, pkt: dict) -> bool:
@@ -136,9 +158,11 @@ class Network:
             if isinstance(a, SetField):
                 pkt[a.field] = a.value
             elif isinstance(a, Move):
-                pkt[a.dst] = pkt.get(a.src)
+                pkt[a.dst] = _moved(a.src, a.dst, pkt.get(a.src))
             elif isinstance(a, WriteMetadata):
                 pkt["metadata"] = (pkt.get("metadata", 0) & ~a.mask) | (a.value & a.mask)
+            elif isinstance(a, ClearInPort):
+                pkt["in_port"] = 0
             elif isinstance(a, DecTtl):
                 ttl = pkt.get("nw_ttl", 64)
                 if ttl <= 1:

@@ -13,9 +13,11 @@ from netvirt.config import LoadedConfig
 from netvirt.config.schema import ipv4_syntax, mac_syntax
 from netvirt.inspect.simulate import Network, Result
 from netvirt.errors import UsageError
+from netvirt.pipeline.layout import ICMP_ECHO_REQUEST
 from netvirt.topology import Topology
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
+GUEST_TTL = 64
 PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17}
 
 
@@ -136,8 +138,11 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
             result["verdict"] += f" ({nexthop} is the gateway the guest sends {req.dst_ip} to)"
         result["delivered"] = []
         return result
+    # a guest's TTL (ofproto/trace would take 0, which a router sends to the controller)
     pkt = {"eth_src": mac, "eth_dst": answer["arp_sha"], "eth_type": 0x0800, "ipv4_src": ip,
-           "ipv4_dst": req.dst_ip, "ip_proto": PROTOCOLS[req.proto]}
+           "ipv4_dst": req.dst_ip, "ip_proto": PROTOCOLS[req.proto], "nw_ttl": GUEST_TTL}
+    if req.proto == "icmp":
+        pkt["icmpv4_type"] = ICMP_ECHO_REQUEST
     if req.dst_port is not None and req.proto != "icmp":
         pkt[f"{req.proto}_dst"] = int(req.dst_port)
     res = net.inject(hv, ofport, pkt)

@@ -84,12 +84,14 @@ class Answer:
     flags: int = 0
 
 
-def lease_of(port) -> Lease:
-    """``port``: a topology PortRef on a dhcp network."""
+def lease_of(port, router_mac: str | None = None) -> Lease:
+    """``port``: a topology PortRef on a dhcp network; ``router_mac``: the MAC of the
+    network's router interface, if it has one: the server answers from the gateway's
+    address, so it answers with the MAC that address has."""
     ip = port.port.ips[0]
     subnet = next(s for s in port.network.subnets if ip in s.cidr)
     return Lease(str(ip), subnet.cidr.prefixlen, str(subnet.gateway), port.network.mtu,
-                 server_mac(port.tenant, port.network.name))
+                 router_mac or server_mac(port.tenant, port.network.name))
 
 
 def answer(req: Request, lease: Lease) -> Answer | None:

@@ -12,8 +12,9 @@ The reply leaves by the ingress port directly, not through the egress stages: it
 pipeline's own answer to the asker, not a packet from one port to another."""
 from __future__ import annotations
 
+from netvirt.pipeline.actions import arp_reply
 from netvirt.pipeline.layout import ARP_REPLY, ARP_REQUEST, ETH_ARP, TUNNEL_OFPORT, VNI_MASK
-from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Goto, Move, Output, SetField
+from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Goto
 from netvirt.pipeline.stages import following
 from netvirt.pipeline.tables import Table
 from netvirt.topology.views import NetworkOnHv
@@ -41,12 +42,5 @@ def compile_arp_responder(net: NetworkOnHv) -> list[Flow]:
                 T, 100,
                 {"metadata": (net.vni, VNI_MASK), "eth_type": ETH_ARP, "arp_op": ARP_REQUEST,
                  "arp_tpa": ip},
-                [Move("eth_src", "eth_dst", 48), SetField("eth_src", port.mac),
-                 SetField("arp_op", ARP_REPLY), Move("arp_sha", "arp_tha", 48),
-                 Move("arp_spa", "arp_tpa", 32), SetField("arp_sha", port.mac),
-                 SetField("arp_spa", ip),
-                 # back where the request came from: the asking VM's port, or the tunnel to
-                 # the asking hypervisor (same VNI); for a VM port tun_* is unused
-                 Move("tun_ipv4_src", "tun_ipv4_dst", 32), Output("IN_PORT")],
-                port.origin))
+                arp_reply(port.mac, ip), port.origin))
     return flows

@@ -1,6 +1,8 @@
 """CLASSIFY: which network does a packet from a tunnel belong to?  A tunnel key is accepted
-only from the underlay IP of a hypervisor that hosts the same network; every other tunnel
-packet drops here.  Packets from VM ports go on to PORT_SECURITY (the stage's miss), which
+only from the underlay IP of a hypervisor that may send it: one that hosts the same
+network, or one where the network's router routes packets into it (a host of the router's
+other networks, its gateway hypervisor); every other tunnel packet drops here.  A
+hypervisor without a port of the network accepts none of it.  Packets from VM ports go on to PORT_SECURITY (the stage's miss), which
 classifies them by the same flow that checks their source (one flow per address, not two)."""
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ def classify_fixed() -> list[Flow]:
 def compile_classify(net: NetworkOnHv) -> list[Flow]:
     # Tunnel traffic skips PORT_SECURITY (its source was checked where it entered) but not
     # ARP_RESPONDER: this hypervisor answers requests for the addresses it hosts.
+    if not net.local:
+        return []
     return [Flow.make(T, 100, {"in_port": TUNNEL_OFPORT, "tunnel_id": net.vni, "tun_ipv4_src": peer},
                       [WriteMetadata(net.vni, VNI_MASK), Goto(Table.ARP_RESPONDER)], net.origin)
-            for peer in net.peers]
+            for peer in net.senders]

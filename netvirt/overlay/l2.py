@@ -40,6 +40,8 @@ def compile_l2(net: NetworkOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
     for port in net.remote:
         flows.append(Flow.make(T, 100, {**in_net, "eth_dst": port.mac},
                                _to_tunnel(net.vni, port.underlay_ip), port.origin))
+    if not net.local:  # here only for its router: nothing floods into it from here
+        return flows, [], []
     buckets = [(SetField(REG_OUT, ofport), Resubmit(egress))
                for ofport in sorted(p.ofport for p in bound)]
     buckets += [_to_tunnel(net.vni, peer) for peer in net.peers]

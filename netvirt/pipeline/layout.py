@@ -7,11 +7,17 @@ ingress port unless told to (output:IN_PORT), which gives split horizon for free
 
 reg1: the output port chosen by L2_LOOKUP, read by the egress stages and by OUTPUT.  Like
 OVN's reg15 (outport), it is set once per copy: a flood sets it in each bucket.
+reg2: the next hop's IPv4 address (as an integer) from L3_ROUTE to L3_RESOLVE.
+reg3: the router a packet entered, from L2_LOOKUP to L3_INPUT (metadata still says the
+network it came from, which an ICMP error is about).
 """
 from __future__ import annotations
 
 VNI_MASK = 0xFFFFFF
 REG_OUT = "reg1"  # the ofport a packet leaves by, set before the egress stages
+REG_NEXTHOP = "reg2"  # the IPv4 address L3_ROUTE chose, which L3_RESOLVE turns into a MAC
+REG_ROUTER = "reg3"  # the router whose MAC the packet was sent to (its VNI)
+REG_SCRATCH = "reg4"  # a swap's temporary
 
 # The single VXLAN port of br-int (remote_ip=flow, key=flow) is requested at this ofport,
 # so tunnel flows compile without waiting to observe it.
@@ -26,7 +32,8 @@ ETH_IP, ETH_ARP = 0x0800, 0x0806
 # eth_type inside a tag, so a flow that admits IPv4 must also say "untagged", or a tagged
 # frame with the VM's own MAC and IP passes and reaches other ports still tagged.
 UNTAGGED = 0x0000
-IPPROTO_UDP = 17
+IPPROTO_ICMP, IPPROTO_UDP = 1, 17
+ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 
 # Every packet a flow sends to the controller passes this meter first: a flooding VM

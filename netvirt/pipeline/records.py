@@ -111,6 +111,19 @@ class DecTtl:
 
 
 @_action
+class ClearInPort:
+    """Forget the port the packet came in on (OVS loads in_port with 0), so that it may
+    leave by that same port: an answer the pipeline routes back to its asker.  OpenFlow
+    otherwise drops an output to the ingress port (OVN's flags.loopback)."""
+
+    def __str__(self) -> str:
+        return "load:0->in_port"
+
+    def canon(self) -> tuple:
+        return ("clear_in_port",)
+
+
+@_action
 class Resubmit:
     """Run ``table`` and come back: the next action sees what it changed (NXAST_RESUBMIT).
     Unlike a goto, it may run in a group bucket and once per copy."""
@@ -213,8 +226,8 @@ class MeterAction:
         return ("meter", self.meter_id)
 
 
-Action = (Output | OutputReg | SetField | Move | GroupAction | DecTtl | Resubmit | CT
-          | WriteMetadata | Goto | MeterAction)
+Action = (Output | OutputReg | SetField | Move | GroupAction | DecTtl | ClearInPort | Resubmit
+          | CT | WriteMetadata | Goto | MeterAction)
 INSTRUCTIONS = (WriteMetadata, Goto, MeterAction)
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from netvirt.errors import PipelineError
-from netvirt.pipeline.layout import REG_OUT
+from netvirt.pipeline.layout import REG_NEXTHOP, REG_OUT, REG_ROUTER
 from netvirt.pipeline.records import (CT, PIPELINE_ORIGIN, Flow, Goto, Group, GroupAction,
                                       OutputReg, Resubmit, jump_targets)
 from netvirt.pipeline.tables import Table
@@ -71,9 +71,18 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            [Table.L2_LOOKUP], Miss.CONTINUE,
            "the hypervisor that hosts an address answers ARP for it; other opcodes than "
            "request and reply drop"),
-    _stage(Table.L2_LOOKUP, _IN, {"metadata", "eth_dst", "in_port"}, [Table.OUTPUT], Miss.DROP,
+    _stage(Table.L2_LOOKUP, _IN, {"metadata", "eth_dst", "in_port"},
+           [Table.OUTPUT, Table.L3_INPUT], Miss.DROP,
            "dst MAC -> output register and egress, or the tunnel to the owner; flood group, "
-           "through the sending port's flood meter"),
+           "through the sending port's flood meter; a router's MAC -> its stages"),
+    _stage(Table.L3_INPUT, _IN, {REG_ROUTER, "eth_type", "ip_proto", "icmpv4_type", "ipv4_dst",
+                                 "nw_ttl"}, [Table.L3_ROUTE], Miss.DROP,
+           "a routed packet's TTL (time exceeded: to the controller), ICMP echo to the "
+           "router's addresses answered; the rest decremented and routed"),
+    _stage(Table.L3_ROUTE, _IN, {"metadata", "eth_type", "ipv4_dst"}, [Table.L3_RESOLVE],
+           Miss.DROP, "longest prefix -> next hop, the interface's MAC, the next network"),
+    _stage(Table.L3_RESOLVE, _IN, {"metadata", REG_NEXTHOP}, [Table.L2_LOOKUP], Miss.DROP,
+           "next hop -> its MAC; L2_LOOKUP of the next network"),
     _stage(Table.OUTPUT, _OUT, set(), [], Miss.OUTPUT,
            "out of the port in the output register"),
 )}

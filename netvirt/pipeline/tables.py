@@ -16,6 +16,10 @@ class Table(IntEnum):
     DHCP = 15  # a DHCP request -> the controller (metered); the rest goes on
     ARP_RESPONDER = 50  # the hypervisor that hosts an address answers ARP for it
     L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; flood -> group
+    # a packet to a router's MAC: the router's own stages, then L2_LOOKUP of the next network
+    L3_INPUT = 70  # TTL, ICMP echo to the router's addresses; the rest is routed
+    L3_ROUTE = 72  # longest prefix -> next hop, the interface to leave by, its network
+    L3_RESOLVE = 78  # next hop -> its MAC (netvirt knows every port's), then L2_LOOKUP
     # egress: once per output port on this hypervisor, also for every copy of a flood
     OUTPUT = 90  # out of the port in the output register
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from netvirt import overlay
-from netvirt.nfv import dhcp
+from netvirt.nfv import dhcp, router
 from netvirt.pipeline.layout import PUNT_BURST, PUNT_METER_ID, PUNT_RATE
 from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Group, Meter
-from netvirt.topology.views import network_views
+from netvirt.topology.views import network_views, router_views
 
 
 @dataclass(frozen=True)
@@ -36,4 +36,6 @@ FEATURES: tuple[Feature, ...] = (
     Feature("overlay", network_views, overlay.compile_network, overlay.fixed_flows,
             _punt_meter),
     Feature("dhcp", dhcp.dhcp_views, dhcp.compile_dhcp),
+    Feature("router-attachment", router.routed_views, router.compile_attachment),
+    Feature("router", router_views, router.compile_router),
 )

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from netvirt.config.schema import Config, Hypervisor, Network, Port, Tenant
+from netvirt.config.allocate import digest, router_mac
+from netvirt.config.schema import Config, ExternalNetwork, Hypervisor, Network, Port, Router, Tenant
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,38 @@ class PortRef:
     def __post_init__(self):
         object.__setattr__(self, "origin", f"tenant/{self.tenant}/port/{self.port.name}")
         object.__setattr__(self, "ips", tuple(str(ip) for ip in self.port.ips))
+
+
+@dataclass(frozen=True)
+class RouterIfaceRef:
+    network: Network
+    ip: str
+    mac: str
+    origin: str  # tenant/T/router/R/interface/NETWORK
+
+
+@dataclass(frozen=True)
+class RouterRef:
+    tenant: str
+    router: Router
+    interfaces: tuple[RouterIfaceRef, ...]
+    external: ExternalNetwork | None  # where its external gateway is, if it has one
+    gateway_hv: str | None  # the hypervisor that does its SNAT and floating IPs
+    origin: str = field(init=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "origin", f"tenant/{self.tenant}/router/{self.router.name}")
+
+    @property
+    def external_mac(self) -> str:
+        return router_mac(f"{self.tenant}/{self.router.name}/external")
+
+
+def gateway_hypervisor(router_origin: str, candidates: list[str]) -> str:
+    """Which of an external network's hypervisors serves a router's external side:
+    rendezvous hashing, so routers spread over the gateway hypervisors and adding or
+    removing one moves only the routers it wins or held."""
+    return max(candidates, key=lambda hv: digest(f"{router_origin}@{hv}"))
 
 
 class Topology:
@@ -57,6 +90,54 @@ class Topology:
                        for hv, refs in on_hv.items()}
         self._of_net = {net: tuple(sorted(refs, key=lambda r: r.port.name))
                         for net, refs in of_net.items()}
+        self._routing(cfg)
+
+    def _routing(self, cfg: Config) -> None:
+        """Routers, and where each is present: on every hypervisor with a port on one of
+        its networks (it routes where a packet enters), and on its gateway hypervisor."""
+        externals = {e.name: e for e in cfg.external_networks}
+        self._routers: dict[tuple[str, str], RouterRef] = {}
+        self._router_of: dict[tuple[str, str], RouterRef] = {}
+        self._router_hosts: dict[tuple[str, str], tuple[str, ...]] = {}
+        routed_on: dict[str, set] = {hv: set() for hv in self.hypervisors}
+        for t in cfg.tenants:
+            for r in t.routers:
+                origin = f"tenant/{t.name}/router/{r.name}"
+                ifaces = tuple(RouterIfaceRef(
+                    self._networks[t.name, i.network], str(i.ip),
+                    router_mac(f"{t.name}/{r.name}/{i.network}"), f"{origin}/interface/{i.network}")
+                    for i in r.interfaces)
+                ext = externals[r.external_gateway.network] if r.external_gateway else None
+                ref = RouterRef(t.name, r, ifaces, ext,
+                                gateway_hypervisor(origin, ext.hypervisors) if ext else None)
+                self._routers[t.name, r.name] = ref
+                hosts = {p.port.hypervisor for i in ifaces
+                         for p in self._of_net[t.name, i.network.name]}
+                if ref.gateway_hv:
+                    hosts.add(ref.gateway_hv)
+                self._router_hosts[t.name, r.name] = tuple(sorted(hosts))
+                for i in ifaces:
+                    self._router_of[t.name, i.network.name] = ref
+                    for hv in hosts:
+                        routed_on[hv].add((t.name, i.network.name))
+        self._routed_on = routed_on
+        self._by_vni = {n.vni: key for key, n in self._networks.items()}
+
+    def routers_on(self, hv: str) -> list[RouterRef]:
+        """Routers present on ``hv``, by (tenant, name)."""
+        return [ref for key, ref in sorted(self._routers.items())
+                if hv in self._router_hosts[key]]
+
+    def network_by_vni(self, vni: int) -> tuple[str, str] | None:
+        """(tenant, network) of the network with this VNI, or None."""
+        return self._by_vni.get(vni)
+
+    def router_of(self, tenant: str, network: str) -> RouterRef | None:
+        """The router with an interface on the network, if any."""
+        return self._router_of.get((tenant, network))
+
+    def router_hosts(self, ref: RouterRef) -> tuple[str, ...]:
+        return self._router_hosts[ref.tenant, ref.router.name]
 
     def ports_on(self, hv: str) -> tuple[PortRef, ...]:
         """Ports placed on ``hv``, by (tenant, name)."""
@@ -71,14 +152,22 @@ class Topology:
         return sorted({r.port.hypervisor for r in self._of_net[tenant, network]})
 
     def networks_on(self, hv: str) -> list[tuple[str, Network]]:
-        """(tenant, network) of every network with a port on ``hv``, in that order."""
-        keys = sorted({(r.tenant, r.network.name) for r in self._on_hv[hv]})
+        """(tenant, network) of every network with a port on ``hv``, and of every network of
+        a router present on ``hv`` (routed packets enter them here), in that order."""
+        keys = sorted({(r.tenant, r.network.name) for r in self._on_hv[hv]}
+                      | self._routed_on[hv])
         return [(t, self._networks[t, n]) for t, n in keys]
 
     def should_reach(self, src: PortRef, dst: PortRef) -> bool:
-        """Whether the intent lets ``src`` reach ``dst`` at all: the same tenant and the
-        same network (what a connectivity check holds the datapath to)."""
-        return src.tenant == dst.tenant and src.network.name == dst.network.name
+        """Whether the intent lets ``src`` reach ``dst`` at all: the same tenant, and the
+        same network or two networks of one router (what a connectivity check holds the
+        datapath to)."""
+        if src.tenant != dst.tenant:
+            return False
+        if src.network.name == dst.network.name:
+            return True
+        router = self.router_of(src.tenant, src.network.name)
+        return router is not None and router is self.router_of(dst.tenant, dst.network.name)
 
     def port(self, tenant: str, name: str) -> PortRef:
         try:

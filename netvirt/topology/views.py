@@ -26,6 +26,16 @@ class RemotePort(NamedTuple):
     origin: str
     mac: str
     underlay_ip: str  # of the hypervisor that hosts it
+    ips: tuple[str, ...] = ()  # only where the network has a router (which resolves them)
+
+
+class RouterPort(NamedTuple):
+    """A network's interface on its router, as the network's flows need it."""
+
+    origin: str  # tenant/T/router/R/interface/NETWORK
+    router_vni: int  # the router's key: reg3 on the way into its stages
+    mac: str
+    ip: str
 
 
 class NetworkOnHv(NamedTuple):
@@ -36,7 +46,10 @@ class NetworkOnHv(NamedTuple):
     peers: tuple[str, ...]  # underlay IPs of the other hypervisors that host the network
     dhcp: bool = False  # netvirt answers its ports' DHCP
     flood_limit: tuple[int, int] | None = None  # (packets/s, burst) per port; None: none
-
+    # underlay IPs of the hypervisors whose packets of this network to accept: the peers,
+    # and where its router routes into it from (its other networks' hosts, its gateway)
+    senders: tuple[str, ...] = ()
+    router: RouterPort | None = None
     @property
     def bound(self) -> tuple[LocalPort, ...]:
         """Local ports whose interface is on the switch."""
@@ -63,6 +76,7 @@ def _network_views(topo: Topology, hv: str, inv: Inventory) -> list[NetworkOnHv]
     views = []
     for tenant, net in topo.networks_on(hv):
         local, remote, peers = [], [], set()
+        r = topo.router_of(tenant, net.name)
         for ref in topo.ports_of(tenant, net.name):
             where = ref.port.hypervisor
             if where == hv:
@@ -70,10 +84,60 @@ def _network_views(topo: Topology, hv: str, inv: Inventory) -> list[NetworkOnHv]
                 local.append(LocalPort(ref.origin, ref.port.mac, ref.ips,
                                        ofport if ofport is not None and ofport > 0 else None))
             else:
-                remote.append(RemotePort(ref.origin, ref.port.mac, underlay[where]))
+                # a remote port's addresses matter only where a router resolves them: an
+                # unrouted network reaches it by MAC, and its address changes nothing here
+                remote.append(RemotePort(ref.origin, ref.port.mac, underlay[where],
+                                         ref.ips if r is not None else ()))
                 peers.add(underlay[where])
+        senders, router = set(peers), None
+        if r is not None:
+            i = next(i for i in r.interfaces if i.network.name == net.name)
+            router = RouterPort(i.origin, r.router.vni, i.mac, i.ip)
+            senders |= {underlay[h] for h in topo.router_hosts(r) if h != hv}
         limit = net.flood_limit
         views.append(NetworkOnHv(f"tenant/{tenant}/network/{net.name}", net.vni, tuple(local),
                                  tuple(remote), tuple(sorted(peers)), net.dhcp,
-                                 (limit.rate, limit.burst) if limit.rate else None))
+                                 (limit.rate, limit.burst) if limit.rate else None,
+                                 tuple(sorted(senders)), router))
+    return views
+
+
+class RouterIface(NamedTuple):
+    origin: str  # tenant/T/router/R/interface/NETWORK
+    vni: int  # the network's
+    mac: str
+    ip: str
+    cidrs: tuple[str, ...]  # the network's subnets: its connected routes
+
+
+class StaticRoute(NamedTuple):
+    origin: str  # tenant/T/router/R/route/I
+    destination: str
+    next_hop: str
+    vni: int  # of the network the next hop is on
+    mac: str  # the router's interface there
+
+
+class RouterOnHv(NamedTuple):
+    """What one router's own stages need on one hypervisor."""
+
+    origin: str  # tenant/T/router/R
+    vni: int
+    ifaces: tuple[RouterIface, ...]
+    routes: tuple[StaticRoute, ...]
+
+
+def router_views(topo: Topology, hv: str, inv: Inventory) -> list[RouterOnHv]:
+    views = []
+    for r in topo.routers_on(hv):
+        ifaces = tuple(RouterIface(i.origin, i.network.vni, i.mac, i.ip,
+                                   tuple(str(s.cidr) for s in i.network.subnets))
+                       for i in r.interfaces)
+        routes = []
+        for n, route in enumerate(r.router.routes):
+            hop = next(i for i in r.interfaces
+                       if any(route.next_hop in s.cidr for s in i.network.subnets))
+            routes.append(StaticRoute(f"{r.origin}/route/{n}", str(route.destination),
+                                      str(route.next_hop), hop.network.vni, hop.mac))
+        views.append(RouterOnHv(r.origin, r.router.vni, ifaces, tuple(routes)))
     return views

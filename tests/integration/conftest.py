@@ -49,25 +49,34 @@ def base_config(rundir: Path) -> dict:
     hvs = [{"name": f"hv{i}", "underlay_ip": f"192.168.59.{i}/24",
             "ovsdb": f"unix:{rundir}/hv{i}/db.sock"} for i in (1, 2, 3)]
 
-    def port(name, hv, ip, mac):
-        return {"name": name, "network": "net", "hypervisor": hv, "ips": [ip], "mac": mac}
+    def port(name, hv, ip, mac, network="net"):
+        return {"name": name, "network": network, "hypervisor": hv, "ips": [ip], "mac": mac}
+
+    def net(name, vni, cidr, **extra):
+        return {"name": name, "vni": vni, "subnets": [{"cidr": f"{cidr}.0/24",
+                                                        "gateway": f"{cidr}.254"}], **extra}
+
+    def router():  # each tenant routes between its two networks
+        return {"name": "edge", "interfaces": [{"network": "net"}, {"network": "db"}]}
 
     return {
         "controller": {"openflow": "tcp:172.30.9.1:16653", "api": API},
         "hypervisors": hvs,
         "tenants": [
-            {"name": "blue", "networks": [{"name": "net", "vni": 5001, "dhcp": True,
-                                           "subnets": [{"cidr": "10.0.0.0/24",
-                                                        "gateway": "10.0.0.254"}]}],
+            {"name": "blue", "networks": [net("net", 5001, "10.0.0", dhcp=True),
+                                          net("db", 5003, "10.1.0")],
              "ports": [port("b1", "hv1", "10.0.0.1", "02:00:00:00:0b:01"),
                        port("b2", "hv2", "10.0.0.2", "02:00:00:00:0b:02"),
                        port("b3", "hv3", "10.0.0.3", "02:00:00:00:0b:03"),
-                       port("b5", "hv1", "10.0.0.6", "02:00:00:00:0b:05")]},
-            {"name": "red", "networks": [{"name": "net", "vni": 5002,
-                                          "subnets": [{"cidr": "10.0.0.0/24"}]}],
+                       port("b5", "hv1", "10.0.0.6", "02:00:00:00:0b:05"),
+                       port("b7", "hv3", "10.1.0.7", "02:00:00:00:0b:07", "db")],
+             "routers": [router()]},
+            {"name": "red", "networks": [net("net", 5002, "10.0.0"), net("db", 5004, "10.1.0")],
              "ports": [port("r1", "hv1", "10.0.0.1", "02:00:00:00:0c:01"),
                        port("r2", "hv2", "10.0.0.2", "02:00:00:00:0c:02"),
-                       port("r4", "hv3", "10.0.0.4", "02:00:00:00:0c:04")]},
+                       port("r4", "hv3", "10.0.0.4", "02:00:00:00:0c:04"),
+                       port("r7", "hv2", "10.1.0.7", "02:00:00:00:0c:07", "db")],
+             "routers": [router()]},
         ],
     }
 

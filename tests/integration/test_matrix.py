@@ -1,6 +1,7 @@
 """`netvirt lab matrix` judges isolation right in both directions (issue 18, item 9): a
-tenant's two networks without a router do not reach each other, and a MAC repeated in
-another tenant (which validation allows) is not taken for a reply across tenants."""
+tenant's network without a router is reached from none of its other networks, two
+networks of one router reach each other, and a MAC repeated in another tenant (which
+validation allows) is not taken for a reply across tenants."""
 from __future__ import annotations
 
 from netvirt.cli import main
@@ -11,10 +12,10 @@ from netvirt.host.reach import matrix, render_matrix
 def _twin_mac_and_a_second_network(d):
     blue, red = d["tenants"]
     red["ports"][0]["mac"] = blue["ports"][0]["mac"]  # r1 = b1: 10.0.0.1, same MAC, hv1
-    blue["networks"].append({"name": "lan", "vni": 5003,
-                             "subnets": [{"cidr": "10.1.0.0/24"}]})
+    blue["networks"].append({"name": "lan", "vni": 5009,
+                             "subnets": [{"cidr": "10.2.0.0/24"}]})  # without a router
     blue["ports"].append({"name": "b6", "network": "lan", "hypervisor": "hv2",
-                          "ips": ["10.1.0.1"], "mac": "02:00:00:00:0b:06"})
+                          "ips": ["10.2.0.1"], "mac": "02:00:00:00:0b:06"})
 
 
 def test_the_matrix_is_right_about_a_second_network_and_a_twin_mac(env):
@@ -32,6 +33,8 @@ def test_the_matrix_is_right_about_a_second_network_and_a_twin_mac(env):
                        for d in m.ports if d != ("blue", "b6"))
         assert m.reached[("blue", "b2"), ("blue", "b1")] and \
             m.reached[("red", "r2"), ("red", "r1")]
+        assert m.reached[("blue", "b1"), ("blue", "b7")] and \
+            m.reached[("red", "r7"), ("red", "r1")]  # routed
         assert "across tenants: 0 reached; as expected" in render_matrix(m)
     finally:
         env.lab.up(load_file(env.base_file))

@@ -51,8 +51,8 @@ def test_a_flood_to_the_controller_is_contained(env):
                 p.wait()
     result = json.loads(out.strip().splitlines()[-1])
     loss = re.search(r"(\d+)% packet loss", ping_out)
-    meters = env.ofctl("hv1", "meter-stats")  # the punt meter's drop band
-    dropped = int(re.search(r"^\s*0: packet_count:(\d+)", meters, re.M)[1])
+    meters = env.ofctl("hv1", "meter-stats")  # the punt meter's (meter 1) drop band
+    dropped = int(re.search(r"^meter:1 .*\n\s*0: packet_count:(\d+)", meters, re.M)[1])
     punts = dict(re.findall(r'netvirt_packet_ins_total\{hypervisor="hv1",verdict="(\w+)"\} '
                             r'([\d.e+]+)', env.client.metrics()))
     assert result["sent"] > 2000, f"the flood was too thin to test anything: {result}"

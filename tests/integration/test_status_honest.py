@@ -31,8 +31,7 @@ def _until(condition, timeout: float) -> bool:
 
 
 def _vm_link(up: bool):
-    return lambda env: env.run("red/r2", "ip", "link", "set", "eth0", "up" if up else "down",
-                               check=True)
+    return lambda env: env.lab.guest_link("red/r2", up)
 
 
 def _guest_gone(env):

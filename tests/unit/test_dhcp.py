@@ -5,11 +5,11 @@ from scapy.layers.dhcp import BOOTP, DHCP
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from netvirt.controller.packet_in import PacketIns
+from netvirt.controller.packet_in import PacketIns, Punt
+from netvirt.pipeline.tables import Table
 from netvirt.drivers import packets
 from netvirt.inspect.simulate import Network
 from netvirt.nfv import dhcp
-from netvirt.pipeline.tables import Table
 from netvirt.reconcile.compiler import compile_flows
 from netvirt.topology import Topology
 
@@ -96,6 +96,13 @@ class Service:
     def port_at(self, hv, ofport):
         return self.port if ofport == 1 else None
 
+    def router_interface(self, vni):
+        return None  # the demo's networks have no router
+
+
+def _punt(in_port: int, data: bytes) -> Punt:
+    return Punt(in_port, Table.DHCP, 0, data)
+
 
 class Clock:
     now = 100.0
@@ -109,20 +116,20 @@ def test_a_flooding_port_is_held_to_its_share_and_others_still_get_through():
     clock = Clock()
     p = PacketIns(Service(port), clock=clock, per_switch=(100.0, 50), per_port=(10.0, 10))
     frame = _discover()
-    flood = sum(p.receive("hv1", None, 1, frame) for _ in range(1000))  # one instant
+    flood = sum(p.receive("hv1", None, _punt(1, frame)) for _ in range(1000))  # one instant
     assert flood == 10  # its burst, no more
-    assert p.receive("hv1", None, 2, frame), "another port of that switch still gets through"
+    assert p.receive("hv1", None, _punt(2, frame)), "another port of that switch gets through"
     clock.now += 1.0
-    assert sum(p.receive("hv1", None, 1, frame) for _ in range(1000)) == 10  # its rate
+    assert sum(p.receive("hv1", None, _punt(1, frame)) for _ in range(1000)) == 10  # its rate
     assert p.counts[("hv1", "limited_port")] == 1980
 
 
 def test_the_worker_answers_the_port_that_asked_and_nobody_else():
     _, port, _ = _lease_and_port()
     p, sw = PacketIns(Service(port)), Switch()
-    assert p.handle("hv1", sw, 1, _discover()) == "answered"
+    assert p.handle("hv1", sw, _punt(1, _discover())) == "answered"
     assert sw.sent[0][0] == 1 and Ether(sw.sent[0][1])[BOOTP].yiaddr == "10.0.0.1"
-    assert p.handle("hv1", sw, 1, _discover(mac="02:00:00:00:09:09")) == "not_ours"
-    assert p.handle("hv1", sw, 7, _discover()) == "not_ours"
-    assert p.handle("hv1", sw, 1, b"\x00" * 20) == "not_understood"
+    assert p.handle("hv1", sw, _punt(1, _discover(mac="02:00:00:00:09:09"))) == "not_ours"
+    assert p.handle("hv1", sw, _punt(7, _discover())) == "not_ours"
+    assert p.handle("hv1", sw, _punt(1, b"\x00" * 20)) == "not_understood"
     assert len(sw.sent) == 1
