@@ -374,7 +374,8 @@ def cmd_trace(args) -> int:
             print(f"  {'':<6} {'':<14} from {s['origin'] or '-'}{where}")
         for rep in r[stage].get("real", []):
             verdict = "agrees" if rep.get("agree") else ("DISAGREES" if "real" in rep else "not run")
-            print(f"  ofproto/trace on {rep['hypervisor']}: {verdict}")
+            print(f"  ofproto/trace on {rep['hypervisor']}: {verdict}"
+                  + (f" ({rep['note']})" if "note" in rep else ""))
             if "error" in rep:
                 print(f"    {rep['error']}")
             elif "warning" in rep:

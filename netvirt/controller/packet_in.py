@@ -1,5 +1,6 @@
 """The packet-in path: packets that flows send to the controller (DHCP requests, routed
-packets whose TTL runs out; health probes with the load balancer).
+packets whose TTL runs out, ARP on external networks: replies to learn from and next hops
+to ask for; health probes with the load balancer).
 
 Three limits stand between a flooding VM and the rest of the controller:
 1. on the switch, every flow to the controller passes the punt meter (PUNT_RATE packets/s
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 PER_SWITCH = (300.0, 150)  # packets per second, burst: above the switch's punt meter
 PER_PORT = (20.0, 20)
 QUEUE = 512
+ASK_INTERVAL = 1.0  # seconds between two ARP requests for one next hop
 
 
 class Punt(NamedTuple):
@@ -63,6 +65,7 @@ class PacketIns:
         self._per_switch, self._per_port = per_switch, per_port
         self._buckets: dict[tuple, TokenBucket] = {}
         self._queue: queue.Queue = queue.Queue(QUEUE)
+        self._asked: dict[tuple, float] = {}  # (hv, next hop) -> when the worker ARPed
         self.counts: Counter = Counter()  # (hypervisor, verdict) -> packets
         self._count_lock = threading.Lock()  # two threads count: os-ken's and the worker
         self._thread = threading.Thread(target=self._serve, name="packet-in", daemon=True)
@@ -113,7 +116,38 @@ class PacketIns:
         """Answer one packet; returns what became of it (a metrics label)."""
         if punt.table == Table.L3_INPUT:
             return self._time_exceeded(switch, punt)
+        if punt.table == Table.ARP_RESPONDER:
+            return self._learn(hv, punt)
+        if punt.table == Table.L3_RESOLVE:
+            return self._ask(hv, switch, punt)
         return self._dhcp(hv, switch, punt)
+
+    def _learn(self, hv: str, punt: Punt) -> str:
+        """An ARP reply on an external network: its sender's MAC is where that address's
+        packets go.  The agent keeps it (and in the hypervisor's OVSDB)."""
+        sender = packets.arp_sender(punt.data)
+        if sender is None:
+            return "not_understood"
+        return "learned" if self.service.learn_neighbour(hv, punt.metadata & VNI_MASK,
+                                                         *sender) else "not_ours"
+
+    def _ask(self, hv: str, switch, punt: Punt) -> str:
+        """A packet out to an external network whose next hop's MAC is not known yet: ARP
+        for it, from the router's address the packet carries (it is lost, as a router that
+        has to ARP loses it).  At most once a second per next hop."""
+        addresses = packets.ipv4_addresses(punt.data)
+        if addresses is None:
+            return "not_understood"
+        asker = self.service.external_asker(hv, punt.metadata & VNI_MASK, *addresses)
+        if asker is None:
+            return "not_ours"
+        ofport, mac, src_ip, next_hop = asker
+        now = self._clock()
+        if now - self._asked.get((hv, next_hop), float("-inf")) < ASK_INTERVAL:
+            return "asked_already"
+        self._asked[(hv, next_hop)] = now
+        switch.packet_out(ofport, packets.arp_request(mac, src_ip, next_hop))
+        return "asked"
 
     def _dhcp(self, hv: str, switch, punt: Punt) -> str:
         req = packets.dhcp_request(punt.data)

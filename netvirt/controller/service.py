@@ -2,6 +2,7 @@
 HTTP API, and the shutdown path (os-ken's own run_apps crashes on shutdown in 4.2.2)."""
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import resource
@@ -246,6 +247,36 @@ class ControllerService:
         router = topo.router_of(*net)
         return next((i for i in router.interfaces if i.network.name == net[1]), None) \
             if router else None
+
+    def learn_neighbour(self, hv: str, vni: int, ip: str, mac: str) -> bool:
+        """A MAC heard on an external network ``hv`` is a gateway of; False when that is
+        not one (or the address is not on it)."""
+        _, _, topo = self.snapshot()
+        a = self.agents.get(hv)
+        e = topo.external_by_vni(vni) if topo else None
+        if a is None or e is None or hv not in e.hypervisors or \
+                ipaddress.IPv4Address(ip) not in e.cidr:
+            return False
+        a.learned({(vni, ip): mac})
+        return True
+
+    def external_asker(self, hv: str, vni: int, src: str, dst: str):
+        """Who asks for the next hop of a packet from ``src`` (a router's external address
+        or floating IP) to ``dst`` on the external network ``vni``: (its port on ``hv``,
+        the router's MAC, ``src``, the next hop), or None."""
+        _, _, topo = self.snapshot()
+        a = self.agents.get(hv)
+        e = topo.external_by_vni(vni) if topo else None
+        if a is None or e is None:
+            return None
+        router = next((r for r in topo.routers_on(hv) if r.external is e and r.gateway_hv == hv
+                       and src in [str(r.router.external_gateway.ip)]
+                       + [fip for _, fip, _ in r.floating_ips]), None)
+        ofport = a.inventory.ofports.get(e.interface)
+        if router is None or not ofport:
+            return None
+        hop = dst if ipaddress.IPv4Address(dst) in e.cidr else str(e.gateway)
+        return ofport, router.external_mac, src, hop
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:

@@ -9,8 +9,9 @@ from ovsdbapp.backend.ovs_idl import connection, idlutils
 from ovsdbapp.schema.open_vswitch import impl_idl
 
 from netvirt.errors import OvsdbError
-from netvirt.pipeline.rows import (DATAPATH_HINT_KEY, KERNEL_QDISCS_KEY, NODE_KEY, BridgeRow,
-                                   OvsdbState, PortRow)
+from netvirt.pipeline.layout import INT_BRIDGE
+from netvirt.pipeline.rows import (DATAPATH_HINT_KEY, KERNEL_QDISCS_KEY, NEIGHBOUR_PREFIX, NODE_KEY,
+                                   BridgeRow, OvsdbState, PortRow)
 from netvirt.reconcile.ovsdb_plan import RowPlan
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,22 @@ class OvsdbDriver:
             if br.name == name:
                 return br.other_config.get("hwaddr")
         return None
+
+    def saved_neighbours(self) -> dict[tuple[int, str], str]:
+        """The MACs learned on external networks, as br-int's external_ids keep them."""
+        out = {}
+        for br in self.api.tables["Bridge"].rows.values():
+            if br.name == INT_BRIDGE:
+                for key, mac in br.external_ids.items():
+                    if key.startswith(NEIGHBOUR_PREFIX):
+                        vni, _, ip = key.removeprefix(NEIGHBOUR_PREFIX).partition("-")
+                        out[int(vni), ip] = mac
+        return out
+
+    def save_neighbours(self, learned: dict[tuple[int, str], str]) -> None:
+        """Keep learned MACs in br-int's external_ids (others' keys stay)."""
+        self._commit([self.api.db_set("Bridge", INT_BRIDGE, ("external_ids", {
+            f"{NEIGHBOUR_PREFIX}{vni}-{ip}": mac for (vni, ip), mac in learned.items()}))])
 
     def read(self) -> OvsdbState:
         bridges, ports = set(), set()

@@ -3,10 +3,17 @@ packet library (no codec of our own): bytes in, the plain records of nfv/ out, a
 from __future__ import annotations
 
 from os_ken.lib.packet import dhcp as osdhcp
-from os_ken.lib.packet import ethernet, icmp, ipv4, packet, udp
+from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet, udp
 
 from netvirt.nfv import dhcp
 from netvirt.pipeline.layout import DHCP_CLIENT_PORT, DHCP_SERVER_PORT
+
+
+def _parsed(data: bytes):
+    try:
+        return packet.Packet(data)
+    except Exception:  # os-ken's parsers raise whatever struct and its own code raise
+        return None
 
 
 def _option(opts, tag: int):
@@ -18,9 +25,8 @@ def _option(opts, tag: int):
 
 def dhcp_request(data: bytes) -> dhcp.Request | None:
     """The DHCP request in an Ethernet frame; None for anything else or a malformed one."""
-    try:
-        pkt = packet.Packet(data)
-    except Exception:  # os-ken's parsers raise whatever struct and its own code raise
+    pkt = _parsed(data)
+    if pkt is None:
         return None
     msg = pkt.get_protocol(osdhcp.dhcp)
     u = pkt.get_protocol(udp.udp)
@@ -59,9 +65,8 @@ def time_exceeded(data: bytes, src_mac: str, src_ip: str) -> bytes | None:
     """ICMP time exceeded (in transit) from ``src_ip``/``src_mac`` about the IPv4 packet in
     frame ``data``, back to its sender; None for anything that is not such a packet, or
     is an ICMP error itself (none is sent about one, RFC 1812)."""
-    try:
-        pkt = packet.Packet(data)
-    except Exception:  # os-ken's parsers raise whatever struct and its own code raise
+    pkt = _parsed(data)
+    if pkt is None:
         return None
     eth, ip = pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(ipv4.ipv4)
     if eth is None or ip is None:
@@ -76,5 +81,31 @@ def time_exceeded(data: bytes, src_mac: str, src_ip: str) -> bytes | None:
     out.add_protocol(ipv4.ipv4(src=src_ip, dst=ip.src, proto=1, ttl=64))
     out.add_protocol(icmp.icmp(type_=icmp.ICMP_TIME_EXCEEDED, code=0,
                                data=icmp.TimeExceeded(data=quoted)))
+    out.serialize()
+    return bytes(out.data)
+
+
+def arp_sender(data: bytes) -> tuple[str, str] | None:
+    """(sender IP, sender MAC) of an ARP reply in frame ``data``; None for anything else."""
+    pkt = _parsed(data)
+    a = pkt.get_protocol(arp.arp) if pkt else None
+    if a is None or a.opcode != arp.ARP_REPLY:
+        return None
+    return a.src_ip, a.src_mac.lower()
+
+
+def ipv4_addresses(data: bytes) -> tuple[str, str] | None:
+    """(source, destination) of the IPv4 packet in frame ``data``; None for anything else."""
+    pkt = _parsed(data)
+    ip = pkt.get_protocol(ipv4.ipv4) if pkt else None
+    return (ip.src, ip.dst) if ip else None
+
+
+def arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
+    """A broadcast ARP request for ``target_ip`` from ``src_ip``/``src_mac``."""
+    out = packet.Packet()
+    out.add_protocol(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=src_mac, ethertype=0x0806))
+    out.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=src_mac, src_ip=src_ip,
+                             dst_mac="00:00:00:00:00:00", dst_ip=target_ip))
     out.serialize()
     return bytes(out.data)

@@ -34,20 +34,14 @@ from netvirt.config import LoadedConfig
 from netvirt.config.schema import Hypervisor
 from netvirt.errors import LabError, UsageError
 from netvirt.host.kernel import datapath_hint
+from netvirt.host.lab_external import sync_externals
+from netvirt.host.namespaces import (PREFIX, external_netns, hv_netns, netns_create, tx_off,
+                                     vm_netns)
 from netvirt.host.ovs_daemons import PrivateOvs
 from netvirt.topology import PortRef, Topology
 
 STATE_DIR = Path(os.environ.get("NETVIRT_LAB_DIR", "/run/netvirt-lab"))
-PREFIX = os.environ.get("NETVIRT_LAB_PREFIX", "nv")  # lets a test lab live beside the demo's
 UNDERLAY_MTU = 1600  # VXLAN adds 50 bytes to the guests' 1450/1500
-
-
-def hv_netns(hv: str, prefix: str = PREFIX) -> str:
-    return f"{prefix}-{hv}"
-
-
-def vm_netns(tenant: str, port: str, prefix: str = PREFIX) -> str:
-    return f"{prefix}-{tenant}-{port}"
 
 
 class Lab:
@@ -104,12 +98,13 @@ class Lab:
             if sorted(self.state["hypervisors"]) != sorted(topo.hypervisors):
                 raise LabError("the lab that is up has other hypervisors; run "
                                "`netvirt lab down` first")
+            sync_externals(self, cfg)
             self._sync_vms(topo)
             return self._built_from(loaded)
         self.state["enable_dummy"] = enable_dummy
         try:
             self._mgmt_bridge(cfg.controller.openflow)
-            _netns_create(self.underlay_ns, self)
+            netns_create(self.underlay_ns, self)
             with NetNS(self.underlay_ns) as ns:
                 ns.link("add", ifname="ul", kind="bridge", mtu=UNDERLAY_MTU)
                 ns.link("set", index=ns.link_lookup(ifname="ul")[0], state="up")
@@ -121,6 +116,7 @@ class Lab:
                 self.start_node(hv.name)
             for hv in cfg.hypervisors:
                 self.wait_node(hv.name)
+            sync_externals(self, cfg)
             self._sync_vms(topo)
             self._built_from(loaded)
         except Exception:
@@ -166,7 +162,7 @@ class Lab:
             raise LabError(f"hypervisor {hv.name}: the lab runs a private OVS per hypervisor and "
                            f"needs ovsdb: unix:/PATH/db.sock (got {hv.ovsdb})")
         ns = hv_netns(hv.name, self.prefix)
-        _netns_create(ns, self)
+        netns_create(ns, self)
         rundir = Path(hv.ovsdb.removeprefix("unix:")).parent
         if not rundir.exists():
             rundir.mkdir(parents=True)
@@ -192,7 +188,7 @@ class Lab:
             hns.addr("add", index=hns.link_lookup(ifname="mgmt0")[0],
                      address=self._mgmt_ip(i), prefixlen=24)
             ul_mac = hns.get_links(hns.link_lookup(ifname="ul0")[0])[0].get_attr("IFLA_ADDRESS")
-        _ethtool_tx_off(ns, "ul0")
+        tx_off(ns, "ul0")
         ovs = PrivateOvs(ns, rundir, self.state.get("enable_dummy", False))
         dp_type = hv.datapath_type or datapath_hint()
         try:
@@ -285,7 +281,7 @@ class Lab:
     def add_vm(self, ref: PortRef) -> None:
         ns = vm_netns(ref.tenant, ref.port.name, self.prefix)
         hvns = hv_netns(ref.port.hypervisor, self.prefix)
-        _netns_create(ns, self)
+        netns_create(ns, self)
         guest = _guest(ref)
         self.state.setdefault("vms", {})[ns] = {"tenant": ref.tenant, "port": ref.port.name,
                                                "hypervisor": ref.port.hypervisor,
@@ -303,10 +299,8 @@ class Lab:
             _default_route(vns, idx, guest["gateway"])
         with NetNS(hvns) as hns:
             hns.link("set", index=hns.link_lookup(ifname=ref.port.interface)[0], state="up")
-        # The userspace datapath reads veths with AF_PACKET and does not complete
-        # CHECKSUM_PARTIAL: with tx offload on, ping works but TCP never connects.
-        _ethtool_tx_off(ns, "eth0")
-        _ethtool_tx_off(hvns, ref.port.interface)
+        tx_off(ns, "eth0")
+        tx_off(hvns, ref.port.interface)
         # quiet guests: no IPv6 autoconf chatter for port security to drop
         subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
                         "net.ipv6.conf.all.disable_ipv6=1"], capture_output=True)
@@ -322,7 +316,11 @@ class Lab:
 
     # -- use --------------------------------------------------------------------------------
     def vm(self, name: str) -> dict:
+        """A VM port's guest, TENANT/PORT, or an external network's outside, external/NAME:
+        its namespace and what the lab recorded of it."""
         tenant, _, port = name.partition("/")
+        if tenant == "external" and port in self.state.get("externals", {}):
+            return {"netns": external_netns(port, self.prefix)}
         ns = vm_netns(tenant, port, self.prefix)
         if ns not in self.state.get("vms", {}):
             known = ", ".join(sorted(f"{v['tenant']}/{v['port']}" for v in
@@ -449,14 +447,6 @@ class Lab:
         self.state_file.unlink(missing_ok=True)
         return removed
 
-def _netns_create(name: str, lab: Lab) -> None:
-    if name in netns.listnetns():
-        raise LabError(f"network namespace {name} already exists but is not recorded by this "
-                       f"lab; remove it with `ip netns del {name}` if it is a leftover")
-    netns.create(name)
-    lab._record("namespaces", name)
-
-
 def _wait_link(ns, name: str, hv: str, timeout: float = 5.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -497,11 +487,4 @@ def _del_link(ipr: IPRoute, name: str) -> None:
         if isinstance(e, NetlinkError) and e.code != errno.ENODEV:
             raise
 
-
-def _ethtool_tx_off(ns: str, ifname: str) -> None:
-    r = subprocess.run(["ip", "netns", "exec", ns, "ethtool", "-K", ifname, "tx", "off"],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        raise LabError(f"ethtool -K {ifname} tx off in {ns} failed: {r.stderr.strip()}; "
-                       f"install ethtool")
 

@@ -13,6 +13,8 @@ import subprocess
 from pathlib import Path
 
 from netvirt.config.schema import Hypervisor
+from netvirt.pipeline.layout import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_SNAT,
+                                     CT_TRK)
 from netvirt.pipeline.records import origin_id
 from netvirt.pipeline.tables import table_name
 from netvirt.inspect.simulate import Network
@@ -75,22 +77,37 @@ def compare(stage_entries: list[dict], net: Network, hypervisors: dict[str, Hype
     reports = []
     for e in stage_entries:
         hv, pkt = e["hypervisor"], e["packet"]
-        local = net.inject(hv, pkt["in_port"], {k: v for k, v in pkt.items() if k != "in_port"},
-                           follow_tunnels=False)
-        model = [(int(s.table), s.flow.priority, s.flow.cookie) for s in local.steps if s.flow]
+        # as it came: conntrack knows nothing of it yet (the trace's own walk committed it)
+        local = net.fresh().inject(hv, pkt["in_port"],
+                                   {k: v for k, v in pkt.items() if k != "in_port"},
+                                   follow_tunnels=False)
+        model = [(int(s.table), s.flow.priority, s.flow.cookie) if s.flow else
+                 (int(s.table), 0, 0) for s in local.steps]
+        # ofproto/trace follows each recirculation with the ct_state it is told, but not
+        # what NAT did to the addresses: compare up to the first lookup after a NAT
+        cut = next((i for h, _, translated, i in local.recirculations if translated), None)
+        model = [m for m in model[:cut] if m[2]]
         report = {"hypervisor": hv, "flow": flow_string(pkt), "model": _named(model, origins)}
+        if cut is not None:
+            report["note"] = ("compared up to the router's NAT: ofproto/trace does not "
+                              "follow a translated packet")
         ctl, why = appctl_socket(hypervisors[hv])
         if ctl is None:
             report["error"] = f"cannot run ofproto/trace on {hv}: {why}"
             reports.append(report)
             continue
+        ct_next = [arg for _, state, _, _ in local.recirculations
+                   for arg in ("--ct-next", ct_flags(state))]
         r = subprocess.run(["ovs-appctl", "-t", str(ctl), "ofproto/trace", "br-int",
-                            flow_string(pkt)], capture_output=True, text=True, timeout=10)
+                            flow_string(pkt), *ct_next], capture_output=True, text=True,
+                           timeout=10)
         if r.returncode != 0:
             report["error"] = f"ofproto/trace failed on {hv}: {r.stderr.strip()}"
             reports.append(report)
             continue
         real = parse(r.stdout)
+        if cut is not None:
+            real = real[:len(model)]
         report["real"] = _named(real, origins)
         report["datapath_actions"] = next((ln.split(":", 1)[1].strip() for ln in
                                            r.stdout.splitlines()
@@ -107,6 +124,15 @@ def compare(stage_entries: list[dict], net: Network, hypervisors: dict[str, Hype
                                       "userspace datapath drops while it ARPs for it); try again")
         reports.append(report)
     return reports
+
+
+_CT_FLAGS = ((CT_NEW, "new"), (CT_EST, "est"), (CT_REL, "rel"), (CT_RPL, "rpl"),
+             (CT_INV, "inv"), (CT_TRK, "trk"), (CT_SNAT, "snat"), (CT_DNAT, "dnat"))
+
+
+def ct_flags(state: int) -> str:
+    """A ct_state as ofproto/trace's --ct-next takes it: trk,new,snat."""
+    return ",".join(name for bit, name in _CT_FLAGS if state & bit)
 
 
 def _named(steps, origins: dict[int, str]) -> list[str]:

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from netvirt.errors import PipelineError
-from netvirt.inspect.conntrack import Conntrack
+from netvirt.inspect.conntrack import Conntrack, five_tuple
 from netvirt.pipeline.layout import TUNNEL_OFPORT, UNTAGGED
 from netvirt.pipeline.records import (CT, ClearInPort, DecTtl, Flow, Goto, GroupAction,
                                       MeterAction, Move, Output, OutputReg, Resubmit, SetField,
@@ -47,7 +47,10 @@ class Result:
     follow_tunnels: bool = True  # False: stop at the first switch, as ofproto/trace does
     dropped_at: list = field(default_factory=list)  # Steps whose flow dropped the packet
     to_controller: list = field(default_factory=list)  # (hv, packet) sent as packet-ins
+    punted_at: list = field(default_factory=list)  # the Steps whose flow sent them
     tunneled: list = field(default_factory=list)  # (hv, remote underlay IP) it was sent to
+    # (hv, ct_state, NAT changed the packet, index in steps of its first lookup after)
+    recirculations: list = field(default_factory=list)
 
     def ports(self) -> set[tuple[str, int]]:
         return {(hv, p) for hv, p, _ in self.delivered}
@@ -191,16 +194,26 @@ class Network:
             # MeterAction: a meter lets the packet through (the model has no rates)
 
     def _ct(self, hv: str, ct: CT, pkt: dict, res: Result, hops: int) -> None:
+        before = five_tuple(pkt)
         state, mark = self.conntrack[hv].execute(ct, pkt)
         if ct.table is not None:
             # the recirculated copy carries the connection's state; the original goes on
             # with the rest of this flow's actions (usually none)
+            res.recirculations.append((hv, state, five_tuple(pkt) != before, len(res.steps)))
             copy = {**pkt, "ct_state": state, "ct_zone": ct.zone, "ct_mark": mark}
             self._run(hv, ct.table, copy, res, hops + 1)
+
+    def fresh(self) -> "Network":
+        """The same switches with empty conntrack tables (a packet replayed as new)."""
+        other = object.__new__(Network)
+        other.__dict__.update(self.__dict__)
+        other.conntrack = {hv: Conntrack() for hv in self.conntrack}
+        return other
 
     def _output(self, hv: str, port, pkt: dict, res: Result, hops: int) -> None:
         if port == "CONTROLLER":
             res.to_controller.append((hv, pkt))
+            res.punted_at.append(res.steps[-1])
             return
         if port == "IN_PORT":
             port = pkt["in_port"]

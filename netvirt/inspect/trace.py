@@ -64,6 +64,9 @@ def _port_name(topo: Topology, inventories: dict, hv: str, ofport: int) -> str:
     for ref in topo.ports_on(hv):
         if inventories[hv].ofports.get(ref.port.interface) == ofport:
             return f"{ref.tenant}/{ref.port.name}"
+    for e in topo.externals_on(hv):
+        if inventories[hv].ofports.get(e.interface) == ofport:
+            return f"external network {e.name}"
     return f"ofport {ofport}"
 
 
@@ -91,6 +94,7 @@ def _stage(res: Result, loaded, topo, inventories) -> dict:
     return {"steps": _steps(res, loaded), "delivered": _delivered(res, topo, inventories),
             "dropped_by": [f"{s.hv} {s.table.name}: {s.flow}" if s.flow else
                            f"{s.hv} {s.table.name}: no flow matched" for s in res.dropped_at],
+            "punted_by": [f"{s.hv} {s.table.name}: {s.flow}" for s in res.punted_at],
             "entries": [{"hypervisor": hv, "packet": pkt} for hv, pkt in res.entries]}
 
 
@@ -162,7 +166,17 @@ def _unanswered(stage: dict, res: Result, hv: str, ip: str, src) -> str:
             f"has that address (request reached: {reached}; dropped by: {dropped or 'none'})")
 
 
+PUNTED = {"L3_INPUT": "its TTL would run out: the router answers time exceeded",
+          "L3_RESOLVE": "its next hop's MAC on the external network is not learned yet: the "
+                        "controller ARPs for it, and the next packet goes out",
+          "DHCP": "the controller answers DHCP"}
+
+
 def _verdict(stage: dict, src_hv: str) -> str:
+    if not stage["delivered"] and stage.get("punted_by"):
+        table = stage["punted_by"][0].split()[1].rstrip(":")
+        return (f"sent to the controller by {stage['punted_by'][0]} ("
+                f"{PUNTED.get(table, 'a packet-in service')})")
     if not stage["delivered"]:
         return "dropped by " + "; ".join(stage["dropped_by"])
     parts = []

@@ -6,7 +6,7 @@ import secrets
 
 from netvirt.config.allocate import digest
 from netvirt.pipeline.layout import INT_BRIDGE, PHY_BRIDGE, TUNNEL_OFPORT, TUNNEL_PORT_NAME
-from netvirt.pipeline.rows import OWNER_KEY, BridgeRow, OvsdbState, PortRow
+from netvirt.pipeline.rows import EXTERNAL_KEY, OWNER_KEY, BridgeRow, OvsdbState, PortRow
 from netvirt.topology import Topology
 
 
@@ -42,6 +42,9 @@ def compile_ovsdb(topo: Topology, hv: str, datapath_type: str, bridge_mac: str) 
     owned = ((OWNER_KEY, "true"),)
     ports = {PortRow(INT_BRIDGE, TUNNEL_PORT_NAME, "vxlan",
                      (("key", "flow"), ("remote_ip", "flow")), owned, TUNNEL_OFPORT)}
+    for e in topo.externals_on(hv):  # the device on the external network, as a gateway's
+        ports.add(PortRow(INT_BRIDGE, e.interface, "", (),
+                          ((EXTERNAL_KEY, e.name), (OWNER_KEY, "true"))))
     for ref in topo.ports_on(hv):
         kind = "" if ref.port.interface_type == "system" else ref.port.interface_type
         # external_ids in key order, as a row read back from OVSDB has them

@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 OWNER_KEY = "netvirt-owned"  # external_ids key on every port netvirt created
+EXTERNAL_KEY = "netvirt-external"  # on the port of an external network: its name
+# br-int's external_ids: a MAC learned on an external network, kept across restarts:
+# NEIGHBOUR_PREFIX + "VNI-IP" -> MAC
+NEIGHBOUR_PREFIX = "netvirt-neighbour-"
 
 # What a hypervisor's node agent (netvirt node) reports in its own OVSDB, as
 # Open_vSwitch:external_ids, for the controller to read: its kernel's facts.

@@ -56,8 +56,10 @@ def _stage(table, direction, matches, next_, miss, job) -> Stage:
 _IN, _OUT = Direction.INGRESS, Direction.EGRESS
 STAGES: dict[Table, Stage] = {s.table: s for s in (
     _stage(Table.CLASSIFY, _IN, {"in_port", "tunnel_id", "tun_ipv4_src"},
-           [Table.PORT_SECURITY, Table.ARP_RESPONDER], Miss.CONTINUE,
-           "tunnel key + source -> network; VM ports go on to PORT_SECURITY"),
+           [Table.PORT_SECURITY, Table.ARP_RESPONDER, Table.L3_SNAT], Miss.CONTINUE,
+           "tunnel key + source -> network (or a router's way out, on its gateway "
+           "hypervisor); an external network's port -> that network; VM ports go on to "
+           "PORT_SECURITY"),
     _stage(Table.PORT_SECURITY, _IN,
            {"in_port", "vlan_vid", "eth_src", "eth_type", "ipv4_src", "arp_spa", "arp_sha",
             # a DHCP client has no address yet: 0.0.0.0 -> 255.255.255.255, udp 68 -> 67
@@ -72,17 +74,39 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            "the hypervisor that hosts an address answers ARP for it; other opcodes than "
            "request and reply drop"),
     _stage(Table.L2_LOOKUP, _IN, {"metadata", "eth_dst", "in_port"},
-           [Table.OUTPUT, Table.L3_INPUT], Miss.DROP,
+           [Table.OUTPUT, Table.L3_INPUT, Table.L3_FROM_EXTERNAL], Miss.DROP,
            "dst MAC -> output register and egress, or the tunnel to the owner; flood group, "
            "through the sending port's flood meter; a router's MAC -> its stages"),
     _stage(Table.L3_INPUT, _IN, {REG_ROUTER, "eth_type", "ip_proto", "icmpv4_type", "ipv4_dst",
                                  "nw_ttl"}, [Table.L3_ROUTE], Miss.DROP,
            "a routed packet's TTL (time exceeded: to the controller), ICMP echo to the "
            "router's addresses answered; the rest decremented and routed"),
-    _stage(Table.L3_ROUTE, _IN, {"metadata", "eth_type", "ipv4_dst"}, [Table.L3_RESOLVE],
-           Miss.DROP, "longest prefix -> next hop, the interface's MAC, the next network"),
+    _stage(Table.L3_FROM_EXTERNAL, _IN, {REG_ROUTER, "eth_type", "ip_proto", "icmpv4_type",
+                                         "ipv4_dst"}, [Table.L3_DNAT], Miss.DROP,
+           "from the external network to a router: ICMP echo to its address answered; the "
+           "rest through its conntrack zone, which undoes SNAT on replies"),
+    _stage(Table.L3_DNAT, _IN, {REG_ROUTER, "eth_type", "ct_state", "ipv4_dst"},
+           [Table.L3_DNAT, Table.L3_ROUTE], Miss.DROP,
+           "replies and DNATed connections go on to routing; a new connection to a floating "
+           "IP is DNATed to its port; anything else from outside drops"),
+    _stage(Table.L3_ROUTE, _IN, {"metadata", "eth_type", "ipv4_dst"},
+           [Table.L3_RESOLVE, Table.L3_SNAT], Miss.DROP,
+           "longest prefix -> next hop, the interface's MAC, the next network; the default "
+           "route -> the router's way out (its gateway hypervisor, through the tunnel)"),
+    _stage(Table.L3_SNAT, _IN, {"metadata", "eth_type"}, [Table.L3_SNAT_COMMIT], Miss.DROP,
+           "the way out, on the gateway hypervisor: through the router's conntrack zone, "
+           "which undoes a floating IP's DNAT on replies"),
+    _stage(Table.L3_SNAT_COMMIT, _IN, {"metadata", "eth_type", "ct_state", "ipv4_src"},
+           [Table.L3_SNAT_COMMIT, Table.L3_TO_EXTERNAL], Miss.DROP,
+           "replies go on; a new connection from a port with a floating IP is SNATed to it, "
+           "from the router's subnets (snat: true) to the router's address"),
+    _stage(Table.L3_TO_EXTERNAL, _IN, {"metadata", "eth_type", "ipv4_dst"},
+           [Table.L3_RESOLVE], Miss.DROP,
+           "next hop on the external network (the destination if on it, else its gateway), "
+           "the router's external MAC"),
     _stage(Table.L3_RESOLVE, _IN, {"metadata", REG_NEXTHOP}, [Table.L2_LOOKUP], Miss.DROP,
-           "next hop -> its MAC; L2_LOOKUP of the next network"),
+           "next hop -> its MAC, then L2_LOOKUP of the next network; on an external "
+           "network, out of its port (a MAC not learned yet: to the controller, which ARPs)"),
     _stage(Table.OUTPUT, _OUT, set(), [], Miss.OUTPUT,
            "out of the port in the output register"),
 )}

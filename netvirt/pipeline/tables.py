@@ -18,7 +18,12 @@ class Table(IntEnum):
     L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; flood -> group
     # a packet to a router's MAC: the router's own stages, then L2_LOOKUP of the next network
     L3_INPUT = 70  # TTL, ICMP echo to the router's addresses; the rest is routed
-    L3_ROUTE = 72  # longest prefix -> next hop, the interface to leave by, its network
+    L3_FROM_EXTERNAL = 71  # from the external network: echo to the router; conntrack
+    L3_DNAT = 72  # replies go on; a new connection to a floating IP is DNATed to its port
+    L3_ROUTE = 73  # longest prefix -> next hop, the interface to leave by, its network
+    L3_SNAT = 74  # the way out, on the gateway hypervisor: through the router's conntrack
+    L3_SNAT_COMMIT = 75  # a new connection SNATed: its floating IP, else the router's
+    L3_TO_EXTERNAL = 76  # the next hop on the external network, the router's external MAC
     L3_RESOLVE = 78  # next hop -> its MAC (netvirt knows every port's), then L2_LOOKUP
     # egress: once per output port on this hypervisor, also for every copy of a flood
     OUTPUT = 90  # out of the port in the output register

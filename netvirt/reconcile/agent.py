@@ -90,6 +90,7 @@ class HypervisorAgent:
         # -- owned by the agent's thread ------------------------------------------------
         self.switch: SwitchDriver | None = None
         self._candidates: list[SwitchDriver] = []  # connections not checked yet
+        self._unsaved: dict = {}  # learned neighbours not written to OVSDB yet
         self._bridge_mac: str | None = None  # br-int's MAC as its OVSDB has it
         self._new_mac = new_bridge_mac()  # what it gets if it has none
         self._mac_written_at = float("-inf")  # clock() when we last set it
@@ -145,6 +146,10 @@ class HypervisorAgent:
 
     def flow_removed(self, key: tuple) -> None:
         self._events.put(("removed", key))
+
+    def learned(self, neighbours: dict) -> None:
+        """MACs heard on an external network: {(its VNI, IP): MAC}."""
+        self._events.put(("learned", neighbours))
 
     def mirror(self) -> tuple[dict[tuple, InstalledFlow], set[int], dict]:
         """A copy of what we believe is installed (for plans; may be read from any thread):
@@ -240,6 +245,14 @@ class HypervisorAgent:
                 # and the events queued while it waits for its barrier go to the next.
                 self.inventory = inventory
                 self._dirty = True
+        elif kind == "learned":
+            fresh = {k: mac for k, mac in ev[1].items() if self.inventory.neighbours.get(k) != mac}
+            if fresh:
+                log.info("%s: learned %s", self.name, ", ".join(
+                    f"{ip} is {mac}" for (_, ip), mac in sorted(fresh.items())))
+                self.inventory = self.inventory.with_neighbours(fresh)
+                self._unsaved.update(fresh)
+                self._dirty = True
         elif kind == "removed":
             key = ev[1]
             if key in self._expect_removed:
@@ -282,6 +295,12 @@ class HypervisorAgent:
             self._reconcile_ovsdb(rev, topo)
         except NetvirtError as e:  # reported; the flows go on without it
             self._ovsdb_failed(str(e))
+        if self._unsaved and self.status.ovsdb_connected:
+            try:
+                self._ovsdb.save_neighbours(self._unsaved)
+                self._unsaved = {}
+            except OvsdbError as e:  # kept, and written at the next pass
+                self._ovsdb_failed(str(e))
         if self.switch is not None and not self.status.switch_verified \
                 and self._bridge_mac is not None:
             self._candidates.insert(0, self.switch)  # taken unchecked; check it now
@@ -305,7 +324,7 @@ class HypervisorAgent:
             ports = sw.read_ports()
             with self._seq_lock:
                 after = self._port_seq
-            self.inventory = Inventory.from_ports(ports)
+            self.inventory = Inventory.from_ports(ports, self.inventory.neighbours)
             # Port events queued before the request are older than this list; one queued
             # while the list was on its way may be older or newer: read again, next pass,
             # until a read sees no event meanwhile.
@@ -447,6 +466,11 @@ class HypervisorAgent:
         mac = self._bridge_mac or self._new_mac
         state = compile_ovsdb(topo, self.name, dp_type, mac)
         full = self._audit_ovsdb or self._ovsdb_applied is None
+        if full:  # what an earlier controller learned on the external networks
+            saved = self._ovsdb.saved_neighbours()
+            if any(self.inventory.neighbours.get(k) != mac for k, mac in saved.items()):
+                self.inventory = self.inventory.with_neighbours(
+                    {**saved, **self.inventory.neighbours})
         n = 0
         if state != self._ovsdb_applied or full:
             # Between audits our last write is what OVSDB has, as the flow mirror is what

@@ -12,10 +12,10 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from netvirt import overlay
-from netvirt.nfv import dhcp, router
+from netvirt.nfv import dhcp, gateway, router
 from netvirt.pipeline.layout import PUNT_BURST, PUNT_METER_ID, PUNT_RATE
 from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Group, Meter
-from netvirt.topology.views import network_views, router_views
+from netvirt.topology.views import external_views, network_views, router_views
 
 
 @dataclass(frozen=True)
@@ -38,4 +38,6 @@ FEATURES: tuple[Feature, ...] = (
     Feature("dhcp", dhcp.dhcp_views, dhcp.compile_dhcp),
     Feature("router-attachment", router.routed_views, router.compile_attachment),
     Feature("router", router_views, router.compile_router),
+    Feature("gateway", router_views, gateway.compile_gateway),
+    Feature("external", external_views, gateway.compile_external),
 )

@@ -97,6 +97,7 @@ class FakeOvsdb:
         self.writes = 0  # transactions that changed something
         self.full_reads = 0
         self.down = False  # as if ovsdb-server were stopped
+        self.neighbours: dict = {}  # what br-int's external_ids keep of learned MACs
 
     def connect(self) -> None:
         self._check()
@@ -120,6 +121,14 @@ class FakeOvsdb:
 
     def node_version(self) -> str | None:
         return "test"
+
+    def saved_neighbours(self) -> dict[tuple[int, str], str]:
+        self._check()
+        return dict(self.neighbours)
+
+    def save_neighbours(self, learned: dict[tuple[int, str], str]) -> None:
+        self._check()
+        self.neighbours.update(learned)
 
     def bridge_mac(self, name: str) -> str | None:
         self._check()

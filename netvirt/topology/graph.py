@@ -43,6 +43,8 @@ class RouterRef:
     interfaces: tuple[RouterIfaceRef, ...]
     external: ExternalNetwork | None  # where its external gateway is, if it has one
     gateway_hv: str | None  # the hypervisor that does its SNAT and floating IPs
+    # (fixed IP, floating IP, origin) of the floating IPs of ports on its networks
+    floating_ips: tuple[tuple[str, str, str], ...] = ()
     origin: str = field(init=False, compare=False)
 
     def __post_init__(self):
@@ -101,6 +103,13 @@ class Topology:
         self._router_hosts: dict[tuple[str, str], tuple[str, ...]] = {}
         routed_on: dict[str, set] = {hv: set() for hv in self.hypervisors}
         for t in cfg.tenants:
+            nets = {i.network: r.name for r in t.routers for i in r.interfaces}
+            fips: dict[str, list] = {}
+            for f in t.floating_ips:
+                port = next(p for p in t.ports if p.name == f.port)
+                fips.setdefault(nets[port.network], []).append(
+                    (str(f.fixed_ip or port.ips[0]), str(f.ip),
+                     f"tenant/{t.name}/floating_ip/{f.ip}"))
             for r in t.routers:
                 origin = f"tenant/{t.name}/router/{r.name}"
                 ifaces = tuple(RouterIfaceRef(
@@ -109,7 +118,8 @@ class Topology:
                     for i in r.interfaces)
                 ext = externals[r.external_gateway.network] if r.external_gateway else None
                 ref = RouterRef(t.name, r, ifaces, ext,
-                                gateway_hypervisor(origin, ext.hypervisors) if ext else None)
+                                gateway_hypervisor(origin, ext.hypervisors) if ext else None,
+                                tuple(sorted(fips.get(r.name, ()))))
                 self._routers[t.name, r.name] = ref
                 hosts = {p.port.hypervisor for i in ifaces
                          for p in self._of_net[t.name, i.network.name]}
@@ -122,6 +132,14 @@ class Topology:
                         routed_on[hv].add((t.name, i.network.name))
         self._routed_on = routed_on
         self._by_vni = {n.vni: key for key, n in self._networks.items()}
+
+    def externals_on(self, hv: str) -> list[ExternalNetwork]:
+        """The external networks ``hv`` is a gateway hypervisor of, by name."""
+        return sorted((e for e in self.config.external_networks if hv in e.hypervisors),
+                      key=lambda e: e.name)
+
+    def external_by_vni(self, vni: int) -> ExternalNetwork | None:
+        return next((e for e in self.config.external_networks if e.vni == vni), None)
 
     def routers_on(self, hv: str) -> list[RouterRef]:
         """Routers present on ``hv``, by (tenant, name)."""

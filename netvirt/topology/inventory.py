@@ -1,7 +1,11 @@
-"""What a hypervisor really has, as observed: the ofport of each interface on br-int.
+"""What a hypervisor really has, as observed: the ofport of each interface on br-int, and
+the MACs learned on the external networks it is a gateway of.
 
 The compilers need ofports to write in_port/output; a port whose interface is not yet on the
 switch simply gets no local flows until it appears (a port-status event marks it dirty).
+A router's way out needs its next hop's MAC on the external network, which netvirt cannot
+know from the config: the controller learns it from ARP (netvirt.controller.packet_in) and
+keeps it in the hypervisor's OVSDB across restarts.
 """
 from __future__ import annotations
 
@@ -9,17 +13,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 
-
 @dataclass(frozen=True)
 class Inventory:
     ofports: Mapping[str, int] = field(default_factory=dict)  # interface name -> ofport
     link_up: Mapping[str, bool] = field(default_factory=dict)  # interface name -> carrier
+    # (external network VNI, IPv4) -> MAC learned there
+    neighbours: Mapping[tuple[int, str], str] = field(default_factory=dict)
 
     @staticmethod
-    def from_ports(ports: Mapping[str, tuple[int, bool]]) -> "Inventory":
+    def from_ports(ports: Mapping[str, tuple[int, bool]],
+                   neighbours: Mapping[tuple[int, str], str] | None = None) -> "Inventory":
         """From what a switch reports: interface name -> (ofport, link up)."""
         return Inventory({n: p for n, (p, _) in ports.items()},
-                         {n: up for n, (_, up) in ports.items()})
+                         {n: up for n, (_, up) in ports.items()}, dict(neighbours or {}))
 
     def with_port(self, name: str, port: tuple[int, bool] | None) -> "Inventory":
         ofports, link_up = dict(self.ofports), dict(self.link_up)
@@ -28,4 +34,7 @@ class Inventory:
             link_up.pop(name, None)
         else:
             ofports[name], link_up[name] = port
-        return Inventory(ofports, link_up)
+        return Inventory(ofports, link_up, self.neighbours)
+
+    def with_neighbours(self, learned: Mapping[tuple[int, str], str]) -> "Inventory":
+        return Inventory(self.ofports, self.link_up, {**self.neighbours, **learned})

@@ -118,6 +118,26 @@ class StaticRoute(NamedTuple):
     mac: str  # the router's interface there
 
 
+class Gateway(NamedTuple):
+    """A router's external side, as one hypervisor needs it."""
+
+    origin: str  # tenant/T/router/R/external_gateway
+    here: bool  # this hypervisor is the router's gateway hypervisor
+    gateway_underlay: str  # that hypervisor's underlay IP (the way out from elsewhere)
+    # the rest only matters where ``here``
+    senders: tuple[str, ...] = ()  # underlay IPs of the router's other hypervisors
+    ext_vni: int = 0
+    ext_ofport: int | None = None  # the external network's port on br-int here
+    cidr: str = ""  # of the external network
+    next_hop: str = ""  # its gateway
+    mac: str = ""  # the router's MAC there
+    ip: str = ""  # the router's address there, SNAT's
+    snat: bool = True
+    inside: tuple[str, ...] = ()  # the router's subnets: what SNAT translates
+    zone: int = 0  # the router's conntrack zone
+    floating_ips: tuple[tuple[str, str, str], ...] = ()  # (fixed, floating, origin)
+
+
 class RouterOnHv(NamedTuple):
     """What one router's own stages need on one hypervisor."""
 
@@ -125,6 +145,16 @@ class RouterOnHv(NamedTuple):
     vni: int
     ifaces: tuple[RouterIface, ...]
     routes: tuple[StaticRoute, ...]
+    gateway: Gateway | None = None
+
+
+class ExternalOnHv(NamedTuple):
+    """An external network on one of its gateway hypervisors."""
+
+    origin: str  # external_network/NAME
+    vni: int
+    ofport: int | None  # its port on br-int (None: not there yet)
+    neighbours: tuple[tuple[str, str], ...]  # (IP, MAC) learned on it
 
 
 def router_views(topo: Topology, hv: str, inv: Inventory) -> list[RouterOnHv]:
@@ -139,5 +169,32 @@ def router_views(topo: Topology, hv: str, inv: Inventory) -> list[RouterOnHv]:
                        if any(route.next_hop in s.cidr for s in i.network.subnets))
             routes.append(StaticRoute(f"{r.origin}/route/{n}", str(route.destination),
                                       str(route.next_hop), hop.network.vni, hop.mac))
-        views.append(RouterOnHv(r.origin, r.router.vni, ifaces, tuple(routes)))
+        views.append(RouterOnHv(r.origin, r.router.vni, ifaces, tuple(routes),
+                                _gateway(topo, hv, inv, r) if r.external else None))
     return views
+
+
+def _ofport(inv: Inventory, name: str) -> int | None:
+    ofport = inv.ofports.get(name)
+    return ofport if ofport is not None and ofport > 0 else None
+
+
+def _gateway(topo: Topology, hv: str, inv: Inventory, r) -> Gateway:
+    underlay = {name: str(h.underlay_ip.ip) for name, h in topo.hypervisors.items()}
+    origin = f"{r.origin}/external_gateway"
+    if r.gateway_hv != hv:
+        return Gateway(origin, False, underlay[r.gateway_hv])
+    e, g = r.external, r.router.external_gateway
+    return Gateway(origin, True, underlay[hv],
+                   tuple(sorted(underlay[h] for h in topo.router_hosts(r) if h != hv)),
+                   e.vni, _ofport(inv, e.interface), str(e.cidr), str(e.gateway),
+                   r.external_mac, str(g.ip), g.snat,
+                   tuple(str(s.cidr) for i in r.interfaces for s in i.network.subnets),
+                   r.router.zone, r.floating_ips)
+
+
+def external_views(topo: Topology, hv: str, inv: Inventory) -> list[ExternalOnHv]:
+    return [ExternalOnHv(f"external_network/{e.name}", e.vni, _ofport(inv, e.interface),
+                         tuple(sorted((ip, mac) for (vni, ip), mac in inv.neighbours.items()
+                                      if vni == e.vni)))
+            for e in topo.externals_on(hv)]

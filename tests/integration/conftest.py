@@ -56,12 +56,16 @@ def base_config(rundir: Path) -> dict:
         return {"name": name, "vni": vni, "subnets": [{"cidr": f"{cidr}.0/24",
                                                         "gateway": f"{cidr}.254"}], **extra}
 
-    def router():  # each tenant routes between its two networks
-        return {"name": "edge", "interfaces": [{"network": "net"}, {"network": "db"}]}
+    def router(ip):  # each tenant routes between its two networks, and out
+        return {"name": "edge", "interfaces": [{"network": "net"}, {"network": "db"}],
+                "external_gateway": {"network": "internet", "ip": ip}}
 
     return {
         "controller": {"openflow": "tcp:172.30.9.1:16653", "api": API},
         "hypervisors": hvs,
+        "external_networks": [{"name": "internet", "cidr": "203.0.113.0/24",
+                               "gateway": "203.0.113.1", "hypervisors": ["hv3"],
+                               "interface": "ext0"}],
         "tenants": [
             {"name": "blue", "networks": [net("net", 5001, "10.0.0", dhcp=True),
                                           net("db", 5003, "10.1.0")],
@@ -70,13 +74,14 @@ def base_config(rundir: Path) -> dict:
                        port("b3", "hv3", "10.0.0.3", "02:00:00:00:0b:03"),
                        port("b5", "hv1", "10.0.0.6", "02:00:00:00:0b:05"),
                        port("b7", "hv3", "10.1.0.7", "02:00:00:00:0b:07", "db")],
-             "routers": [router()]},
+             "routers": [router("203.0.113.10")],
+             "floating_ips": [{"ip": "203.0.113.20", "port": "b2"}]},
             {"name": "red", "networks": [net("net", 5002, "10.0.0"), net("db", 5004, "10.1.0")],
              "ports": [port("r1", "hv1", "10.0.0.1", "02:00:00:00:0c:01"),
                        port("r2", "hv2", "10.0.0.2", "02:00:00:00:0c:02"),
                        port("r4", "hv3", "10.0.0.4", "02:00:00:00:0c:04"),
                        port("r7", "hv2", "10.1.0.7", "02:00:00:00:0c:07", "db")],
-             "routers": [router()]},
+             "routers": [router("203.0.113.11")]},
         ],
     }
 
