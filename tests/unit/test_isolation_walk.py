@@ -167,3 +167,55 @@ def test_tagged_frames_and_other_arp_opcodes_from_a_vm_go_nowhere(data, tagged, 
         for pkt in (tagged_ip, arp):
             res = net.inject(*where[s.origin], pkt)
             assert not res.delivered and not res.tunneled, (s.origin, pkt, res.steps)
+
+
+@st.composite
+def routed_configs(draw):
+    """Tenants with two networks each, the same subnets in every tenant, a router between
+    them or not; ports anywhere."""
+    n_hv = draw(st.integers(1, 3))
+    hvs = [{"name": f"hv{i + 1}", "underlay_ip": f"192.168.50.{i + 1}/24",
+            "ovsdb": f"unix:/run/hv{i + 1}/db.sock"} for i in range(n_hv)]
+    tenants = []
+    for t in range(draw(st.integers(2, 3))):
+        nets = [{"name": n, "subnets": [{"cidr": f"10.{k}.0.0/24", "gateway": f"10.{k}.0.254"}]}
+                for k, n in enumerate(("a", "b"))]
+        ports = []
+        for i, h in enumerate(draw(st.lists(st.integers(1, 6), min_size=2, max_size=5,
+                                            unique=True))):
+            k = draw(st.integers(0, 1))
+            ports.append({"name": f"p{i}", "network": "ab"[k], "ips": [f"10.{k}.0.{h}"],
+                          "hypervisor": f"hv{draw(st.integers(1, n_hv))}"})
+        tenant = {"name": f"t{t}", "networks": nets, "ports": ports}
+        if draw(st.booleans()):
+            tenant["routers"] = [{"name": "r", "interfaces": [{"network": "a"},
+                                                              {"network": "b"}]}]
+        tenants.append(tenant)
+    return {"controller": {"openflow": "tcp:172.30.0.1:6653"}, "hypervisors": hvs,
+            "tenants": tenants}
+
+
+@SETTINGS
+@given(routed_configs())
+def test_routed_tenants_reach_what_their_router_joins_and_never_each_other(data):
+    lc = load_data(data)
+    topo, inv, _, net = compile_all(lc)
+    ports = [topo.port(t.name, p.name) for t in lc.config.tenants for p in t.ports]
+    where = {r.origin: (r.port.hypervisor, inv[r.port.hypervisor].ofports[r.port.interface])
+             for r in ports}
+    gateways = [i.mac for t in lc.config.tenants for n in ("a", "b")
+                if (r := topo.router_of(t.name, n)) for i in r.interfaces]
+    for s in ports:
+        own = {where[p.origin] for p in ports if p.tenant == s.tenant}
+        for d in ports:
+            if s is d:
+                continue
+            # to the MAC the guest would use, and to every router MAC there is
+            for dst_mac in {d.port.mac, *gateways}:
+                res = net.inject(*where[s.origin], _ip_packet(s, dst_mac, str(d.port.ips[0])))
+                assert res.ports() <= own, (s.origin, d.origin, dst_mac)
+            if topo.should_reach(s, d) and s.network.name != d.network.name:
+                gw = next(i.mac for i in topo.router_of(s.tenant, s.network.name).interfaces
+                          if i.network.name == s.network.name)
+                res = net.inject(*where[s.origin], _ip_packet(s, gw, str(d.port.ips[0])))
+                assert res.ports() == {where[d.origin]}, (s.origin, d.origin, res.steps)
