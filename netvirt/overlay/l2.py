@@ -48,7 +48,11 @@ def compile_l2(net: NetworkOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
     if not buckets:
         return flows, [], []
     group = Group(tuple(buckets), net.origin)
-    flood = GroupAction(group.group_id)
+    # the group in a table of its own: a port added changes the group and this one flow,
+    # not every port's metered flood flow (which would name the group otherwise)
+    flows.append(Flow.make(Table.FLOOD, 100, in_net, [GroupAction(group.group_id)],
+                           net.origin))
+    flood = Goto(Table.FLOOD)
     flows.append(Flow.make(T, 10, in_net, [flood], net.origin))  # from the tunnel
     meters = []
     if net.flood_limit is not None:

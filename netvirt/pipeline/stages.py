@@ -74,9 +74,12 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            "the hypervisor that hosts an address answers ARP for it; other opcodes than "
            "request and reply drop"),
     _stage(Table.L2_LOOKUP, _IN, {"metadata", "eth_dst", "in_port"},
-           [Table.OUTPUT, Table.L3_INPUT, Table.L3_FROM_EXTERNAL], Miss.DROP,
-           "dst MAC -> output register and egress, or the tunnel to the owner; flood group, "
+           [Table.OUTPUT, Table.FLOOD, Table.L3_INPUT, Table.L3_FROM_EXTERNAL], Miss.DROP,
+           "dst MAC -> output register and egress, or the tunnel to the owner; floods, "
            "through the sending port's flood meter; a router's MAC -> its stages"),
+    _stage(Table.FLOOD, _IN, {"metadata"}, [Table.OUTPUT], Miss.DROP,
+           "the network's flood group: its local ports (through egress) and its other "
+           "hypervisors"),
     _stage(Table.L3_INPUT, _IN, {REG_ROUTER, "eth_type", "ip_proto", "icmpv4_type", "ipv4_dst",
                                  "nw_ttl"}, [Table.L3_ROUTE], Miss.DROP,
            "a routed packet's TTL (time exceeded: to the controller), ICMP echo to the "

@@ -15,7 +15,8 @@ class Table(IntEnum):
     PORT_SECURITY = 10  # in_port + source MAC/IP/ARP -> network (anti-spoofing); else drop
     DHCP = 15  # a DHCP request -> the controller (metered); the rest goes on
     ARP_RESPONDER = 50  # the hypervisor that hosts an address answers ARP for it
-    L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; flood -> group
+    L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; floods -> FLOOD
+    FLOOD = 62  # the network's flood group (one flow, whatever its ports)
     # a packet to a router's MAC: the router's own stages, then L2_LOOKUP of the next network
     L3_INPUT = 70  # TTL, ICMP echo to the router's addresses; the rest is routed
     L3_FROM_EXTERNAL = 71  # from the external network: echo to the router; conntrack

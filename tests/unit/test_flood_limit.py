@@ -5,7 +5,7 @@ import yaml
 
 from netvirt.errors import ConfigError
 from netvirt.pipeline.layout import PUNT_METER_ID, TUNNEL_OFPORT, flood_meter_id
-from netvirt.pipeline.records import GroupAction, MeterAction
+from netvirt.pipeline.records import Goto, GroupAction, MeterAction
 from netvirt.pipeline.tables import Table
 from netvirt.reconcile.compiler import compile_flows
 from netvirt.topology import Topology
@@ -34,10 +34,11 @@ def test_a_vms_flood_is_metered_at_its_networks_rate_and_a_tunnels_is_not():
     res = net.inject("hv1", web1, broadcast)
     flood = [s.flow for s in res.steps if s.table == Table.L2_LOOKUP][0]
     assert MeterAction(flood_meter_id(web1)) in flood.actions
-    assert any(isinstance(a, GroupAction) for a in flood.actions)
+    assert Goto(Table.FLOOD) in flood.actions  # and on to the network's group
+    assert any(isinstance(a, GroupAction) for s in res.steps if s.table == Table.FLOOD
+               for a in s.flow.actions)
     from_tunnel = [f for f in per_hv["hv1"].flows if f.table == Table.L2_LOOKUP
-                   and any(isinstance(a, GroupAction) for a in f.actions)
-                   and "in_port" not in dict(f.match)]
+                   and Goto(Table.FLOOD) in f.actions and "in_port" not in dict(f.match)]
     assert from_tunnel and not any(isinstance(a, MeterAction) for f in from_tunnel
                                    for a in f.actions)
     assert all(dict(f.match).get("in_port") != TUNNEL_OFPORT for f in per_hv["hv1"].flows
