@@ -51,6 +51,37 @@ def changes(cfg: dict):
             ("change IP", change_ip, None)]
 
 
+def measure(b: Bench, base: dict, todo, repeat: int) -> list[dict]:
+    """Apply the base config, then each change of ``todo`` and back, ``repeat`` times:
+    rows of the apply's seconds (median, slowest) and the most flow mods a change took."""
+    b.ctl.start()
+    seconds, st = b.apply()
+    rows = [{"change": f"initial ({len([p for t in base['tenants'] for p in t['ports']])} "
+                       f"ports)", "seconds": seconds, "flow_mods": flow_mods(st)}]
+    for name, change, on_hypervisor in todo:
+        changed = copy.deepcopy(base)
+        change(changed)
+        path = b.write(changed, b.dir / "changed.yaml")
+        times, mods, switch_alone = [], [], []
+        for _ in range(repeat):  # forth and back: each apply is one change
+            for target in (path, b.cfg_file):
+                if target == path and on_hypervisor is not None:
+                    t0 = time.monotonic()
+                    on_hypervisor(b, base)
+                    switch_alone.append(time.monotonic() - t0)
+                before = flow_mods(b.ctl.client.status())
+                seconds, st = b.apply(target)
+                if target == path:
+                    times.append(seconds)
+                    mods.append(flow_mods(st) - before)
+        if switch_alone:  # the first run made the port; the others found it there
+            rows.append({"change": "(OVS alone: ovs-vsctl add-port, waits for vswitchd)",
+                         "seconds": switch_alone[0], "runs": 1})
+        rows.append({"change": name, "seconds": median(times), "max": max(times),
+                     "flow_mods": max(mods), "runs": len(times)})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ports", type=int, default=1000)
@@ -59,32 +90,8 @@ def main() -> None:
     args = ap.parse_args()
     n, h = args.ports, args.hypervisors
     base = gen.config(n, h, rundir=f"/run/netvirt-bench/churn-{n}-{h}")
-    rows = []
     with Bench(f"churn-{n}-{h}", base) as b:
-        b.ctl.start()
-        seconds, st = b.apply()
-        rows.append({"change": f"initial ({n} ports)", "seconds": seconds, "flow_mods": flow_mods(st)})
-        for name, change, on_hypervisor in changes(base):
-            changed = copy.deepcopy(base)
-            change(changed)
-            path = b.write(changed, b.dir / "changed.yaml")
-            times, mods, switch_alone = [], [], []
-            for _ in range(args.repeat):  # forth and back: each apply is one change
-                for target in (path, b.cfg_file):
-                    if target == path and on_hypervisor is not None:
-                        t0 = time.monotonic()
-                        on_hypervisor(b, base)
-                        switch_alone.append(time.monotonic() - t0)
-                    before = flow_mods(b.ctl.client.status())
-                    seconds, st = b.apply(target)
-                    if target == path:
-                        times.append(seconds)
-                        mods.append(flow_mods(st) - before)
-            if switch_alone:  # the first run made the port; the others found it there
-                rows.append({"change": "(OVS alone: ovs-vsctl add-port, waits for vswitchd)",
-                             "seconds": switch_alone[0], "runs": 1})
-            rows.append({"change": name, "seconds": median(times), "max": max(times),
-                         "flow_mods": max(mods), "runs": len(times)})
+        rows = measure(b, base, changes(base), args.repeat)
     baseline = rows[1]["seconds"]
     for r in rows[2:]:
         if not r["change"].startswith("("):

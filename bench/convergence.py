@@ -108,9 +108,11 @@ def expected_flows(lc) -> int:
     return total
 
 
-def run_once(n: int, h: int, start: str) -> dict:
-    name = f"conv-{n}-{h}-{start}"
-    cfg = gen.config(n, h, rundir=f"/run/netvirt-bench/{name}")
+def run_once(n: int, h: int, start: str, make=gen.config, name: str = "conv") -> dict:
+    """One start of N ports over H hypervisors; ``make``: the config generator (routed
+    variants pass their own)."""
+    name = f"{name}-{n}-{h}-{start}"
+    cfg = make(n, h, rundir=f"/run/netvirt-bench/{name}")
     with Bench(name, cfg) as b:
         lc = load_file(b.cfg_file)
         if start != "cold":
