@@ -196,10 +196,16 @@ def _api(value: str) -> str:
 def cmd_validate(args) -> int:
     lc = load_file(args.file)
     cfg = lc.config
-    nports = sum(len(t.ports) for t in cfg.tenants)
-    nnets = sum(len(t.networks) for t in cfg.tenants)
-    print(f"{args.file}: valid: {len(cfg.hypervisors)} hypervisors, {len(cfg.tenants)} tenants, "
-          f"{nnets} networks, {nports} ports")
+    counts = [(len(cfg.hypervisors), "hypervisor"), (len(cfg.tenants), "tenant"),
+              (sum(len(t.networks) for t in cfg.tenants), "network"),
+              (sum(len(t.ports) for t in cfg.tenants), "port"),
+              (sum(len(t.routers) for t in cfg.tenants), "router"),
+              (sum(len(t.floating_ips) for t in cfg.tenants), "floating IP"),
+              (len(cfg.external_networks), "external network")]
+    # the first four always; the rest where the file has any
+    shown = counts[:4] + [c for c in counts[4:] if c[0]]
+    print(f"{args.file}: valid: " + ", ".join(f"{n} {what}{'' if n == 1 else 's'}"
+                                              for n, what in shown))
     return 0
 
 
