@@ -19,8 +19,10 @@ from netvirt.errors import ConfigError, LabError, NetvirtError, UsageError
 
 def main(argv: list[str] | None = None) -> int:
     # python-ovs imports eventlet when it is installed (os-ken pulls it in) and eventlet warns
-    # on import; netvirt does not use eventlet.
+    # on import; netvirt does not use eventlet.  Eventlet imports dnspython, whose DNSSEC
+    # module warns that cryptography deprecates DSA; netvirt does no DNSSEC.
     warnings.filterwarnings("ignore", message="\\s*Eventlet is deprecated")
+    warnings.filterwarnings("ignore", message="DSA is deprecated", module="dns")
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

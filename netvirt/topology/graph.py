@@ -150,6 +150,9 @@ class Topology:
         """(tenant, network) of the network with this VNI, or None."""
         return self._by_vni.get(vni)
 
+    def router(self, tenant: str, name: str) -> RouterRef:
+        return self._routers[tenant, name]
+
     def router_of(self, tenant: str, network: str) -> RouterRef | None:
         """The router with an interface on the network, if any."""
         return self._router_of.get((tenant, network))

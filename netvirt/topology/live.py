@@ -59,5 +59,24 @@ def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
                                       "gateway": str(s.gateway) if s.gateway else None}
                                      for s in n.subnets],
                          "ports": ports})
-        tenants.append({"name": t.name, "networks": nets})
+        tenants.append({"name": t.name, "networks": nets,
+                        "routers": [_router(topo.router(t.name, r.name), topo, loaded)
+                                    for r in t.routers]})
     return {"revision": rev, "config": loaded.filename, "hypervisors": hvs, "tenants": tenants}
+
+
+def _router(ref, topo: Topology, loaded: LoadedConfig) -> dict:
+    r, loc = ref.router, loaded.location(ref.origin)
+    gw = r.external_gateway
+    return {
+        "name": r.name, "defined_at": str(loc) if loc else None,
+        "hypervisors": list(topo.router_hosts(ref)),
+        "interfaces": [{"network": i.network.name, "ip": i.ip, "mac": i.mac}
+                       for i in ref.interfaces],
+        "routes": [{"destination": str(rt.destination), "next_hop": str(rt.next_hop)}
+                   for rt in r.routes],
+        "external_gateway": None if gw is None else {
+            "network": gw.network, "ip": str(gw.ip), "snat": gw.snat,
+            "gateway_hypervisor": ref.gateway_hv},
+        "floating_ips": [{"ip": fip, "fixed_ip": fixed} for fixed, fip, _ in ref.floating_ips],
+    }

@@ -35,6 +35,23 @@ def tree(t: dict) -> list[str]:
                 lines.append(f"      {p['name']:<12} {p['hypervisor']:<8} ofport "
                              f"{p['ofport'] if p['ofport'] is not None else '-':<5} "
                              f"{_updown(p['up']):<4} {p['mac']}  {', '.join(p['ips'])}")
+        for r in ten.get("routers", ()):
+            lines.extend(_router_lines(r))
+    return lines
+
+
+def _router_lines(r: dict) -> list[str]:
+    lines = [f"    router {r['name']}  on {', '.join(r['hypervisors']) or 'no hypervisor'}"]
+    for i in r["interfaces"]:
+        lines.append(f"      interface {i['network']:<12} {i['ip']:<15} {i['mac']}")
+    for rt in r["routes"]:
+        lines.append(f"      route {rt['destination']} via {rt['next_hop']}")
+    gw = r["external_gateway"]
+    if gw:
+        lines.append(f"      external {gw['network']}  {gw['ip']}  snat "
+                     f"{'on' if gw['snat'] else 'off'}  gateway {gw['gateway_hypervisor']}")
+    for f in r["floating_ips"]:
+        lines.append(f"      floating ip {f['ip']} -> {f['fixed_ip']}")
     return lines
 
 

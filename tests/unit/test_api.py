@@ -127,6 +127,24 @@ def test_topology_tree_json_and_port_state(controller, capsys):
     assert t["hypervisors"][0]["tunnel"]["remotes"] == ["hv2", "hv3"]
 
 
+def test_topology_shows_routers_where_they_are_and_what_they_translate(controller, capsys):
+    service, addr, _ = controller
+    service.apply(load_file(ROOT_EXAMPLES / "showcase.yaml"))
+    _wait_sync(Client(addr))
+    assert main(["topo", "--api", addr]) == 0
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("    router edge  on hv1, hv2, hv3")  # after blue's networks
+    assert out[at + 1].startswith("      interface web          10.0.0.254      ")
+    assert out[at + 2].startswith("      interface db           10.1.0.254      ")
+    assert out[at + 3:at + 5] == ["      external internet  203.0.113.10  snat on  gateway hv3",
+                                  "      floating ip 203.0.113.20 -> 10.0.0.1"]
+    assert out[at + 5] == "  red"
+    t = Client(addr).topology()
+    edge = t["tenants"][0]["routers"][0]
+    assert edge["defined_at"].endswith("showcase.yaml:38:9")
+    assert t["tenants"][1]["routers"] == []
+
+
 @pytest.mark.skipif(not shutil.which("dot"), reason="Graphviz `dot` is not installed "
                     "(apt-get install graphviz; scripts/setup does)")
 def test_png_is_an_image_with_a_node_per_hypervisor_and_port(controller, tmp_path, capsys):
