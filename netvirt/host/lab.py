@@ -35,8 +35,8 @@ from netvirt.config.schema import Hypervisor
 from netvirt.errors import LabError, UsageError
 from netvirt.host.kernel import datapath_hint
 from netvirt.host.lab_external import sync_externals
-from netvirt.host.namespaces import (PREFIX, external_netns, hv_netns, netns_create, tx_off,
-                                     vm_netns)
+from netvirt.host.namespaces import (PREFIX, external_netns, hv_netns, netns_create,
+                                     remove_netns, tx_off, vm_netns)
 from netvirt.host.ovs_daemons import PrivateOvs
 from netvirt.topology import PortRef, Topology
 
@@ -310,7 +310,7 @@ class Lab:
         if vm is None:
             return
         if ns in netns.listnetns():
-            netns.remove(ns)  # its eth0 goes with it, and so does the veth peer on the hv
+            remove_netns(ns)  # its eth0 goes with it, and so does the veth peer on the hv
         del self.state["vms"][ns]
         self._save()
 
@@ -433,7 +433,7 @@ class Lab:
         existing = set(netns.listnetns())
         for ns in self.state.get("namespaces", []):
             if ns in existing:
-                attempt(f"netns {ns}", lambda n=ns: netns.remove(n))
+                attempt(f"netns {ns}", lambda n=ns: remove_netns(n))
         with IPRoute() as ipr:
             for name in reversed(self.state.get("root_links", [])):
                 if ipr.link_lookup(ifname=name):

@@ -3,7 +3,9 @@ that the lab records for `lab down`, and turning a veth's tx checksum offload of
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
+import time
 
 from pyroute2 import netns
 
@@ -31,6 +33,37 @@ def netns_create(name: str, lab) -> None:
                        f"lab; remove it with `ip netns del {name}` if it is a leftover")
     netns.create(name)
     lab._record("namespaces", name)
+
+
+def remove_netns(name: str, timeout: float = 2.0) -> None:
+    """Remove a namespace the lab made, and first every process still in it (what
+    `lab exec` started there: a namespace the lab made holds only the lab's processes),
+    SIGTERM, then SIGKILL after ``timeout``.  A removed namespace would not stop them."""
+    pids = netns.ns_pids().get(name, [])
+    for pid in pids:
+        _signal(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _alive(p)]
+        time.sleep(0.02)
+    for pid in pids:
+        _signal(pid, signal.SIGKILL)
+    netns.remove(name)
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
 
 
 def tx_off(ns: str, ifname: str) -> None:
