@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from ipaddress import IPv4Address
 
+from netvirt.config.firewall import check_firewall
 from netvirt.config.routing import check_routing
 from netvirt.config.schema import Config
 from netvirt.pipeline.layout import RESERVED_INTERFACES
@@ -70,6 +71,7 @@ def check(cfg: Config) -> Iterator[Problem]:
                 else:
                     iface_owner[key] = (t.name, p.name)
     yield from check_routing(cfg)
+    yield from check_firewall(cfg)
 
 
 def _unique(items, path: tuple, what: str) -> Iterator[Problem]:
@@ -107,10 +109,16 @@ def _vnis(cfg: Config) -> Iterator[Problem]:
         explicit += [(("tenants", ti, "routers", ri), f"router {t.name}/{r.name}", r.vni)
                      for ri, r in enumerate(t.routers)]
         for ri, r in enumerate(t.routers):
-            here = f"{t.name}/{r.name}"
+            here = f"router {t.name}/{r.name}"
             if r.zone is not None and (other := zones.setdefault(r.zone, here)) != here:
                 yield ("tenants", ti, "routers", ri, "zone"), (
-                    f"conntrack zone {r.zone} is already router {other}'s; pick another")
+                    f"conntrack zone {r.zone} is already {other}'s; pick another")
+    for ti, t in enumerate(cfg.tenants):  # after every router's: a router keeps its zone
+        for pi, p in enumerate(t.ports):
+            here = f"port {t.name}/{p.name}"
+            if p.zone is not None and (other := zones.setdefault(p.zone, here)) != here:
+                yield ("tenants", ti, "ports", pi, "zone"), (
+                    f"conntrack zone {p.zone} is already {other}'s; pick another")
     for path, here, vni in explicit:
         if vni is None:
             continue

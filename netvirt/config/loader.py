@@ -231,6 +231,13 @@ def _allocate(cfg: Config) -> Config:
                 zones[f"{t.name}/{r.name}"] = allocate.allocate_zone(f"{t.name}/{r.name}",
                                                                      taken_zone)
                 taken_zone.add(zones[f"{t.name}/{r.name}"])
+    taken_zone |= {p.zone for t in cfg.tenants for p in t.ports if p.zone is not None}
+    for t in sorted(cfg.tenants, key=lambda t: t.name):  # after routers: they keep theirs
+        for p in sorted(t.ports, key=lambda p: p.name):
+            if p.security_groups is not None and p.zone is None:
+                zones[f"port/{t.name}/{p.name}"] = allocate.allocate_zone(
+                    f"port/{t.name}/{p.name}", taken_zone)
+                taken_zone.add(zones[f"port/{t.name}/{p.name}"])
     tenants = []
     for t in cfg.tenants:
         taken_mac = {(p.network, p.mac) for p in t.ports if p.mac}
@@ -240,16 +247,17 @@ def _allocate(cfg: Config) -> Config:
                 used = {m for (net, m) in taken_mac if net == p.network}
                 macs[p.name] = allocate.allocate_mac(f"{t.name}/{p.name}", used)
                 taken_mac.add((p.network, macs[p.name]))
-        if all(n.vni is not None for n in t.networks) and all(p.mac and p.interface
+        if all(n.vni is not None for n in t.networks) and all(_port_complete(p)
                                                               for p in t.ports) \
                 and all(_router_complete(r) for r in t.routers):
             tenants.append(t)  # nothing to fill in: no copy (most of a large config)
             continue
         networks = [n if n.vni is not None else n.model_copy(update={"vni": vnis[f"{t.name}/{n.name}"]})
                     for n in t.networks]
-        ports = [p if p.mac and p.interface else p.model_copy(update={
+        ports = [p if _port_complete(p) else p.model_copy(update={
             "mac": p.mac or macs[p.name],
-            "interface": p.interface or allocate.interface_name(t.name, p.name)}) for p in t.ports]
+            "interface": p.interface or allocate.interface_name(t.name, p.name),
+            "zone": p.zone or zones.get(f"port/{t.name}/{p.name}")}) for p in t.ports]
         nets = {n.name: n for n in t.networks}
         routers = [r if _router_complete(r) else r.model_copy(update={
             "vni": r.vni or vnis[f"router/{t.name}/{r.name}"],
@@ -261,6 +269,10 @@ def _allocate(cfg: Config) -> Config:
                                             "routers": routers}))
     return cfg.model_copy(update={"tenants": tenants, "external_networks": [
         by_name[e.name] for e in cfg.external_networks]})
+
+
+def _port_complete(p) -> bool:
+    return bool(p.mac and p.interface and (p.zone or p.security_groups is None))
 
 
 def _router_complete(r) -> bool:
@@ -292,6 +304,12 @@ def _origins(cfg: Config, smap: SourceMap) -> dict:
                 out[f"{ro}/route/{i}"] = loc(rp + ("routes", i))
             if r.external_gateway is not None:
                 out[f"{ro}/external_gateway"] = loc(rp + ("external_gateway",))
+        for gi, g in enumerate(t.security_groups):
+            gp, go = ("tenants", ti, "security_groups", gi), f"tenant/{t.name}/security_group/{g.name}"
+            out[go] = loc(gp)
+            for ri, _ in enumerate(g.rules):
+                out[f"{go}/rule/{ri}"] = loc(gp + ("rules", ri))
+        out[f"tenant/{t.name}/firewall"] = loc(("tenants", ti, "firewall"))  # else the tenant's
         for fi, f in enumerate(t.floating_ips):
             out[f"tenant/{t.name}/floating_ip/{f.ip}"] = loc(("tenants", ti, "floating_ips", fi))
     return out

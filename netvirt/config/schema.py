@@ -170,6 +170,14 @@ class Network(_Model):
     flood_limit: FloodLimit = FloodLimit()
 
 
+class AddressPair(_Model):
+    """An extra address a port may send from (VRRP-style failover): its IP, and a MAC
+    (default: the port's own)."""
+
+    ip: IPv4
+    mac: Mac | None = None
+
+
 class Port(_Model):
     name: Name
     network: Name
@@ -180,6 +188,12 @@ class Port(_Model):
     # system: a tap/veth that exists on the hypervisor (a guest's); internal: OVS creates it;
     # dummy: a fake port of ovs-vswitchd --enable-dummy, for scale tests without devices
     interface_type: Literal["system", "internal", "dummy"] = "system"
+    # absent: the port is not firewalled; [] : only its tenant's firewall defaults apply
+    security_groups: list[Name] | None = None
+    allowed_address_pairs: list[AddressPair] = []
+    # the port's conntrack zone, allocated when absent for a firewalled port (unique among
+    # ports and routers: no two share one)
+    zone: Annotated[int, Field(ge=1, le=0xFFFF)] | None = None
 
 
 class RouterInterface(_Model):
@@ -215,12 +229,51 @@ class FloatingIP(_Model):
     fixed_ip: IPv4 | None = None  # which of the port's addresses; default: its first
 
 
+def _port_range(v) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = str(v)  # `ports: 80`
+    lo, _, hi = v.partition("-") if isinstance(v, str) else ("", "", "")
+    if not (_port_number(lo) and (not hi or _port_number(hi))):
+        raise ValueError("must be a port (80) or a range (8000-8080) of ports from 1 to 65535")
+    return v
+
+
+PortRange = Annotated[str, BeforeValidator(_port_range)]
+
+
+class Rule(_Model):
+    """One stateful rule: it allows new connections (their replies and related ICMP pass
+    too).  ingress: to the port, from the remote side; egress: from the port, to it."""
+
+    direction: Literal["ingress", "egress"]
+    protocol: Literal["tcp", "udp", "icmp", "any"] = "any"
+    ports: PortRange | None = None  # tcp and udp: the destination port or range
+    icmp_type: Annotated[int, Field(ge=0, le=255)] | None = None
+    icmp_code: Annotated[int, Field(ge=0, le=255)] | None = None
+    remote_cidr: IPv4Net | None = None  # default (and without remote_group): anywhere
+    remote_group: Name | None = None  # a security group of the same tenant: its members
+
+
+class SecurityGroup(_Model):
+    name: Name
+    rules: list[Rule] = []
+
+
+class FirewallDefaults(_Model):
+    """What a firewalled port's traffic that no rule allows gets."""
+
+    ingress: Literal["allow", "deny"] = "deny"
+    egress: Literal["allow", "deny"] = "allow"
+
+
 class Tenant(_Model):
     name: Name
     networks: list[Network] = []
     ports: list[Port] = []
     routers: list[Router] = []
     floating_ips: list[FloatingIP] = []
+    security_groups: list[SecurityGroup] = []
+    firewall: FirewallDefaults = FirewallDefaults()
 
 
 class ExternalNetwork(_Model):

@@ -21,8 +21,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from netvirt.errors import PipelineError
-from netvirt.pipeline.records import (CT, INSTRUCTIONS, NAT, ClearInPort, DecTtl, Flow, Goto,
-                                      Group,
+from netvirt.pipeline.records import (CT, INSTRUCTIONS, NAT, ClearInPort, Conjunction, DecTtl,
+                                      Flow, Goto, Group,
                                       GroupAction, Meter, MeterAction, Move, Output, OutputReg,
                                       Resubmit, SetField, WriteMetadata)
 from netvirt.reconcile.diff import InstalledFlow
@@ -46,8 +46,10 @@ def _ct(a: CT):
     inner = [_nat(a.nat)] if a.nat is not None else []
     if a.mark is not None:
         inner.append(parser.OFPActionSetField(ct_mark=a.mark))
-    # an immediate zone: no source field, the zone in zone_ofs_nbits
-    return parser.NXActionCT(nicira_ext.NX_CT_F_COMMIT if a.commit else 0, "", a.zone,
+    # an immediate zone: no source field, the zone in zone_ofs_nbits; else the zone is the
+    # low 16 bits of a register
+    src, zone = ("", a.zone) if isinstance(a.zone, int) else (a.zone, nicira_ext.ofs_nbits(0, 15))
+    return parser.NXActionCT(nicira_ext.NX_CT_F_COMMIT if a.commit else 0, src, zone,
                              nicira_ext.NX_CT_RECIRC_NONE if a.table is None else int(a.table),
                              0, inner)
 
@@ -74,6 +76,8 @@ def _action(a):
                                       value=0)
     if isinstance(a, CT):
         return _ct(a)
+    if isinstance(a, Conjunction):  # on the wire the clause counts from 0
+        return parser.NXActionConjunction(a.clause - 1, a.n_clauses, a.conj_id)
     raise PipelineError(f"the codec has no encoding for {a!r} (a new action record?)")
 
 

@@ -9,13 +9,16 @@ writes it (meter, apply-actions in order, write-metadata, goto); all and select 
 (each bucket of an all group on a copy; a select group takes its heaviest bucket, for a
 repeatable answer); resubmit (the resubmitted table's changes stay with the packet);
 output to the ingress port skipped unless it is output:IN_PORT; output to a register;
-dec_ttl; ct with zones, commit, marks, NAT and recirculation (netvirt.inspect.conntrack,
-whose state lasts for the life of the Network, so a second packet sees the first one's
-connection); packets to the controller; tunnels between hypervisors.  Meters let every
-packet through.
+dec_ttl; ct with zones (a number or a register's), commit, marks, NAT and recirculation
+(netvirt.inspect.conntrack, whose state lasts for the life of the Network, so a second
+packet sees the first one's connection); conjunctive matches (at one priority, a flow that
+matches wins; else a conjunction whose every clause has a matching flow runs its conj_id
+flow, as OVS's classifier does); packets to the controller; tunnels between hypervisors.
+Meters let every packet through.
 """
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,9 +26,9 @@ from dataclasses import dataclass, field
 from netvirt.errors import PipelineError
 from netvirt.inspect.conntrack import Conntrack, five_tuple
 from netvirt.pipeline.layout import TUNNEL_OFPORT, UNTAGGED
-from netvirt.pipeline.records import (CT, ClearInPort, DecTtl, Flow, Goto, GroupAction,
-                                      MeterAction, Move, Output, OutputReg, Resubmit, SetField,
-                                      WriteMetadata)
+from netvirt.pipeline.records import (CT, ClearInPort, Conjunction, DecTtl, Flow, Goto,
+                                      GroupAction, MeterAction, Move, Output, OutputReg, Resubmit,
+                                      SetField, WriteMetadata)
 from netvirt.pipeline.tables import Table
 
 MAX_HOPS = 64  # tables visited per packet, across hypervisors; a loop is a compiler bug
@@ -103,6 +106,30 @@ def _ordered(actions: tuple) -> list:
     return meter + apply + meta + goto
 
 
+@dataclass
+class _Level:
+    """A table's flows of one priority, sorted out for the conjunction rule."""
+
+    priority: int
+    plain: list = field(default_factory=list)  # in the order compiled
+    clauses: list = field(default_factory=list)  # flows whose actions are conjunctions
+    conj: dict = field(default_factory=dict)  # conj_id -> the flows that match on it
+
+
+def _levels(flows: list[Flow]) -> list[_Level]:
+    levels: dict[int, _Level] = {}
+    for f in flows:
+        lv = levels.setdefault(f.priority, _Level(f.priority))
+        conj_id = next((v for k, v in f.match if k == "conj_id"), None)
+        if conj_id is not None:
+            lv.conj.setdefault(conj_id, []).append(f)
+        elif f.actions and isinstance(f.actions[0], Conjunction):
+            lv.clauses.append(f)
+        else:
+            lv.plain.append(f)
+    return sorted(levels.values(), key=lambda lv: -lv.priority)
+
+
 class Network:
     """The compiled state of every hypervisor plus how tunnels join them.  ``per_hv`` maps a
     hypervisor to anything with ``flows`` and ``groups`` (a DesiredFlows)."""
@@ -110,16 +137,14 @@ class Network:
     def __init__(self, per_hv: Mapping[str, object], underlay: dict[str, str]):
         self.underlay = underlay  # hv -> underlay IP
         self.by_ip = {ip: hv for hv, ip in underlay.items()}
-        self.tables: dict[str, dict[int, list[Flow]]] = {}
+        self.tables: dict[str, dict[int, list[_Level]]] = {}
         self.groups = {hv: {g.group_id: g for g in d.groups} for hv, d in per_hv.items()}
         self.conntrack = {hv: Conntrack() for hv in per_hv}
         for hv, d in per_hv.items():
             t: dict[int, list[Flow]] = {}
             for f in d.flows:
                 t.setdefault(int(f.table), []).append(f)
-            for flows in t.values():
-                flows.sort(key=lambda f: -f.priority)
-            self.tables[hv] = t
+            self.tables[hv] = {table: _levels(flows) for table, flows in t.items()}
 
     @staticmethod
     def of_config(per_hv: Mapping[str, object], cfg) -> "Network":
@@ -127,9 +152,25 @@ class Network:
         return Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in cfg.hypervisors})
 
     def lookup(self, hv: str, table: Table, pkt: dict) -> Flow | None:
-        for f in self.tables[hv].get(int(table), []):
-            if matches(f, pkt):
-                return f
+        for lv in self.tables[hv].get(int(table), []):
+            for f in lv.plain:
+                if matches(f, pkt):
+                    return f
+            if not lv.clauses:
+                continue
+            met: dict[int, set] = {}
+            need: dict[int, int] = {}
+            for f in lv.clauses:
+                if matches(f, pkt):
+                    for c in f.actions:
+                        met.setdefault(c.conj_id, set()).add(c.clause)
+                        need[c.conj_id] = c.n_clauses
+            for conj_id in sorted(met):
+                if len(met[conj_id]) == need[conj_id]:
+                    probe = {**pkt, "conj_id": conj_id}
+                    for f in lv.conj.get(conj_id, ()):
+                        if matches(f, probe):
+                            return f
         return None
 
     def inject(self, hv: str, in_port: int, pkt: dict, follow_tunnels: bool = True) -> Result:
@@ -194,6 +235,8 @@ class Network:
             # MeterAction: a meter lets the packet through (the model has no rates)
 
     def _ct(self, hv: str, ct: CT, pkt: dict, res: Result, hops: int) -> None:
+        if isinstance(ct.zone, str):  # the zone is a register's low 16 bits
+            ct = dataclasses.replace(ct, zone=pkt.get(ct.zone, 0) & 0xFFFF)
         before = five_tuple(pkt)
         state, mark = self.conntrack[hv].execute(ct, pkt)
         if ct.table is not None:

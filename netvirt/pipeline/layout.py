@@ -10,6 +10,11 @@ OVN's reg15 (outport), it is set once per copy: a flood sets it in each bucket.
 reg2: the next hop's IPv4 address (as an integer) from L3_ROUTE to L3_RESOLVE.
 reg3: the router a packet entered, from L2_LOOKUP to L3_INPUT (metadata still says the
 network it came from, which an ICMP error is about).
+reg5: the conntrack zone of the firewalled port a packet is being judged for, from an ACL_*_CT
+stage to the commit in the ACL stage after it (a rule's commit flow is shared by its ports).
+reg6: which firewall stage judges the packet (FW_FROM_VM, FW_TO_VM), so that the stages'
+fixed flows (invalid, related, cut) apply only to packets a firewalled port's ct() tracked:
+a routed packet arrives tracked by its router's zone.
 """
 from __future__ import annotations
 
@@ -18,6 +23,9 @@ REG_OUT = "reg1"  # the ofport a packet leaves by, set before the egress stages
 REG_NEXTHOP = "reg2"  # the IPv4 address L3_ROUTE chose, which L3_RESOLVE turns into a MAC
 REG_ROUTER = "reg3"  # the router whose MAC the packet was sent to (its VNI)
 REG_SCRATCH = "reg4"  # a swap's temporary
+REG_ZONE = "reg5"  # the firewalled port's conntrack zone (its low 16 bits)
+REG_FW = "reg6"  # FW_FROM_VM or FW_TO_VM: the firewall stage judging the packet
+FW_FROM_VM, FW_TO_VM = 1, 2
 
 # The single VXLAN port of br-int (remote_ip=flow, key=flow) is requested at this ofport,
 # so tunnel flows compile without waiting to observe it.
@@ -32,7 +40,7 @@ ETH_IP, ETH_ARP = 0x0800, 0x0806
 # eth_type inside a tag, so a flow that admits IPv4 must also say "untagged", or a tagged
 # frame with the VM's own MAC and IP passes and reaches other ports still tagged.
 UNTAGGED = 0x0000
-IPPROTO_ICMP, IPPROTO_UDP = 1, 17
+IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
 ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 

@@ -161,20 +161,40 @@ class NAT:
 
 
 @_action
+class Conjunction:
+    """This flow is clause ``clause`` (1-based) of ``n_clauses`` of conjunctive match
+    ``conj_id``: the match is met when one flow of every clause matches, and then the flow
+    matching conj_id=``conj_id`` runs (OVS's conjunction, NXAST_CONJUNCTION).  A flow with
+    conjunctions has no other actions."""
+
+    conj_id: int
+    clause: int
+    n_clauses: int
+
+    def __str__(self) -> str:
+        return f"conjunction({self.conj_id:#x},{self.clause}/{self.n_clauses})"
+
+    def canon(self) -> tuple:
+        return ("conjunction", self.conj_id, self.clause, self.n_clauses)
+
+
+@_action
 class CT:
-    """Send the packet through conntrack in ``zone``.  ``commit`` records the connection;
-    ``table`` recirculates a copy there with ct_state set (None: no recirculation);
-    ``nat`` translates; ``mark`` is stored with a committed connection."""
+    """Send the packet through conntrack in ``zone``: a number, or a register's name (its
+    low 16 bits are the zone).  ``commit`` records the connection; ``table`` recirculates a
+    copy there with ct_state set (None: no recirculation); ``nat`` translates; ``mark`` is
+    stored with a committed connection."""
 
     commit: bool = False
-    zone: int = 0
+    zone: int | str = 0
     table: Table | None = None
     nat: NAT | None = None
     mark: int | None = None
 
     def __str__(self) -> str:
         parts = ["commit"] if self.commit else []
-        parts.append(f"zone={self.zone}")
+        parts.append(f"zone={self.zone}" if isinstance(self.zone, int)
+                     else f"zone={self.zone}[0..15]")
         if self.table is not None:
             parts.append(f"table={self.table.name}")
         if self.mark is not None:
@@ -227,7 +247,7 @@ class MeterAction:
 
 
 Action = (Output | OutputReg | SetField | Move | GroupAction | DecTtl | ClearInPort | Resubmit
-          | CT | WriteMetadata | Goto | MeterAction)
+          | Conjunction | CT | WriteMetadata | Goto | MeterAction)
 INSTRUCTIONS = (WriteMetadata, Goto, MeterAction)
 
 
@@ -253,7 +273,7 @@ def jump_targets(actions) -> list[Table]:
     return out
 
 
-_HEX_FIELDS = {"metadata", "tunnel_id", "eth_type", "ct_state", "ct_mark"}
+_HEX_FIELDS = {"metadata", "tunnel_id", "eth_type", "ct_state", "ct_mark", "conj_id"}
 
 
 def fmt_value(field: str, v) -> str:

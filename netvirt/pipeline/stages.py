@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from netvirt.errors import PipelineError
-from netvirt.pipeline.layout import REG_NEXTHOP, REG_OUT, REG_ROUTER
+from netvirt.pipeline.layout import REG_FW, REG_NEXTHOP, REG_OUT, REG_ROUTER
 from netvirt.pipeline.records import (CT, PIPELINE_ORIGIN, Flow, Goto, Group, GroupAction,
                                       OutputReg, Resubmit, jump_targets)
 from netvirt.pipeline.tables import Table
@@ -54,6 +54,9 @@ def _stage(table, direction, matches, next_, miss, job) -> Stage:
 
 
 _IN, _OUT = Direction.INGRESS, Direction.EGRESS
+# what a firewall rule's flows may match, besides the port and the remote address
+_ACL_FIELDS = ("ct_state", "ct_mark", "eth_type", "ip_proto", "tcp_dst", "udp_dst",
+               "icmpv4_type", "icmpv4_code")
 STAGES: dict[Table, Stage] = {s.table: s for s in (
     _stage(Table.CLASSIFY, _IN, {"in_port", "tunnel_id", "tun_ipv4_src"},
            [Table.PORT_SECURITY, Table.ARP_RESPONDER, Table.L3_SNAT], Miss.CONTINUE,
@@ -67,17 +70,25 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            [Table.DHCP], Miss.DROP,
            "a VM port's frames are untagged, from its own MAC/IP/ARP; admits into its network"),
     _stage(Table.DHCP, _IN, {"metadata", "eth_type", "ip_proto", "udp_dst"},
-           [Table.ARP_RESPONDER], Miss.CONTINUE,
+           [Table.ACL_FROM_VM_CT], Miss.CONTINUE,
            "a DHCP request to the controller, metered; everything else goes on"),
+    _stage(Table.ACL_FROM_VM_CT, _IN, {"in_port", "eth_type"}, [Table.ACL_FROM_VM],
+           Miss.CONTINUE,
+           "IPv4 from a firewalled port -> conntrack in the port's own zone; the rest goes on"),
+    _stage(Table.ACL_FROM_VM, _IN, {"in_port", REG_FW, "conj_id", *_ACL_FIELDS, "ipv4_dst"},
+           [Table.ARP_RESPONDER], Miss.CONTINUE,
+           "a firewalled port's packet: invalid drops, related and live established go on, "
+           "a new connection an egress rule (or the default) allows is committed; the rest "
+           "drops"),
     _stage(Table.ARP_RESPONDER, _IN, {"in_port", "metadata", "eth_type", "arp_op", "arp_tpa"},
            [Table.L2_LOOKUP], Miss.CONTINUE,
            "the hypervisor that hosts an address answers ARP for it; other opcodes than "
            "request and reply drop"),
     _stage(Table.L2_LOOKUP, _IN, {"metadata", "eth_dst", "in_port"},
-           [Table.OUTPUT, Table.FLOOD, Table.L3_INPUT, Table.L3_FROM_EXTERNAL], Miss.DROP,
+           [Table.ACL_TO_VM_CT, Table.FLOOD, Table.L3_INPUT, Table.L3_FROM_EXTERNAL], Miss.DROP,
            "dst MAC -> output register and egress, or the tunnel to the owner; floods, "
            "through the sending port's flood meter; a router's MAC -> its stages"),
-    _stage(Table.FLOOD, _IN, {"metadata"}, [Table.OUTPUT], Miss.DROP,
+    _stage(Table.FLOOD, _IN, {"metadata"}, [Table.ACL_TO_VM_CT], Miss.DROP,
            "the network's flood group: its local ports (through egress) and its other "
            "hypervisors"),
     _stage(Table.L3_INPUT, _IN, {REG_ROUTER, "eth_type", "ip_proto", "icmpv4_type", "ipv4_dst",
@@ -110,6 +121,11 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
     _stage(Table.L3_RESOLVE, _IN, {"metadata", REG_NEXTHOP}, [Table.L2_LOOKUP], Miss.DROP,
            "next hop -> its MAC, then L2_LOOKUP of the next network; on an external "
            "network, out of its port (a MAC not learned yet: to the controller, which ARPs)"),
+    _stage(Table.ACL_TO_VM_CT, _OUT, {REG_OUT, "eth_type"}, [Table.ACL_TO_VM], Miss.CONTINUE,
+           "IPv4 to a firewalled port -> conntrack in the port's own zone; the rest goes on"),
+    _stage(Table.ACL_TO_VM, _OUT, {REG_OUT, REG_FW, "conj_id", *_ACL_FIELDS, "ipv4_src"},
+           [Table.OUTPUT], Miss.CONTINUE,
+           "as ACL_FROM_VM, with the port's ingress rules"),
     _stage(Table.OUTPUT, _OUT, set(), [], Miss.OUTPUT,
            "out of the port in the output register"),
 )}

@@ -14,6 +14,9 @@ class Table(IntEnum):
     CLASSIFY = 0  # tunnel key + source -> network; VM ports go on to PORT_SECURITY
     PORT_SECURITY = 10  # in_port + source MAC/IP/ARP -> network (anti-spoofing); else drop
     DHCP = 15  # a DHCP request -> the controller (metered); the rest goes on
+    # the firewall's judgement of what a firewalled VM port sends (its egress rules)
+    ACL_FROM_VM_CT = 20  # IPv4 from a firewalled port -> conntrack in the port's zone
+    ACL_FROM_VM = 21  # established and live, or a new connection a rule allows; else drop
     ARP_RESPONDER = 50  # the hypervisor that hosts an address answers ARP for it
     L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; floods -> FLOOD
     FLOOD = 62  # the network's flood group (one flow, whatever its ports)
@@ -27,6 +30,8 @@ class Table(IntEnum):
     L3_TO_EXTERNAL = 76  # the next hop on the external network, the router's external MAC
     L3_RESOLVE = 78  # next hop -> its MAC (netvirt knows every port's), then L2_LOOKUP
     # egress: once per output port on this hypervisor, also for every copy of a flood
+    ACL_TO_VM_CT = 80  # IPv4 to a firewalled port -> conntrack in the port's zone
+    ACL_TO_VM = 81  # as ACL_FROM_VM, with the port's ingress rules
     OUTPUT = 90  # out of the port in the output register
 
 

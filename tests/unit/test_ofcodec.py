@@ -8,7 +8,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from netvirt.config import load_file
 from netvirt.drivers import ofcodec
-from netvirt.pipeline.records import (CT, NAT, ClearInPort, DecTtl, Flow, Goto, Group, Meter,
+from netvirt.pipeline.records import (CT, NAT, ClearInPort, Conjunction, DecTtl, Flow, Goto, Group, Meter,
                                       MeterAction,
                                       Output, OutputReg, Resubmit, SetField, WriteMetadata)
 from netvirt.pipeline.tables import Table
@@ -96,6 +96,13 @@ NEW_ACTIONS = [
     (CT(commit=True, zone=3, nat=NAT("dst", "10.0.0.5", port_min=8080)),
      lambda: parser.NXActionCT(1, "", 3, 255, 0, [parser.NXActionNAT(
          2, range_ipv4_min="10.0.0.5", range_proto_min=8080)])),
+    # the firewall's: a zone from a register, and conjunctive matches (clause 2/3 is 1 on
+    # the wire, as OVS counts)
+    (CT(zone="reg5", table=Table.ACL_TO_VM),
+     lambda: parser.NXActionCT(0, "reg5", nicira_ext.ofs_nbits(0, 15), 81, 0, [])),
+    (CT(commit=True, zone="reg5", mark=0x1234),
+     lambda: parser.NXActionCT(1, "reg5", 15, 255, 0, [parser.OFPActionSetField(ct_mark=0x1234)])),
+    (Conjunction(0xABCD, 2, 3), lambda: parser.NXActionConjunction(1, 3, 0xABCD)),
 ]
 
 

@@ -1,0 +1,90 @@
+"""Semantic checks of security groups, firewalled ports and allowed address pairs.  Each
+yields (yaml path, message), as config.checks does; port_range() is the one reading of a
+rule's `ports`, which the compiler uses too."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from netvirt.config.schema import Config, Rule, Tenant
+
+Problem = tuple[tuple, str]
+
+
+def port_range(rule: Rule) -> tuple[int, int] | None:
+    if rule.ports is None:
+        return None
+    lo, _, hi = rule.ports.partition("-")
+    return int(lo), int(hi or lo)
+
+
+def check_firewall(cfg: Config) -> Iterator[Problem]:
+    groups_of = {t.name: {g.name for g in t.security_groups} for t in cfg.tenants}
+    for ti, t in enumerate(cfg.tenants):
+        tp = ("tenants", ti)
+        seen: dict[str, int] = {}
+        for gi, g in enumerate(t.security_groups):
+            gp = tp + ("security_groups", gi)
+            if g.name in seen:
+                yield gp + ("name",), (f"duplicate security group name {g.name!r} (also "
+                                       f"security group #{seen[g.name] + 1}); rename one")
+            seen.setdefault(g.name, gi)
+            rules: dict[Rule, int] = {}
+            for ri, r in enumerate(g.rules):
+                rp = gp + ("rules", ri)
+                yield from _rule(r, rp, t, groups_of)
+                if r in rules:
+                    yield rp, (f"the same rule as rule #{rules[r] + 1} of group {g.name!r}; "
+                               f"remove one")
+                rules.setdefault(r, ri)
+        yield from _ports(t, tp, groups_of[t.name])
+
+
+def _rule(r: Rule, rp: tuple, t: Tenant, groups_of: dict) -> Iterator[Problem]:
+    if r.ports is not None:
+        if r.protocol not in ("tcp", "udp"):
+            yield rp + ("ports",), (f"ports only apply to tcp and udp, and this rule is "
+                                    f"{r.protocol}: it would never match; set protocol: tcp "
+                                    f"or udp, or remove ports")
+        lo, hi = port_range(r)
+        if lo > hi:
+            yield rp + ("ports",), f"port range {r.ports} is out of order; write {hi}-{lo}"
+    if (r.icmp_type is not None or r.icmp_code is not None) and r.protocol != "icmp":
+        key = "icmp_type" if r.icmp_type is not None else "icmp_code"
+        yield rp + (key,), (f"{key} only applies to icmp, and this rule is {r.protocol}: it "
+                            f"would never match; set protocol: icmp, or remove {key}")
+    elif r.icmp_code is not None and r.icmp_type is None:
+        yield rp + ("icmp_code",), "icmp_code needs an icmp_type; add one"
+    if r.remote_cidr is not None and r.remote_group is not None:
+        yield rp + ("remote_group",), ("a rule's remote side is a CIDR or a group, not both; "
+                                       "make two rules")
+    g = r.remote_group
+    if g is not None and g not in groups_of[t.name]:
+        owners = sorted(name for name, gs in groups_of.items() if g in gs and name != t.name)
+        if owners:
+            yield rp + ("remote_group",), (
+                f"security group {g!r} is tenant {owners[0]!r}'s; a rule may only name "
+                f"groups of its own tenant ({t.name!r})")
+        else:
+            yield rp + ("remote_group",), (
+                f"security group {g!r} is not defined in tenant {t.name!r}; known: "
+                f"{', '.join(sorted(groups_of[t.name])) or 'none'}")
+
+
+def _ports(t: Tenant, tp: tuple, groups: set[str]) -> Iterator[Problem]:
+    fixed = {(p.network, ip): p.name for p in t.ports for ip in p.ips}
+    for pi, p in enumerate(t.ports):
+        pp = tp + ("ports", pi)
+        for k, g in enumerate(p.security_groups or ()):
+            if g not in groups:
+                yield pp + ("security_groups", k), (
+                    f"security group {g!r} is not defined in tenant {t.name!r}; known: "
+                    f"{', '.join(sorted(groups)) or 'none'}")
+            elif p.security_groups.index(g) != k:
+                yield pp + ("security_groups", k), f"security group {g!r} is listed twice"
+        for k, pair in enumerate(p.allowed_address_pairs):
+            owner = fixed.get((p.network, pair.ip))
+            if owner is not None:
+                why = "its own address" if owner == p.name else f"the address of port {owner!r}"
+                yield pp + ("allowed_address_pairs", k, "ip"), (
+                    f"{pair.ip} is {why} in network {p.network!r}; an address pair is an "
+                    f"extra address no port has")

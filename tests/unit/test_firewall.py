@@ -1,0 +1,224 @@
+"""The stateful firewall compiled and walked without a switch (examples/firewalled.yaml):
+what each rule lets in and out, replies, unsolicited packets, a removed rule cutting the
+connections it allowed and no other, remote groups following their members; and every
+check of the security-group YAML, located."""
+import copy
+
+import pytest
+import yaml
+
+from netvirt.config import load_file
+from netvirt.errors import ConfigError
+from netvirt.inspect.simulate import Network
+from netvirt.nfv.firewall import port_prefixes
+from netvirt.pipeline.tables import Table
+from netvirt.reconcile.compiler import compile_flows
+from netvirt.topology import Topology
+
+from .helpers import ROOT_EXAMPLES, compile_all, load_data, sequential_inventory
+
+FIREWALLED = ROOT_EXAMPLES / "firewalled.yaml"
+SYN, SYNACK, ACK = 0x002, 0x012, 0x010
+
+
+@pytest.fixture
+def lab():
+    return Lab(yaml.safe_load(FIREWALLED.read_text()))
+
+
+class Lab:
+    """The compiled config on 3 simulated switches; ``apply`` recompiles a changed config
+    and keeps every switch's conntrack table, as a real apply does."""
+
+    def __init__(self, data: dict):
+        self.data = data
+        self.topo, self.inv, self.per_hv, self.net = compile_all(load_data(data))
+
+    def apply(self, data: dict):
+        conntrack = self.net.conntrack
+        self.data = data
+        self.topo = Topology(load_data(data).config)
+        self.inv = sequential_inventory(self.topo)
+        self.per_hv = {hv: compile_flows(self.topo, hv, self.inv[hv]) for hv in self.topo.hypervisors}
+        self.net = Network.of_config(self.per_hv, self.topo.config)
+        self.net.conntrack = conntrack
+
+    def at(self, name: str):
+        ref = self.topo.port("shop", name)
+        return ref, (ref.port.hypervisor, self.inv[ref.port.hypervisor].ofports[ref.port.interface])
+
+    def send(self, src: str, dst: str, proto: int = 6, dport: int = 80, sport: int = 40000,
+             flags: int = SYN, icmp_type: int = 8, reply: bool = False) -> bool:
+        """Whether ``src``'s packet to ``dst`` arrives there (``reply``: as the answer to
+        ``dst``'s packet with these ports)."""
+        s, at = self.at(src)
+        d, d_at = self.at(dst)
+        pkt = {"eth_src": s.port.mac, "eth_dst": d.port.mac, "eth_type": 0x0800,
+               "ipv4_src": str(s.port.ips[0]), "ipv4_dst": str(d.port.ips[0]), "ip_proto": proto,
+               "nw_ttl": 64}
+        if proto == 6:
+            pkt.update(tcp_src=dport if reply else sport, tcp_dst=sport if reply else dport,
+                       tcp_flags=flags)
+        elif proto == 17:
+            pkt.update(udp_src=dport if reply else sport, udp_dst=sport if reply else dport)
+        else:
+            pkt.update(icmpv4_type=0 if reply else icmp_type, icmpv4_code=0)
+        res = self.net.inject(*at, pkt)
+        return d_at in res.ports()
+
+
+def test_each_rule_lets_in_what_it_says_and_nothing_else(lab):
+    assert lab.send("client", "web1", dport=80)  # web: tcp 80 from anywhere
+    assert lab.send("client", "web2", dport=80)  # across hypervisors (hv3 -> hv2)
+    assert not lab.send("client", "web1", dport=81)
+    assert not lab.send("client", "web1", proto=17, dport=80)
+    assert not lab.send("client", "db1", dport=5432)  # db: 5432 from the web group only
+    assert lab.send("web1", "db1", dport=5432)  # same hypervisor: both ports judged
+    assert lab.send("web2", "db1", dport=5432)
+    assert lab.send("web1", "web2", proto=1)  # icmp echo among web
+    assert not lab.send("client", "web1", proto=1)
+    assert not lab.send("db1", "web1", dport=80)  # db may start nothing (egress: deny)
+    assert not lab.send("web1", "client", dport=80)  # web may start only 5432 to db, icmp
+
+
+def test_replies_pass_and_unsolicited_packets_drop(lab):
+    assert lab.send("client", "web1", dport=80)
+    assert lab.send("web1", "client", dport=80, flags=SYNACK, reply=True)
+    assert lab.send("client", "web1", dport=80, flags=ACK)
+    assert lab.send("web1", "web2", proto=1)
+    assert lab.send("web2", "web1", proto=1, reply=True)
+    # a TCP segment of no connection is invalid; an echo reply nobody asked for is new
+    assert not lab.send("db1", "web1", dport=80, sport=41000, flags=SYNACK, reply=True)
+    assert not lab.send("web1", "client", dport=9, sport=41000, flags=ACK)
+    assert not lab.send("db1", "web1", proto=1, reply=True)
+
+
+def test_removing_a_rule_cuts_what_it_allowed_and_nothing_else(lab):
+    assert lab.send("web1", "db1", dport=5432)
+    assert lab.send("client", "web1", dport=80)
+    data = copy.deepcopy(lab.data)
+    del data["tenants"][0]["security_groups"][1]["rules"][0]  # db's 5432 from web
+    lab.apply(data)
+    assert not lab.send("web1", "db1", dport=5432, flags=ACK)  # established, cut
+    assert not lab.send("db1", "web1", dport=5432, flags=ACK, reply=True)  # its replies too
+    assert lab.send("client", "web1", dport=80, flags=ACK)  # another connection goes on
+    assert lab.send("web1", "client", dport=80, flags=ACK, reply=True)
+
+
+def test_adding_a_rule_cuts_nothing_and_a_connection_another_rule_allows_survives(lab):
+    assert lab.send("client", "web1", dport=80)
+    data = copy.deepcopy(lab.data)
+    web = data["tenants"][0]["security_groups"][0]["rules"]
+    web.append({"direction": "ingress", "protocol": "tcp", "ports": "80-90"})
+    lab.apply(data)
+    assert lab.send("client", "web1", dport=80, flags=ACK)  # added a rule: untouched
+    del web[0]  # the rule that allowed it goes; 80-90 still allows it
+    lab.apply(data)
+    assert lab.send("client", "web1", dport=80, flags=ACK)
+    assert lab.send("web1", "client", dport=80, flags=ACK, reply=True)
+    assert lab.send("client", "web1", dport=85, sport=40001)
+
+
+def test_a_remote_group_follows_its_members(lab):
+    data = copy.deepcopy(lab.data)
+    client = data["tenants"][0]["ports"][3]
+    client["security_groups"] = ["web"]
+    lab.apply(data)
+    assert lab.send("client", "db1", dport=5432, sport=40002)  # now a web member
+    del client["security_groups"]
+    lab.apply(data)
+    assert not lab.send("client", "db1", dport=5432, sport=40003)
+
+
+def test_an_unfirewalled_port_and_arp_are_untouched(lab):
+    data = copy.deepcopy(lab.data)
+    data["tenants"][0]["firewall"] = {"ingress": "deny", "egress": "deny"}
+    lab.apply(data)
+    s, at = lab.at("web1")
+    arp = {"eth_src": s.port.mac, "eth_dst": "ff:ff:ff:ff:ff:ff", "eth_type": 0x0806,
+           "arp_op": 1, "arp_spa": "10.2.0.1", "arp_tpa": "10.2.0.4", "arp_sha": s.port.mac}
+    res = lab.net.inject(*at, arp)
+    assert ("hv1", "192.168.50.3") in res.tunneled  # to client's hypervisor, which answers
+    assert at in res.ports()
+    assert not [st for st in res.steps if st.table in (Table.ACL_FROM_VM, Table.ACL_TO_VM)
+                and st.flow.priority > 0]  # only the stages' misses: on it goes
+
+
+def test_the_zone_and_the_flows_of_a_firewalled_port(lab):
+    ports = {p.name: p for p in lab.topo.config.tenants[0].ports}
+    zones = [p.zone for p in ports.values() if p.security_groups is not None]
+    assert ports["client"].zone is None and len(set(zones)) == 3 and all(zones)
+    # no flow of an unfirewalled hypervisor's (hv3 has only client) is a firewall flow
+    assert not [f for f in lab.per_hv["hv3"].flows
+                if f.table in (Table.ACL_FROM_VM, Table.ACL_TO_VM) and f.priority > 0]
+
+
+@pytest.mark.parametrize("lo, hi", [(80, 80), (1, 65535), (8000, 8080), (1023, 1025),
+                                    (0, 1), (32768, 65535)])
+def test_a_port_range_is_the_fewest_masked_matches_that_cover_it_exactly(lo, hi):
+    prefixes = port_prefixes(lo, hi)
+    covered = {p for v, m in prefixes for p in range(65536) if p & m == v}
+    assert covered == set(range(lo, hi + 1))
+    assert len(prefixes) <= 2 * 16
+
+
+def _problems(edit) -> list[str]:
+    data = yaml.safe_load(FIREWALLED.read_text())
+    edit(data["tenants"][0])
+    with pytest.raises(ConfigError) as e:
+        load_data(data, "f.yaml")
+    return [f"{d.line}:{d.path}: {d.message}" for d in e.value.diagnostics]
+
+
+def _rule(t, group=0, **kw):
+    t["security_groups"][group]["rules"].append({"direction": "ingress", **kw})
+
+
+@pytest.mark.parametrize("edit, where, says", [
+    (lambda t: t["ports"][0].update(security_groups=["nope"]),
+     "tenants[0].ports[0].security_groups[0]", "security group 'nope' is not defined"),
+    (lambda t: _rule(t, protocol="tcp", ports="90-80"),
+     "tenants[0].security_groups[0].rules[4].ports", "port range 90-80 is out of order"),
+    (lambda t: _rule(t, protocol="icmp", ports="80"),
+     "tenants[0].security_groups[0].rules[4].ports", "ports only apply to tcp and udp"),
+    (lambda t: _rule(t, protocol="tcp", icmp_type=3),
+     "tenants[0].security_groups[0].rules[4].icmp_type", "icmp_type only applies to icmp"),
+    (lambda t: _rule(t, protocol="icmp", icmp_code=3),
+     "tenants[0].security_groups[0].rules[4].icmp_code", "icmp_code needs an icmp_type"),
+    (lambda t: _rule(t, remote_group="ghost"),
+     "tenants[0].security_groups[0].rules[4].remote_group", "'ghost' is not defined"),
+    (lambda t: _rule(t, remote_group="web", remote_cidr="10.0.0.0/8"),
+     "tenants[0].security_groups[0].rules[4].remote_group", "a CIDR or a group, not both"),
+    (lambda t: _rule(t, protocol="tcp", ports=80),
+     "tenants[0].security_groups[0].rules[4]", "the same rule as rule #1"),
+    (lambda t: t["security_groups"].append({"name": "web"}),
+     "tenants[0].security_groups[2].name", "duplicate security group name 'web'"),
+    (lambda t: t["ports"][0].update(allowed_address_pairs=[{"ip": "10.2.0.2"}]),
+     "tenants[0].ports[0].allowed_address_pairs[0].ip", "the address of port 'web2'"),
+])
+def test_every_check_is_located(edit, where, says):
+    problems = _problems(edit)
+    assert any(f":{where}: " in p and says in p for p in problems), problems
+
+
+def test_a_rule_may_not_name_another_tenants_group():
+    data = yaml.safe_load(FIREWALLED.read_text())
+    other = copy.deepcopy(data["tenants"][0])
+    other["name"] = "rival"
+    other["networks"][0]["vni"] = 3002
+    other["security_groups"] = [{"name": "admins"}]
+    for p in other["ports"]:
+        p.pop("security_groups", None)
+    data["tenants"].append(other)
+    _rule(data["tenants"][0], remote_group="admins")
+    with pytest.raises(ConfigError) as e:
+        load_data(data, "f.yaml")
+    assert any("security group 'admins' is tenant 'rival''s" in d.message
+               for d in e.value.diagnostics), e.value.diagnostics
+
+
+def test_rule_origins_lead_to_their_yaml_lines():
+    lc = load_file(FIREWALLED)
+    loc = lc.location("tenant/shop/security_group/db/rule/0")
+    line = FIREWALLED.read_text().splitlines()[loc.line - 1]
+    assert "5432" in line and "remote_group: web" in line
