@@ -379,7 +379,8 @@ def cmd_trace(args) -> int:
             where = f"  ({s['defined_at']})" if s["defined_at"] else ""
             flow = s['flow'].split('  [')[0].removeprefix(s['table']).strip()
             print(f"  {s['hypervisor']:<6} {s['table']:<14} {flow}")
-            print(f"  {'':<6} {'':<14} from {s['origin'] or '-'}{where}")
+            ct = f"  conntrack: {s['ct_state']}" if s.get("ct_state") else ""
+            print(f"  {'':<6} {'':<14} from {s['origin'] or '-'}{where}{ct}")
         for rep in r[stage].get("real", []):
             verdict = "agrees" if rep.get("agree") else ("DISAGREES" if "real" in rep else "not run")
             print(f"  ofproto/trace on {rep['hypervisor']}: {verdict}"

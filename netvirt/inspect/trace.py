@@ -13,7 +13,10 @@ from netvirt.config import LoadedConfig
 from netvirt.config.schema import ipv4_syntax, mac_syntax
 from netvirt.inspect.simulate import Network, Result
 from netvirt.errors import UsageError
-from netvirt.pipeline.layout import ICMP_ECHO_REQUEST
+from netvirt.nfv.firewall import P_CUT as ACL_CUT
+from netvirt.pipeline.layout import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_SNAT,
+                                     CT_TRK, ICMP_ECHO_REQUEST, REG_OUT)
+from netvirt.pipeline.tables import Table
 from netvirt.topology import Topology
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -70,12 +73,24 @@ def _port_name(topo: Topology, inventories: dict, hv: str, ofport: int) -> str:
     return f"ofport {ofport}"
 
 
+def ct_state_text(state: int) -> str:
+    """ct_state as OVS writes it: +trk+new, +trk+est+rpl, ..."""
+    return "".join(f"+{name}" for bit, name in _CT_BITS if state & bit) or "-trk"
+
+
+_CT_BITS = ((CT_TRK, "trk"), (CT_NEW, "new"), (CT_EST, "est"), (CT_REL, "rel"),
+            (CT_RPL, "rpl"), (CT_INV, "inv"), (CT_SNAT, "snat"), (CT_DNAT, "dnat"))
+
+
 def _steps(res: Result, loaded: LoadedConfig) -> list[dict]:
     out = []
-    for s in res.steps:
+    after_ct = {i: (hv, state) for hv, state, _, i in res.recirculations}
+    for n, s in enumerate(res.steps):
         f = s.flow
         loc = loaded.location(f.origin) if f else None
         out.append({"hypervisor": s.hv, "table": s.table.name,
+                    # the connection state this lookup assumed (it follows a ct())
+                    "ct_state": ct_state_text(after_ct[n][1]) if n in after_ct else None,
                     "flow": str(f) if f else "no flow matched",
                     "priority": f.priority if f else None,
                     "cookie": f"{f.cookie:#x}" if f else None,
@@ -92,8 +107,7 @@ def _delivered(res: Result, topo: Topology, inventories: dict) -> list[dict]:
 
 def _stage(res: Result, loaded, topo, inventories) -> dict:
     return {"steps": _steps(res, loaded), "delivered": _delivered(res, topo, inventories),
-            "dropped_by": [f"{s.hv} {s.table.name}: {s.flow}" if s.flow else
-                           f"{s.hv} {s.table.name}: no flow matched" for s in res.dropped_at],
+            "dropped_by": [_dropped_by(s, loaded, topo, inventories) for s in res.dropped_at],
             "punted_by": [f"{s.hv} {s.table.name}: {s.flow}" for s in res.punted_at],
             "entries": [{"hypervisor": hv, "packet": pkt} for hv, pkt in res.entries]}
 
@@ -154,6 +168,33 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
     result["delivered"] = result["packet"]["delivered"]
     result["verdict"] = _verdict(result["packet"], hv)
     return result
+
+
+ACL_TABLES = {Table.ACL_FROM_VM: ("sends", "egress"), Table.ACL_TO_VM: ("receives", "ingress")}
+
+
+def _dropped_by(s, loaded: LoadedConfig, topo: Topology, inventories: dict) -> str:
+    if s.flow is None:
+        return f"{s.hv} {s.table.name}: no flow matched"
+    if s.table not in ACL_TABLES:
+        return f"{s.hv} {s.table.name}: {s.flow}"
+    # the firewall: say whose, which direction, and what would let it through
+    verb, direction = ACL_TABLES[s.table]
+    field = "in_port" if s.table == Table.ACL_FROM_VM else REG_OUT
+    ofport = dict(s.flow.match).get(field)
+    tenant = s.flow.origin.split("/")[1] if s.flow.origin.startswith("tenant/") else None
+    who = _port_name(topo, inventories, s.hv, ofport) if ofport is not None else None
+    if s.flow.origin.endswith("/firewall") and who is not None:
+        port = topo.port(*who.split("/"))
+        groups = ", ".join(port.port.security_groups) or "none"
+        loc = loaded.location(s.flow.origin)
+        return (f"{s.hv} {s.table.name}: the firewall of {who}: no rule of its security groups "
+                f"({groups}) allows what it {verb}, and tenant {tenant}'s default for "
+                f"{direction} is deny" + (f" ({loc})" if loc else ""))
+    if s.flow.priority == ACL_CUT:
+        return (f"{s.hv} {s.table.name}: the firewall: the connection's rule is gone and "
+                f"no other allows it (or it is a reply to a connection not allowed)")
+    return f"{s.hv} {s.table.name}: the firewall: {s.flow}"
 
 
 def _unanswered(stage: dict, res: Result, hv: str, ip: str, src) -> str:

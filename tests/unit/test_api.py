@@ -25,8 +25,10 @@ OPENFLOW = "tcp:172.30.0.1:6653"
 
 
 @pytest.fixture
-def controller():
-    lc = load_file(DEMO)
+def controller(request):
+    """A controller with fake switches that have the ports of DEMO (or of the file the
+    test parametrizes it with, indirectly)."""
+    lc = load_file(getattr(request, "param", DEMO))
     inv = sequential_inventory(Topology(lc.config))
     switches = {hv: FakeSwitch(dict(i.ofports)) for hv, i in inv.items()}
 
@@ -186,6 +188,34 @@ def test_trace_verdicts_with_origins(controller, capsys, args, verdict, last_tab
     assert decided["origin"] == origin
     if origin != "pipeline":
         assert decided["defined_at"].startswith(f"{DEMO}:")
+
+
+FIREWALLED = ROOT_EXAMPLES / "firewalled.yaml"
+
+
+@pytest.mark.parametrize("controller", [FIREWALLED], indirect=True)
+def test_trace_names_the_rule_that_allowed_and_the_firewall_that_denied(controller, capsys):
+    service, addr, _ = controller
+    fw = FIREWALLED
+    service.apply(load_file(fw))
+    _wait_sync(Client(addr))
+    assert main(["trace", "--api", addr, "--json", "--from", "shop/web1", "--to-ip", "10.2.0.3",
+                 "--tcp-dst", "5432"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["verdict"].startswith("delivered to shop/db1"), r["verdict"]
+    judged = [s for s in r["packet"]["steps"] if s["table"] in ("ACL_FROM_VM", "ACL_TO_VM")]
+    assert [(s["table"], s["origin"], s["ct_state"]) for s in judged] == [
+        ("ACL_FROM_VM", "tenant/shop/security_group/web/rule/3", "+trk+new"),
+        ("ACL_TO_VM", "tenant/shop/security_group/db/rule/0", "+trk+new")]
+    line = fw.read_text().splitlines()[int(judged[1]["defined_at"].split(":")[1]) - 1]
+    assert "ports: 5432, remote_group: web" in line
+    assert main(["trace", "--api", addr, "--from", "shop/client", "--to-ip", "10.2.0.3",
+                 "--tcp-dst", "5432"]) == 0
+    out = capsys.readouterr().out
+    assert "conntrack: +trk+new" in out
+    assert ("verdict: dropped by hv1 ACL_TO_VM: the firewall of shop/db1: no rule of its "
+            "security groups (db) allows what it receives, and tenant shop's default for "
+            f"ingress is deny ({fw}:") in out, out
 
 
 def test_trace_of_an_unknown_port_is_a_usage_error(controller, capsys):
