@@ -88,3 +88,48 @@ def _ports(t: Tenant, tp: tuple, groups: set[str]) -> Iterator[Problem]:
                 yield pp + ("allowed_address_pairs", k, "ip"), (
                     f"{pair.ip} is {why} in network {p.network!r}; an address pair is an "
                     f"extra address no port has")
+
+
+def permits(t: Tenant, src, dst, proto: str, dport: int | None = None,
+            icmp_type: int | None = None, icmp_code: int | None = None) -> bool:
+    """Whether tenant ``t``'s security groups let a new connection from port ``src`` to
+    port ``dst`` (both of ``t``) through: ``src``'s egress rules, then ``dst``'s ingress
+    rules, evaluated on the config itself.  The reference the compiled firewall is held to
+    (tests), and what `lab matrix` expects of a ping."""
+    members: dict[str, set] = {}
+    for p in t.ports:
+        for g in p.security_groups or ():
+            members.setdefault(g, set()).update(
+                [*p.ips, *(a.ip for a in p.allowed_address_pairs)])
+    packet = (proto, dport, icmp_type, icmp_code)
+    return (_side(t, src, "egress", dst.ips[0], packet, members)
+            and _side(t, dst, "ingress", src.ips[0], packet, members))
+
+
+def _side(t: Tenant, port, direction: str, remote, packet, members) -> bool:
+    if port.security_groups is None:
+        return True
+    groups = {g.name: g for g in t.security_groups}
+    for name in port.security_groups:
+        for r in groups[name].rules:
+            if r.direction == direction and _matches(r, remote, packet, members):
+                return True
+    default = t.firewall.ingress if direction == "ingress" else t.firewall.egress
+    return default == "allow"
+
+
+def _matches(r: Rule, remote, packet, members) -> bool:
+    proto, dport, icmp_type, icmp_code = packet
+    if r.protocol != "any" and r.protocol != proto:
+        return False
+    if r.ports is not None:
+        lo, hi = port_range(r)
+        if dport is None or not lo <= dport <= hi:
+            return False
+    if r.icmp_type is not None and r.icmp_type != icmp_type:
+        return False
+    if r.icmp_code is not None and r.icmp_code != icmp_code:
+        return False
+    if r.remote_group is not None:
+        return remote in members.get(r.remote_group, ())
+    return r.remote_cidr is None or remote in r.remote_cidr

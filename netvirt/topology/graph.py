@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from netvirt.config.allocate import digest, router_mac
+from netvirt.config.firewall import permits
 from netvirt.config.schema import Config, ExternalNetwork, Hypervisor, Network, Port, Router, Tenant
 
 
@@ -189,6 +190,16 @@ class Topology:
             return True
         router = self.router_of(src.tenant, src.network.name)
         return router is not None and router is self.router_of(dst.tenant, dst.network.name)
+
+    def allows(self, src: PortRef, dst: PortRef, proto: str = "icmp", dport: int | None = None,
+               icmp_type: int | None = 8) -> bool:
+        """Whether the intent lets ``src`` open a connection to ``dst``: reachable, and
+        allowed by their security groups (default: a ping)."""
+        if not self.should_reach(src, dst):
+            return False
+        tenant = next(t for t in self.config.tenants if t.name == src.tenant)
+        return permits(tenant, src.port, dst.port, proto, dport, icmp_type,
+                       0 if proto == "icmp" else None)
 
     def port(self, tenant: str, name: str) -> PortRef:
         try:

@@ -44,7 +44,7 @@ class Lab:
         self.net.conntrack = conntrack
 
     def at(self, name: str):
-        ref = self.topo.port("shop", name)
+        ref = self.topo.port(self.topo.config.tenants[0].name, name)
         return ref, (ref.port.hypervisor, self.inv[ref.port.hypervisor].ofports[ref.port.interface])
 
     def send(self, src: str, dst: str, proto: int = 6, dport: int = 80, sport: int = 40000,
@@ -222,3 +222,76 @@ def test_rule_origins_lead_to_their_yaml_lines():
     loc = lc.location("tenant/shop/security_group/db/rule/0")
     line = FIREWALLED.read_text().splitlines()[loc.line - 1]
     assert "5432" in line and "remote_group: web" in line
+
+
+# -- the compiled firewall against the rules themselves, on generated tenants -------------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from netvirt.config.firewall import permits  # noqa: E402
+
+PORTS = [22, 80, 443, 5432]
+
+
+@st.composite
+def rules(draw, groups):
+    proto = draw(st.sampled_from(["tcp", "udp", "icmp", "any"]))
+    r = {"direction": draw(st.sampled_from(["ingress", "egress"])), "protocol": proto}
+    if proto in ("tcp", "udp") and draw(st.booleans()):
+        lo = draw(st.sampled_from(PORTS))
+        r["ports"] = f"{lo}-{draw(st.sampled_from([p for p in PORTS if p >= lo]))}"
+    if proto == "icmp" and draw(st.booleans()):
+        r["icmp_type"] = draw(st.sampled_from([0, 8]))
+    remote = draw(st.sampled_from(["none", "cidr", "host", "group"]))
+    if remote == "cidr":
+        r["remote_cidr"] = draw(st.sampled_from(["10.9.0.0/24", "10.9.0.0/30", "0.0.0.0/0"]))
+    elif remote == "host":
+        r["remote_cidr"] = f"10.9.0.{draw(st.integers(1, 6))}/32"
+    elif remote == "group":
+        r["remote_group"] = draw(st.sampled_from(groups))
+    return r
+
+
+@st.composite
+def tenants(draw):
+    groups = ["g1", "g2", "g3"][:draw(st.integers(1, 3))]
+    sgs = []
+    for g in groups:
+        rs = draw(st.lists(rules(groups), max_size=4))
+        unique = [r for i, r in enumerate(rs) if r not in rs[:i]]
+        sgs.append({"name": g, "rules": unique})
+    ports = []
+    for i in range(1, draw(st.integers(3, 6)) + 1):
+        p = {"name": f"p{i}", "network": "lan", "hypervisor": f"hv{draw(st.integers(1, 3))}",
+             "ips": [f"10.9.0.{i}"], "mac": f"02:00:00:00:09:{i:02x}"}
+        if draw(st.booleans()):
+            p["security_groups"] = draw(st.lists(st.sampled_from(groups), unique=True))
+        ports.append(p)
+    return {
+        "hypervisors": [{"name": f"hv{i}", "underlay_ip": f"192.168.50.{i}/24",
+                         "ovsdb": f"unix:/tmp/hv{i}.sock"} for i in (1, 2, 3)],
+        "tenants": [{"name": "t", "firewall": {
+            "ingress": draw(st.sampled_from(["allow", "deny"])),
+            "egress": draw(st.sampled_from(["allow", "deny"]))},
+            "networks": [{"name": "lan", "vni": 900, "subnets": [{"cidr": "10.9.0.0/24"}]}],
+            "security_groups": sgs, "ports": ports}]}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tenants())
+def test_the_compiled_firewall_decides_as_the_rules_say_for_every_packet(data):
+    lab = Lab(data)
+    t = lab.topo.config.tenants[0]
+    pristine = lab.net
+    for s in t.ports:
+        for d in t.ports:
+            if s is d:
+                continue
+            for proto, dport, icmp_type in (("tcp", 80, None), ("tcp", 5432, None),
+                                            ("udp", 443, None), ("icmp", None, 8)):
+                lab.net = pristine.fresh()  # each packet a new connection
+                want = permits(t, s, d, proto, dport, icmp_type, 0 if icmp_type else None)
+                got = lab.send(s.name, d.name, {"tcp": 6, "udp": 17, "icmp": 1}[proto],
+                               dport=dport or 0, icmp_type=icmp_type or 8)
+                assert got == want, (s.name, d.name, proto, dport, t.security_groups,
+                                     s.security_groups, d.security_groups, t.firewall)
