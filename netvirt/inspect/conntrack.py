@@ -2,8 +2,10 @@
 
 One table per hypervisor, keyed by (zone, 5-tuple) in both directions.  What it models:
 - a packet of a committed connection is +trk+est, a reply +trk+est+rpl;
-- any other packet is +trk+new, except a TCP segment that is not a SYN (+trk+inv), and an
-  ICMP error whose embedded packet belongs to a committed connection (+trk+rel);
+- any other packet is +trk+new, except a TCP SYN+ACK (+trk+inv: OVS refuses to start a
+  connection half-open, while it picks one up from any other segment, as Linux does with
+  tcp_loose), and an ICMP error whose embedded packet belongs to a committed connection
+  (+trk+rel);
 - only commit records a connection, and the state a packet sees is the one before its own
   commit (the first packet of a connection is +new even as it commits);
 - nat with a kind on a committed new connection translates it; a later ct(nat) of the
@@ -19,7 +21,7 @@ from netvirt.pipeline.layout import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_REL, CT
 from netvirt.pipeline.records import CT, NAT
 
 PORT_FIELDS = {6: ("tcp_src", "tcp_dst"), 17: ("udp_src", "udp_dst")}
-TCP_SYN = 0x002
+TCP_SYN, TCP_ACK = 0x002, 0x010
 ICMP_ERRORS = (3, 11, 12)  # destination unreachable, time exceeded, parameter problem
 
 
@@ -88,7 +90,7 @@ class Conntrack:
             return state, conn.mark
         if self._related(ct.zone, pkt):
             return CT_TRK | CT_REL, 0
-        if t[0] == 6 and not pkt.get("tcp_flags", TCP_SYN) & TCP_SYN:
+        if t[0] == 6 and pkt.get("tcp_flags", TCP_SYN) & (TCP_SYN | TCP_ACK) == TCP_SYN | TCP_ACK:
             return CT_TRK | CT_INV, 0
         state = CT_TRK | CT_NEW
         if ct.commit:

@@ -10,8 +10,8 @@ tenant would not do: the second ct() of a connection between two ports of one hy
 would find it established and skip the receiver's rules.)
 
 A new connection that a rule allows is committed with the rule's id as its ct_mark.  After
-that its packets pass on "established, and its mark is a rule the port still has", decided
-without looking at the rules again.  Removing a rule (or a port from a group) takes its
+that its packets pass on "committed, and its mark is a rule the port still has", decided
+without looking at the rules again (a connection nothing committed has mark 0, never live).  Removing a rule (or a port from a group) takes its
 mark out of that set: the connection's next packet in its original direction is judged
 again like a new one, and committed with the mark of another rule that allows it, or
 dropped; its replies drop.  Adding a rule never changes a mark that is live, so it cuts
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from netvirt.pipeline.layout import (CT_EST, CT_INV, CT_REL, CT_RPL, CT_TRK, ETH_IP, FW_FROM_VM,
+from netvirt.pipeline.layout import (CT_INV, CT_REL, CT_RPL, CT_TRK, ETH_IP, FW_FROM_VM,
                                      FW_TO_VM, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, REG_FW,
                                      REG_OUT, REG_ZONE)
 from netvirt.pipeline.records import (CT, PIPELINE_ORIGIN, Conjunction, Flow, Goto, SetField, h32)
@@ -39,7 +39,9 @@ P_INVALID, P_RELATED, P_LIVE, P_ANY_RULE, P_RULE, P_DEFAULT, P_CUT = 300, 290, 2
 # "tracked, in the connection's original direction, neither invalid nor related": a new
 # connection, or an established one whose mark is no longer live, judged again
 JUDGE = (CT_TRK, CT_TRK | CT_RPL | CT_INV | CT_REL)
-LIVE = (CT_TRK | CT_EST, CT_TRK | CT_EST | CT_INV | CT_REL)
+# "tracked, committed with a mark that is live": est or not (a UDP flow is +new until its
+# first reply, and a fragment after the first carries no ports to judge it by again)
+LIVE = (CT_TRK, CT_TRK | CT_INV | CT_REL)
 
 
 class _Side:

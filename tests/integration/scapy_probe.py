@@ -11,14 +11,18 @@ import json
 import re
 import sys
 
-from scapy.all import ARP, IP, UDP, Dot1AD, Dot1Q, Ether, Raw, sendp, sniff
+from scapy.all import ARP, IP, TCP, UDP, Dot1AD, Dot1Q, Ether, Raw, fragment, sendp, sniff
 
 
 def frame(spec):
     eth = Ether(src=spec["eth_src"], dst=spec["eth_dst"])
     for tpid, vid in spec.get("tags", []):
         eth = eth / (Dot1AD(vlan=vid) if tpid == 0x88A8 else Dot1Q(vlan=vid))
-    payload = Raw(load=spec["marker"].encode())
+    # a fragmented segment: padding ends the first fragment (the TCP header and it), so
+    # that the marker is whole in the second
+    header = 20 if "tcp" in spec else 8
+    pad = b"p" * (spec["fragment"] - header) if spec.get("fragment") else b""
+    payload = Raw(load=pad + spec["marker"].encode())
     if "ethertype" in spec:  # a bare frame of that type: the marker is its payload
         if spec.get("tags"):
             eth.lastlayer().type = spec["ethertype"]
@@ -28,13 +32,24 @@ def frame(spec):
     if "arp_op" in spec:
         return eth / ARP(op=spec["arp_op"], hwsrc=spec["arp_sha"], psrc=spec["arp_spa"],
                          pdst=spec["arp_tpa"]) / payload
-    return eth / IP(src=spec["ip_src"], dst=spec["ip_dst"]) / UDP(sport=4000, dport=4000) / payload
+    tcp, udp = spec.get("tcp"), spec.get("udp", {})
+    l4 = (TCP(sport=tcp.get("sport", 40999), dport=tcp["dport"], flags=tcp["flags"]) if tcp
+          else UDP(sport=udp.get("sport", 4000), dport=udp.get("dport", 4000)))
+    return eth / IP(src=spec["ip_src"], dst=spec["ip_dst"]) / l4 / payload
+
+
+def frames(spec) -> list:
+    f = frame(spec)
+    if not spec.get("fragment"):
+        return [f]
+    return [Ether(src=spec["eth_src"], dst=spec["eth_dst"]) / p
+            for p in fragment(f[IP], fragsize=spec["fragment"])]
 
 
 def main():
     cmd, iface = sys.argv[1], sys.argv[2]
     if cmd == "send":
-        sendp([frame(s) for s in json.loads(sys.argv[3])], iface=iface, verbose=False)
+        sendp([x for s in json.loads(sys.argv[3]) for x in frames(s)], iface=iface, verbose=False)
         return
     counts = {}
 

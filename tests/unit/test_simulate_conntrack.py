@@ -75,13 +75,17 @@ def test_an_icmp_error_about_a_tracked_connection_is_related():
     assert not net.inject("hv1", 2, stray).delivered
 
 
-def test_a_tcp_segment_of_no_known_connection_is_invalid():
+def test_a_syn_ack_of_no_known_connection_is_invalid_and_another_segment_is_picked_up():
+    """As OVS's userspace conntrack does (seen in tests/integration/test_firewall.py): a
+    half-open start is invalid, a mid-stream segment starts a connection."""
     net = _network()
-    ack = {"eth_type": 0x800, "ipv4_src": "10.0.0.1", "ipv4_dst": "10.0.0.2", "ip_proto": 6,
-           "tcp_src": 4000, "tcp_dst": 80, "tcp_flags": 0x010}
-    assert not net.inject("hv1", 1, ack).delivered
-    state, _ = net.conntrack["hv1"].execute(CT(zone=ZONE), dict(ack))
+    synack = {"eth_type": 0x800, "ipv4_src": "10.0.0.1", "ipv4_dst": "10.0.0.2", "ip_proto": 6,
+              "tcp_src": 4000, "tcp_dst": 80, "tcp_flags": 0x012}
+    assert not net.inject("hv1", 1, synack).delivered
+    state, _ = net.conntrack["hv1"].execute(CT(zone=ZONE), dict(synack))
     assert state == CT_TRK | CT_INV
+    state, _ = net.conntrack["hv1"].execute(CT(zone=ZONE), {**synack, "tcp_flags": 0x010})
+    assert state == CT_TRK | CT_NEW
 
 
 def test_source_nat_translates_a_connection_and_its_replies_back():
