@@ -9,7 +9,12 @@ An ARP packet that is neither a request nor a reply (RARP-style opcodes, InARP, 
 business in a tenant network: it drops here rather than flood.
 
 The reply leaves by the ingress port directly, not through the egress stages: it is the
-pipeline's own answer to the asker, not a packet from one port to another."""
+pipeline's own answer to the asker, not a packet from one port to another.
+
+An allowed address pair's IP is not answered for: the port that holds it at the moment
+(VRRP's master) answers itself.  A request for it is let through to the hypervisors whose
+ports have the pair, instead of dropping as a request from a tunnel for an address this
+hypervisor does not host."""
 from __future__ import annotations
 
 from netvirt.pipeline.actions import arp_reply
@@ -43,4 +48,9 @@ def compile_arp_responder(net: NetworkOnHv) -> list[Flow]:
                 {"metadata": (net.vni, VNI_MASK), "eth_type": ETH_ARP, "arp_op": ARP_REQUEST,
                  "arp_tpa": ip},
                 arp_reply(port.mac, ip), port.origin))
+        for ip, _ in port.pairs:
+            flows.append(Flow.make(
+                T, 100,
+                {"metadata": (net.vni, VNI_MASK), "eth_type": ETH_ARP, "arp_op": ARP_REQUEST,
+                 "arp_tpa": ip}, [Goto(following(T))], port.origin))
     return flows

@@ -20,6 +20,10 @@ class LocalPort(NamedTuple):
     mac: str
     ips: tuple[str, ...]
     ofport: int | None  # None: its interface is not on br-int (yet)
+    # allowed address pairs: (IP, MAC).  A pair's MAC, when it is not the port's, is not
+    # looked up: it may move between ports (VRRP), so frames to it flood, as OVN's
+    # "unknown" addresses do
+    pairs: tuple[tuple[str, str], ...] = ()
 
 
 class RemotePort(NamedTuple):
@@ -79,10 +83,13 @@ def _network_views(topo: Topology, hv: str, inv: Inventory) -> list[NetworkOnHv]
         r = topo.router_of(tenant, net.name)
         for ref in topo.ports_of(tenant, net.name):
             where = ref.port.hypervisor
+            pairs = tuple((str(a.ip), a.mac or ref.port.mac)
+                          for a in ref.port.allowed_address_pairs)
             if where == hv:
                 ofport = inv.ofports.get(ref.port.interface)
                 local.append(LocalPort(ref.origin, ref.port.mac, ref.ips,
-                                       ofport if ofport is not None and ofport > 0 else None))
+                                       ofport if ofport is not None and ofport > 0 else None,
+                                       pairs))
             else:
                 # a remote port's addresses matter only where a router resolves them: an
                 # unrouted network reaches it by MAC, and its address changes nothing here
