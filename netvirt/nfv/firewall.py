@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from netvirt.pipeline.layout import (CT_INV, CT_REL, CT_RPL, CT_TRK, ETH_IP, FW_FROM_VM,
-                                     FW_TO_VM, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, REG_FW,
-                                     REG_OUT, REG_ZONE)
+                                     FW_STAGE_MASK, FW_TO_VM, IPPROTO_ICMP, IPPROTO_TCP,
+                                     IPPROTO_UDP, REG_FW, REG_OUT, REG_ZONE)
 from netvirt.pipeline.records import (CT, PIPELINE_ORIGIN, Conjunction, Flow, Goto, SetField, h32)
 from netvirt.pipeline.stages import following
 from netvirt.pipeline.tables import Table
@@ -66,7 +66,7 @@ def stage_flows() -> list[Flow]:
     keeps one of each), so a hypervisor without firewalled ports has none."""
     flows = []
     for side in (FROM_VM, TO_VM):
-        fw = {REG_FW: side.flag}
+        fw = {REG_FW: (side.flag, FW_STAGE_MASK)}
         flows += [
             Flow.make(side.table, P_INVALID, {**fw, "ct_state": (CT_TRK | CT_INV,) * 2}, [],
                       PIPELINE_ORIGIN),
@@ -104,10 +104,11 @@ def _side(fw: FirewallOnHv, side: _Side) -> list[Flow]:
     origins: dict[tuple, str] = {}
     live_ids: set[int] = set()
     committed: set[int] = set()
+    tenant = {REG_FW: fw.key << 2 | side.flag}  # scopes the clauses shared by the tenant
     for p in fw.ports:
         port = {side.port_field: p.ofport}
         flows.append(Flow.make(side.ct_table, 100, {**port, "eth_type": ETH_IP}, [
-            SetField(REG_ZONE, p.zone), SetField(REG_FW, side.flag),
+            SetField(REG_ZONE, p.zone), SetField(REG_FW, tenant[REG_FW]),
             CT(zone=REG_ZONE, table=side.table)], p.origin))
         mine = [r for r in rules if r.group in p.groups]
         # live: the port's rules of both directions (a reply carries the mark its port's
@@ -137,7 +138,7 @@ def _side(fw: FirewallOnHv, side: _Side) -> list[Flow]:
                                commit(default_id) if allow_default else [],
                                fw.origin))
     for i in sorted(live_ids):
-        key = (P_LIVE, tuple(sorted({REG_FW: side.flag, "ct_state": LIVE, "ct_mark": i}.items())))
+        key = (P_LIVE, tuple(sorted({**tenant, "ct_state": LIVE, "ct_mark": i}.items())))
         clauses[key].append(Conjunction(_conj_id(side, "live", i), 2, 2))
         origins.setdefault(key, fw.origin)
         flows.append(Flow.make(side.table, P_LIVE, {"conj_id": _conj_id(side, "live", i)},
@@ -149,14 +150,14 @@ def _side(fw: FirewallOnHv, side: _Side) -> list[Flow]:
         n = 2
         if r.remote is not None:
             for addr in r.remote:
-                key = (P_RULE, tuple(sorted({"eth_type": ETH_IP,
+                key = (P_RULE, tuple(sorted({**tenant, "eth_type": ETH_IP,
                                              side.remote_field: _address(addr)}.items())))
                 clauses[key].append(Conjunction(conj, n, _n_clauses(r)))
                 origins.setdefault(key, r.origin)
             n += 1
         if r.protocol is not None:
             for m in _l4_matches(r):
-                key = (P_RULE, tuple(sorted(m.items())))
+                key = (P_RULE, tuple(sorted({**tenant, **m}.items())))
                 clauses[key].append(Conjunction(conj, n, _n_clauses(r)))
                 origins.setdefault(key, r.origin)
         flows.append(Flow.make(side.table, P_RULE, {"conj_id": conj, "eth_type": ETH_IP},

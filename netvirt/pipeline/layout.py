@@ -12,9 +12,10 @@ reg3: the router a packet entered, from L2_LOOKUP to L3_INPUT (metadata still sa
 network it came from, which an ICMP error is about).
 reg5: the conntrack zone of the firewalled port a packet is being judged for, from an ACL_*_CT
 stage to the commit in the ACL stage after it (a rule's commit flow is shared by its ports).
-reg6: which firewall stage judges the packet (FW_FROM_VM, FW_TO_VM), so that the stages'
-fixed flows (invalid, related, cut) apply only to packets a firewalled port's ct() tracked:
-a routed packet arrives tracked by its router's zone.
+reg6: which firewall stage judges the packet (FW_FROM_VM, FW_TO_VM in bits 0-1), so that the
+stages' fixed flows (invalid, related, cut) apply only to packets a firewalled port's ct()
+tracked (a routed packet arrives tracked by its router's zone), and the tenant's key in
+bits 2-31, which the tenant's rule clauses match.
 """
 from __future__ import annotations
 
@@ -24,8 +25,8 @@ REG_NEXTHOP = "reg2"  # the IPv4 address L3_ROUTE chose, which L3_RESOLVE turns 
 REG_ROUTER = "reg3"  # the router whose MAC the packet was sent to (its VNI)
 REG_SCRATCH = "reg4"  # a swap's temporary
 REG_ZONE = "reg5"  # the firewalled port's conntrack zone (its low 16 bits)
-REG_FW = "reg6"  # FW_FROM_VM or FW_TO_VM: the firewall stage judging the packet
-FW_FROM_VM, FW_TO_VM = 1, 2
+REG_FW = "reg6"  # the tenant's key << 2 | FW_FROM_VM or FW_TO_VM: who judges the packet
+FW_FROM_VM, FW_TO_VM, FW_STAGE_MASK = 1, 2, 0x3
 
 # The single VXLAN port of br-int (remote_ip=flow, key=flow) is requested at this ofport,
 # so tunnel flows compile without waiting to observe it.

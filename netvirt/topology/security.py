@@ -47,6 +47,12 @@ class FirewallOnHv(NamedTuple):
     allow_ingress: bool  # the tenant's defaults
     allow_egress: bool
 
+    @property
+    def key(self) -> int:
+        """The tenant's 30-bit key in REG_FW: its rules' clause flows match it, so that two
+        tenants' identical clauses (tcp 80 from anywhere) are two flows, not one clash."""
+        return nonzero(h32(self.origin) >> 2)
+
     def default_id(self, direction: str) -> int:
         """The mark of connections the default let through (while it is allow)."""
         return nonzero(h32(f"{self.origin}/default/{direction}"))

@@ -295,3 +295,14 @@ def test_the_compiled_firewall_decides_as_the_rules_say_for_every_packet(data):
                                dport=dport or 0, icmp_type=icmp_type or 8)
                 assert got == want, (s.name, d.name, proto, dport, t.security_groups,
                                      s.security_groups, d.security_groups, t.firewall)
+
+
+@pytest.mark.parametrize("hv", ["hv1", "hv2", "hv3"])
+def test_firewalled_pipeline_matches_golden(hv):
+    import os
+
+    dump = compile_all(load_file(FIREWALLED))[2][hv].dump()
+    path = ROOT_EXAMPLES.parent / "tests" / "golden" / f"firewalled-{hv}.txt"
+    if os.environ.get("NETVIRT_UPDATE_GOLDEN"):
+        path.write_text(dump)
+    assert dump == path.read_text()
