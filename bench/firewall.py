@@ -11,12 +11,11 @@
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import subprocess
 
 from bench.datapath import conn_rate, iperf
-from bench.harness import Bench, median, save, table
+from bench.harness import Bench, median, repeat_and_seconds, save, table
 from netvirt.config import load_data
 from netvirt.reconcile.compiler import compile_flows
 from netvirt.testing import gen
@@ -98,10 +97,7 @@ def flow_cost() -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=4)
-    args = ap.parse_args()
+    args = repeat_and_seconds(__doc__)
     fl = flow_cost()
     print(table(fl, ["what", "flows_per_rule_per_hv", "flows_hv1", "flows_per_port"]))
     dp = datapath(args.repeat, args.seconds)

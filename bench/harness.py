@@ -3,6 +3,8 @@ ports), the controller as a real process, and measurements of it (CPU seconds, p
 Everything is torn down by recorded PIDs and the lab's own state."""
 from __future__ import annotations
 
+import argparse
+
 import json
 import os
 import platform
@@ -207,3 +209,11 @@ def _fmt(v) -> str:
 
 def median(xs) -> float:
     return statistics.median(xs)
+
+
+def repeat_and_seconds(doc: str | None) -> argparse.Namespace:
+    """The command line of a benchmark that repeats cases and runs traffic for a while."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--repeat", type=int, default=3, help="runs of each case (default 3)")
+    ap.add_argument("--seconds", type=float, default=4, help="traffic per run (default 4)")
+    return ap.parse_args()

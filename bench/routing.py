@@ -11,14 +11,13 @@
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import subprocess
 
 from bench.churn import measure
 from bench.convergence import run_once
 from bench.datapath import iperf
-from bench.harness import Bench, median, save, table
+from bench.harness import Bench, median, repeat_and_seconds, save, table
 from netvirt.testing import gen
 
 PORTS, HVS, NET_SIZE, NETS = 1000, 3, 100, 10
@@ -97,10 +96,7 @@ def datapath(repeat: int, seconds: float) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=4)
-    args = ap.parse_args()
+    args = repeat_and_seconds(__doc__)
     conv = convergence(args.repeat)
     print(table(conv, ["case", "seconds", "min", "max", "flows", "flows_per_port", "verified",
                        "runs"]))
