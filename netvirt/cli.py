@@ -203,7 +203,10 @@ def cmd_validate(args) -> int:
               (sum(len(t.ports) for t in cfg.tenants), "port"),
               (sum(len(t.routers) for t in cfg.tenants), "router"),
               (sum(len(t.floating_ips) for t in cfg.tenants), "floating IP"),
-              (len(cfg.external_networks), "external network")]
+              (len(cfg.external_networks), "external network"),
+              (sum(len(t.security_groups) for t in cfg.tenants), "security group"),
+              (sum(p.security_groups is not None for t in cfg.tenants for p in t.ports),
+               "firewalled port")]
     # the first four always; the rest where the file has any
     shown = counts[:4] + [c for c in counts[4:] if c[0]]
     print(f"{args.file}: valid: " + ", ".join(f"{n} {what}{'' if n == 1 else 's'}"
