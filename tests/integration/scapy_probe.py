@@ -8,6 +8,7 @@
 Markers are payload strings starting with NVPROBE-.
 """
 import json
+import random
 import re
 import sys
 
@@ -35,7 +36,9 @@ def frame(spec):
     tcp, udp = spec.get("tcp"), spec.get("udp", {})
     l4 = (TCP(sport=tcp.get("sport", 40999), dport=tcp["dport"], flags=tcp["flags"]) if tcp
           else UDP(sport=udp.get("sport", 4000), dport=udp.get("dport", 4000)))
-    return eth / IP(src=spec["ip_src"], dst=spec["ip_dst"]) / l4 / payload
+    # an IP id of its own: scapy's default (1 for every packet) would let one datagram's
+    # fragments be reassembled with another's
+    return eth / IP(src=spec["ip_src"], dst=spec["ip_dst"], id=random.randrange(1, 65536)) / l4 / payload
 
 
 def frames(spec) -> list:
