@@ -1,6 +1,7 @@
 """The packet-in path: packets that flows send to the controller (DHCP requests, routed
 packets whose TTL runs out, ARP on external networks: replies to learn from and next hops
-to ask for; health probes with the load balancer).
+to ask for; what the firewall denied, for the drop log; health probes with the load
+balancer).
 
 Three limits stand between a flooding VM and the rest of the controller:
 1. on the switch, every flow to the controller passes the punt meter (PUNT_RATE packets/s
@@ -28,6 +29,8 @@ from netvirt.pipeline.layout import VNI_MASK
 from netvirt.pipeline.tables import Table
 
 log = logging.getLogger(__name__)
+# the firewall's drop log: a logger of its own, to follow or to route elsewhere
+drops = logging.getLogger("netvirt.firewall")
 PER_SWITCH = (300.0, 150)  # packets per second, burst: above the switch's punt meter
 PER_PORT = (20.0, 20)
 QUEUE = 512
@@ -41,6 +44,7 @@ class Punt(NamedTuple):
     table: int  # the table whose flow sent it: which service it is for
     metadata: int  # the network it was in (its VNI in the low bits)
     data: bytes
+    out_port: int = 0  # the output register: the port an egress stage judged it for
 
 
 class TokenBucket:
@@ -120,7 +124,23 @@ class PacketIns:
             return self._learn(hv, punt)
         if punt.table == Table.L3_RESOLVE:
             return self._ask(hv, switch, punt)
+        if punt.table in (Table.ACL_FROM_VM, Table.ACL_TO_VM):
+            return self._denied(hv, punt)
         return self._dhcp(hv, switch, punt)
+
+    def _denied(self, hv: str, punt: Punt) -> str:
+        """The drop log: which port's firewall denied what, in which direction.  (The
+        switch's log meter and this path's buckets bound how much of it there is.)"""
+        sends = punt.table == Table.ACL_FROM_VM
+        port = self.service.port_at(hv, punt.in_port if sends else punt.out_port)
+        what = packets.connection(punt.data)
+        if port is None or what is None:
+            return "not_understood"
+        drops.info("denied on %s: %s/%s %s %s: no rule of its security groups (%s) allows "
+                   "it, or the rule that did is gone", hv, port.tenant, port.port.name,
+                   "sends" if sends else "receives", what,
+                   ", ".join(port.port.security_groups or ()) or "none")
+        return "firewall_denied"
 
     def _learn(self, hv: str, punt: Punt) -> str:
         """An ARP reply on an external network: its sender's MAC is where that address's

@@ -25,6 +25,7 @@ from netvirt.pipeline.records import (CT, INSTRUCTIONS, NAT, ClearInPort, Conjun
                                       Flow, Goto, Group,
                                       GroupAction, Meter, MeterAction, Move, Output, OutputReg,
                                       Resubmit, SetField, WriteMetadata)
+from netvirt.pipeline.layout import REG_OUT
 from netvirt.reconcile.diff import InstalledFlow
 
 ALL_ONES_64 = 0xFFFFFFFFFFFFFFFF
@@ -235,10 +236,12 @@ def packet_out(dp, port: int, data: bytes):
                                [parser.OFPActionOutput(port, 0)], data)
 
 
-def packet_in_fields(msg) -> tuple[int, int, int, bytes]:
-    """(in_port, table, metadata, packet bytes) of a PacketIn; the metadata says which
-    network the packet was in (0: none yet)."""
-    return msg.match["in_port"], msg.table_id, msg.match.get("metadata", 0), msg.data
+def packet_in_fields(msg) -> tuple[int, int, int, bytes, int]:
+    """(in_port, table, metadata, packet bytes, output register) of a PacketIn; the
+    metadata says which network the packet was in (0: none yet), the register which port
+    an egress stage was judging it for (OVS sends the registers that are set)."""
+    return (msg.match["in_port"], msg.table_id, msg.match.get("metadata", 0), msg.data,
+            msg.match.get(REG_OUT, 0))
 
 
 def meter_config_request(dp):

@@ -3,7 +3,7 @@ packet library (no codec of our own): bytes in, the plain records of nfv/ out, a
 from __future__ import annotations
 
 from os_ken.lib.packet import dhcp as osdhcp
-from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet, udp
+from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, udp
 
 from netvirt.nfv import dhcp
 from netvirt.pipeline.layout import DHCP_CLIENT_PORT, DHCP_SERVER_PORT
@@ -99,6 +99,23 @@ def ipv4_addresses(data: bytes) -> tuple[str, str] | None:
     pkt = _parsed(data)
     ip = pkt.get_protocol(ipv4.ipv4) if pkt else None
     return (ip.src, ip.dst) if ip else None
+
+
+def connection(data: bytes) -> str | None:
+    """The IPv4 packet in frame ``data`` as an operator reads it: 'tcp 10.0.0.4:40999 ->
+    10.0.0.3:5432', 'icmp 10.0.0.4 -> 10.0.0.3 type 8'; None for anything else."""
+    pkt = _parsed(data)
+    ip = pkt.get_protocol(ipv4.ipv4) if pkt else None
+    if ip is None:
+        return None
+    for proto, name in ((tcp.tcp, "tcp"), (udp.udp, "udp")):
+        l4 = pkt.get_protocol(proto)
+        if l4 is not None:
+            return f"{name} {ip.src}:{l4.src_port} -> {ip.dst}:{l4.dst_port}"
+    ic = pkt.get_protocol(icmp.icmp)
+    if ic is not None:
+        return f"icmp {ip.src} -> {ip.dst} type {ic.type}"
+    return f"ip proto {ip.proto} {ip.src} -> {ip.dst}"
 
 
 def arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:

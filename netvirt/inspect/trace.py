@@ -106,9 +106,13 @@ def _delivered(res: Result, topo: Topology, inventories: dict) -> list[dict]:
 
 
 def _stage(res: Result, loaded, topo, inventories) -> dict:
+    # what the firewall denies goes to the controller only for the drop log: a drop
+    denied = [s for s in res.punted_at if s.table in ACL_TABLES]
     return {"steps": _steps(res, loaded), "delivered": _delivered(res, topo, inventories),
-            "dropped_by": [_dropped_by(s, loaded, topo, inventories) for s in res.dropped_at],
-            "punted_by": [f"{s.hv} {s.table.name}: {s.flow}" for s in res.punted_at],
+            "dropped_by": [_dropped_by(s, loaded, topo, inventories)
+                           for s in res.dropped_at + denied],
+            "punted_by": [f"{s.hv} {s.table.name}: {s.flow}" for s in res.punted_at
+                          if s.table not in ACL_TABLES],
             "entries": [{"hypervisor": hv, "packet": pkt} for hv, pkt in res.entries]}
 
 
@@ -190,7 +194,7 @@ def _dropped_by(s, loaded: LoadedConfig, topo: Topology, inventories: dict) -> s
         loc = loaded.location(s.flow.origin)
         return (f"{s.hv} {s.table.name}: the firewall of {who}: no rule of its security groups "
                 f"({groups}) allows what it {verb}, and tenant {tenant}'s default for "
-                f"{direction} is deny" + (f" ({loc})" if loc else ""))
+                f"{direction} is deny" + (f" ({loc})" if loc else "") + "; in the drop log")
     if s.flow.priority == ACL_CUT:
         return (f"{s.hv} {s.table.name}: the firewall: the connection's rule is gone and "
                 f"no other allows it (or it is a reply to a connection not allowed)")

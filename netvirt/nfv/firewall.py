@@ -27,9 +27,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 from netvirt.pipeline.layout import (CT_INV, CT_REL, CT_RPL, CT_TRK, ETH_IP, FW_FROM_VM,
-                                     FW_STAGE_MASK, FW_TO_VM, IPPROTO_ICMP, IPPROTO_TCP,
-                                     IPPROTO_UDP, REG_FW, REG_OUT, REG_ZONE)
-from netvirt.pipeline.records import (CT, PIPELINE_ORIGIN, Conjunction, Flow, Goto, SetField, h32)
+                                     FW_LOG_BURST, FW_LOG_METER_ID, FW_LOG_RATE, FW_STAGE_MASK,
+                                     FW_TO_VM, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, REG_FW,
+                                     REG_OUT, REG_ZONE)
+from netvirt.pipeline.records import (CT, PIPELINE_ORIGIN, Conjunction, Flow, Goto, Meter,
+                                      MeterAction, Output, SetField, h32)
 from netvirt.pipeline.stages import following
 from netvirt.pipeline.tables import Table
 from netvirt.topology.security import FirewallOnHv, FwRule
@@ -39,6 +41,9 @@ P_INVALID, P_RELATED, P_LIVE, P_ANY_RULE, P_RULE, P_DEFAULT, P_CUT = 300, 290, 2
 # "tracked, in the connection's original direction, neither invalid nor related": a new
 # connection, or an established one whose mark is no longer live, judged again
 JUDGE = (CT_TRK, CT_TRK | CT_RPL | CT_INV | CT_REL)
+# a denial goes to the drop log (netvirt.controller.packet_in) through its meter, and no
+# further: the controller only logs it
+DENY = (MeterAction(FW_LOG_METER_ID), Output("CONTROLLER"))
 # "tracked, committed with a mark that is live": est or not (a UDP flow is +new until its
 # first reply, and a fragment after the first carries no ports to judge it by again)
 LIVE = (CT_TRK, CT_TRK | CT_INV | CT_REL)
@@ -62,7 +67,7 @@ TO_VM = _Side("ingress", Table.ACL_TO_VM_CT, Table.ACL_TO_VM, FW_TO_VM, REG_OUT,
 def stage_flows() -> list[Flow]:
     """Per ACL stage, for the packets a firewalled port's ct() tracked (REG_FW says so):
     invalid drops, related (ICMP errors of a tracked connection) goes on, and what no rule,
-    live mark or default let through drops.  Every tenant's view brings them (the compiler
+    live mark or default let through is denied (to the drop log).  Every tenant's view brings them (the compiler
     keeps one of each), so a hypervisor without firewalled ports has none."""
     flows = []
     for side in (FROM_VM, TO_VM):
@@ -73,7 +78,7 @@ def stage_flows() -> list[Flow]:
             Flow.make(side.table, P_RELATED, {**fw, "ct_state": (CT_TRK | CT_REL, CT_TRK | CT_REL
                                                                  | CT_INV)},
                       [Goto(side.next)], PIPELINE_ORIGIN),
-            Flow.make(side.table, P_CUT, {**fw, "ct_state": (CT_TRK, CT_TRK)}, [],
+            Flow.make(side.table, P_CUT, {**fw, "ct_state": (CT_TRK, CT_TRK)}, DENY,
                       PIPELINE_ORIGIN),
         ]
     return flows
@@ -83,7 +88,8 @@ def compile_firewall(fw: FirewallOnHv) -> tuple[list[Flow], list, list]:
     flows = stage_flows()
     for side in (FROM_VM, TO_VM):
         flows += _side(fw, side)
-    return flows, [], []
+    return flows, [], [Meter(FW_LOG_METER_ID, FW_LOG_RATE, FW_LOG_BURST, "pktps",
+                             PIPELINE_ORIGIN)]
 
 
 def _conj_id(side: _Side, kind: str, rule_id: int) -> int:
@@ -135,7 +141,7 @@ def _side(fw: FirewallOnHv, side: _Side) -> list[Flow]:
                 committed.add(r.rule_id)
             origins.setdefault(key, p.origin)
         flows.append(Flow.make(side.table, P_DEFAULT, judged,
-                               commit(default_id) if allow_default else [],
+                               commit(default_id) if allow_default else DENY,
                                fw.origin))
     for i in sorted(live_ids):
         key = (P_LIVE, tuple(sorted({**tenant, "ct_state": LIVE, "ct_mark": i}.items())))

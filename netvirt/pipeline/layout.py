@@ -49,6 +49,10 @@ DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 # cannot push more than PUNT_RATE packets per second per switch at the controller.
 PUNT_METER_ID = 1
 PUNT_RATE, PUNT_BURST = 200, 100  # packets per second, packets
+# What the firewall denies goes to the controller's drop log through a meter of its own,
+# so a VM that sends what it may not cannot take the punt meter's share from DHCP
+FW_LOG_METER_ID = 2
+FW_LOG_RATE, FW_LOG_BURST = 20, 20
 ARP_REQUEST, ARP_REPLY = 1, 2
 
 # Each VM port's flood limit (storm control) is its own meter: this base plus its ofport

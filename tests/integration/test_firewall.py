@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,11 @@ def test_an_allow_deny_matrix_of_tcp_and_udp_across_hypervisors_and_within_one(g
     got = {k: green.connect(*k) for k in MATRIX}
     wrong = {k: v for k, v in got.items() if v != MATRIX[k]}
     assert not wrong, wrong
+    # the drop log, in the controller's log: g4's SYN to g3:5432, denied where g3 is
+    log = (green.env.tmp / "controller.log").read_text()
+    assert re.search(r"netvirt.firewall: denied on hv1: green/g3 receives tcp "
+                     r"10\.5\.0\.4:\d+ -> 10\.5\.0\.3:5432: no rule of its security groups "
+                     r"\(db\) allows it", log), log[-2000:]
 
 
 def test_pings_are_what_the_groups_allow_and_the_lab_matrix_agrees(green):

@@ -217,7 +217,7 @@ def test_trace_names_the_rule_that_allowed_and_the_firewall_that_denied(controll
     assert "conntrack: +trk+new" in out
     assert ("verdict: dropped by hv1 ACL_TO_VM: the firewall of shop/db1: no rule of its "
             "security groups (db) allows what it receives, and tenant shop's default for "
-            f"ingress is deny ({fw}:") in out, out
+            f"ingress is deny ({fw}:") in out and "; in the drop log" in out, out
 
 
 def test_trace_of_an_unknown_port_is_a_usage_error(controller, capsys):

@@ -306,3 +306,39 @@ def test_firewalled_pipeline_matches_golden(hv):
     if os.environ.get("NETVIRT_UPDATE_GOLDEN"):
         path.write_text(dump)
     assert dump == path.read_text()
+
+
+def test_the_drop_log_names_the_port_the_direction_and_the_connection(caplog):
+    import logging
+
+    from scapy.all import IP, TCP, Ether
+
+    from netvirt.controller.packet_in import PacketIns, Punt
+
+    lc = load_file(FIREWALLED)
+    topo, inv, _, net = compile_all(lc)
+    db1 = topo.port("shop", "db1")
+    db1_at = inv["hv1"].ofports[db1.port.interface]
+
+    class Service:
+        def port_at(self, hv, ofport):
+            return db1 if (hv, ofport) == ("hv1", db1_at) else None
+
+    # what the switch would send: client's SYN to db1:5432, denied by db1's ACL_TO_VM
+    client, c_at = Lab(yaml.safe_load(FIREWALLED.read_text())).at("client")
+    syn = {"eth_src": client.port.mac, "eth_dst": db1.port.mac, "eth_type": 0x0800,
+           "ipv4_src": "10.2.0.4", "ipv4_dst": "10.2.0.3", "ip_proto": 6, "tcp_src": 40999,
+           "tcp_dst": 5432, "tcp_flags": SYN, "nw_ttl": 64}
+    res = net.inject(*c_at, syn)
+    (hv, pkt), = res.to_controller
+    assert (hv, res.punted_at[0].table) == ("hv1", Table.ACL_TO_VM) and not res.delivered
+    frame = bytes(Ether(src=client.port.mac, dst=db1.port.mac) / IP(src="10.2.0.4", dst="10.2.0.3")
+                  / TCP(sport=40999, dport=5432, flags="S"))
+    p = PacketIns(Service())
+    with caplog.at_level(logging.INFO, logger="netvirt.firewall"):
+        verdict = p.handle("hv1", None, Punt(4789, Table.ACL_TO_VM, 0, frame, pkt["reg1"]))
+    assert verdict == "firewall_denied"
+    assert ("denied on hv1: shop/db1 receives tcp 10.2.0.4:40999 -> 10.2.0.3:5432: no rule "
+            "of its security groups (db) allows it") in caplog.text
+    assert p.handle("hv1", None, Punt(4789, Table.ACL_TO_VM, 0, b"\x00" * 10, 99)) == \
+        "not_understood"
