@@ -8,6 +8,7 @@ import logging
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from netvirt.controller.rule_hits import rule_hits
 from netvirt.errors import NetvirtError
 from netvirt.pipeline.layout import PUNT_METER_ID
 from netvirt.reconcile.compiler import fixed_flows
@@ -96,6 +97,14 @@ class NetvirtCollector:
                     sums[(ref.tenant, c)] = sums.get((ref.tenant, c), 0) + stats[ofport][c]
         for (t, c), v in sorted(sums.items()):
             tenant[c].add_metric([t], v)
+        rules = CounterMetricFamily("netvirt_firewall_rule_connections",
+                                    "connections a security-group rule allowed (its flows' "
+                                    "packet counts)", labels=["tenant", "group", "rule"])
+        if loaded is not None:
+            for origin, n in rule_hits(loaded.config, agents).items():
+                _, t, _, g, _, i = origin.split("/")
+                rules.add_metric([t, g, i], n)
+        yield rules
         yield from (connected, in_sync, flows, recs, rec_s, mods, refused, drops, punts,
                     punt_drops)
         yield from port.values()

@@ -27,6 +27,7 @@ from netvirt.reconcile.agent import HypervisorAgent
 from netvirt.reconcile.compiler import compile_flows
 from netvirt.topology import Topology
 from netvirt.topology.inventory import Inventory
+from netvirt.controller.rule_hits import rule_hits
 from netvirt.topology.live import live_topology
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,9 @@ class ControllerService:
 
     def topology(self) -> dict:
         rev, loaded, topo = self.snapshot()
-        return live_topology(rev, loaded, topo, dict(self.agents))
+        agents = dict(self.agents)
+        hits = rule_hits(loaded.config, agents) if loaded is not None else {}
+        return live_topology(rev, loaded, topo, agents, hits)
 
     def trace(self, request: dict) -> dict:
         rev, loaded, topo = self.snapshot()

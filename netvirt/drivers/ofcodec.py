@@ -255,9 +255,10 @@ def installed_meter(stat) -> Meter:
     return Meter(stat.meter_id, band.rate if band else 0, band.burst_size if band else 0, unit)
 
 
-def flow_stats_request(dp, cookie: int = 0, cookie_mask: int = 0):
-    return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
-                                      cookie, cookie_mask, parser.OFPMatch())
+def flow_stats_request(dp, cookie: int = 0, cookie_mask: int = 0, table: int | None = None):
+    return parser.OFPFlowStatsRequest(dp, 0, ofp.OFPTT_ALL if table is None else table,
+                                      ofp.OFPP_ANY, ofp.OFPG_ANY, cookie, cookie_mask,
+                                      parser.OFPMatch())
 
 
 def port_stats_request(dp):

@@ -118,6 +118,14 @@ class OFSwitch:
         replies = self.request(ofcodec.flow_stats_request(self.dp, cookie, mask))
         return [(s.table_id, s.packet_count) for r in replies for s in r.body]
 
+    def read_table_counters(self, table: int) -> dict[int, int]:
+        """cookie -> packets of the flows of one table (summed where cookies repeat)."""
+        out: dict[int, int] = {}
+        for r in self.request(ofcodec.flow_stats_request(self.dp, table=table)):
+            for s in r.body:
+                out[s.cookie] = out.get(s.cookie, 0) + s.packet_count
+        return out
+
     def read_ports(self) -> dict[str, tuple[int, bool]]:
         return ofcodec.port_infos(self._port_descs())
 

@@ -31,6 +31,7 @@ class FakeSwitch:
         self.flow_mods_sent = 0
         self.group_mods_sent = 0
         self.port_stats: dict[int, dict] = {}
+        self.hits: dict[int, int] = {}  # cookie -> packets, for read_table_counters
         self.dp = object()  # the connection this switch is, as OFSwitch.dp
 
     def read_flows(self) -> list[InstalledFlow]:
@@ -57,6 +58,11 @@ class FakeSwitch:
 
     def read_flow_counters(self, cookie: int, mask: int) -> list[tuple[int, int]]:
         return [(f.table, 0) for f in self.flows.values() if f.cookie & mask == cookie & mask]
+
+    def read_table_counters(self, table: int) -> dict[int, int]:
+        """Every flow has hit ``hits`` packets (a test sets it)."""
+        return {f.cookie: self.hits.get(f.cookie, 0) for f in self.flows.values()
+                if f.table == table}
 
     def apply(self, plan: Plan) -> None:
         for m in plan.add_meters + plan.modify_meters:

@@ -8,8 +8,9 @@ from netvirt.topology.graph import Topology
 
 
 def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
-                  agents: dict) -> dict:
-    """``agents``: hypervisor name -> object with ``status`` (AgentStatus) and ``inventory``."""
+                  agents: dict, rule_hits: dict | None = None) -> dict:
+    """``agents``: hypervisor name -> object with ``status`` (AgentStatus) and ``inventory``;
+    ``rule_hits``: a security-group rule's origin -> the connections it allowed."""
     if loaded is None:
         return {"revision": rev, "hypervisors": [], "tenants": []}
     hvs = []
@@ -61,7 +62,10 @@ def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
                          "ports": ports})
         tenants.append({"name": t.name, "networks": nets,
                         "routers": [_router(topo.router(t.name, r.name), topo, loaded)
-                                    for r in t.routers]})
+                                    for r in t.routers],
+                        "firewall": t.firewall.model_dump(),
+                        "security_groups": [_group(t, g, loaded, rule_hits or {})
+                                            for g in t.security_groups]})
     return {"revision": rev, "config": loaded.filename, "hypervisors": hvs, "tenants": tenants}
 
 
@@ -80,3 +84,15 @@ def _router(ref, topo: Topology, loaded: LoadedConfig) -> dict:
             "gateway_hypervisor": ref.gateway_hv},
         "floating_ips": [{"ip": fip, "fixed_ip": fixed} for fixed, fip, _ in ref.floating_ips],
     }
+
+
+def _group(t, g, loaded: LoadedConfig, hits: dict) -> dict:
+    rules = []
+    for i, r in enumerate(g.rules):
+        origin = f"tenant/{t.name}/security_group/{g.name}/rule/{i}"
+        loc = loaded.location(origin)
+        rules.append({**r.model_dump(mode="json", exclude_none=True), "index": i,
+                      "defined_at": str(loc) if loc else None,
+                      "connections": hits.get(origin)})
+    return {"name": g.name, "rules": rules,
+            "members": [p.name for p in t.ports if g.name in (p.security_groups or ())]}

@@ -37,6 +37,25 @@ def tree(t: dict) -> list[str]:
                              f"{_updown(p['up']):<4} {p['mac']}  {', '.join(p['ips'])}")
         for r in ten.get("routers", ()):
             lines.extend(_router_lines(r))
+        for g in ten.get("security_groups", ()):
+            lines.extend(_group_lines(g))
+    return lines
+
+
+def _group_lines(g: dict) -> list[str]:
+    lines = [f"    security group {g['name']}  members: {', '.join(g['members']) or 'none'}"]
+    for r in g["rules"]:
+        what = r.get("protocol", "any")
+        if "ports" in r:
+            what += f" {r['ports']}"
+        if "icmp_type" in r:
+            what += f" type {r['icmp_type']}" + (f" code {r['icmp_code']}" if "icmp_code" in r else "")
+        remote = r.get("remote_cidr") or (f"group {r['remote_group']}" if "remote_group" in r
+                                           else "anywhere")
+        side = "from" if r["direction"] == "ingress" else "to"
+        n = r["connections"]
+        lines.append(f"      rule {r['index']}  {r['direction']:<7} {what:<16} {side} {remote}  "
+                     f"{'-' if n is None else n} connection(s)")
     return lines
 
 

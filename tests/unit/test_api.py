@@ -10,6 +10,7 @@ import yaml
 from netvirt.cli import main
 from netvirt.client import Client
 from netvirt.config import load_file
+from netvirt.pipeline.records import origin_id
 from netvirt.reconcile.agent import HypervisorAgent
 from netvirt.controller.api import ApiServer
 from netvirt.controller.openapi import SPEC
@@ -140,7 +141,7 @@ def test_topology_shows_routers_where_they_are_and_what_they_translate(controlle
     assert out[at + 2].startswith("      interface db           10.1.0.254      ")
     assert out[at + 3:at + 5] == ["      external internet  203.0.113.10  snat on  gateway hv3",
                                   "      floating ip 203.0.113.20 -> 10.0.0.1"]
-    assert out[at + 5] == "  red"
+    assert out[at + 5].startswith("    security group web  members: web1, web2")
     t = Client(addr).topology()
     edge = t["tenants"][0]["routers"][0]
     showcase = (ROOT_EXAMPLES / "showcase.yaml").read_text().splitlines()
@@ -218,6 +219,28 @@ def test_trace_names_the_rule_that_allowed_and_the_firewall_that_denied(controll
     assert ("verdict: dropped by hv1 ACL_TO_VM: the firewall of shop/db1: no rule of its "
             "security groups (db) allows what it receives, and tenant shop's default for "
             f"ingress is deny ({fw}:") in out and "; in the drop log" in out, out
+
+
+@pytest.mark.parametrize("controller", [FIREWALLED], indirect=True)
+def test_each_rule_counts_the_connections_it_allowed_in_topo_json_and_metrics(controller, capsys):
+    service, addr, switches = controller
+    service.apply(load_file(FIREWALLED))
+    _wait_sync(Client(addr))
+    rule = "tenant/shop/security_group/db/rule/0"  # 5432 from web, db1 on hv1
+    sw = switches["hv1"]
+    commit = [f for f in sw.flows.values() if f.table == 81 and f.cookie >> 32 == origin_id(rule)
+              and "conj_id" in dict(f.match)]
+    assert len(commit) == 1, "db's rule commits on hv1"
+    sw.hits[commit[0].cookie] = 3  # three connections (OVS counts no clause flow)
+    t = Client(addr).topology()
+    db = next(g for g in t["tenants"][0]["security_groups"] if g["name"] == "db")
+    assert db["members"] == ["db1"]
+    assert db["rules"][0]["connections"] == 3 and db["rules"][0]["ports"] == "5432"
+    assert main(["topo", "--api", addr]) == 0
+    out = capsys.readouterr().out
+    assert "      rule 0  ingress tcp 5432         from group web  3 connection(s)" in out, out
+    text = Client(addr).metrics()
+    assert 'netvirt_firewall_rule_connections_total{group="db",rule="0",tenant="shop"} 3.0' in text
 
 
 def test_trace_of_an_unknown_port_is_a_usage_error(controller, capsys):
