@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("validate", help="check a tenant file; change nothing")
     c.add_argument("file", help="the tenant YAML")
+    c.add_argument("--deep", action="store_true",
+                   help="also compile every hypervisor's tables and prove tenants apart")
     c.set_defaults(func=cmd_validate)
 
     c = sub.add_parser("plan", help="show what applying a file would change; change nothing")
@@ -211,7 +213,14 @@ def cmd_validate(args) -> int:
     shown = counts[:4] + [c for c in counts[4:] if c[0]]
     print(f"{args.file}: valid: " + ", ".join(f"{n} {what}{'' if n == 1 else 's'}"
                                               for n, what in shown))
-    return 0
+    if not args.deep:
+        return 0
+    from netvirt.inspect.proof import IsolationProof
+    from netvirt.topology import Topology
+
+    proof = IsolationProof().run(Topology(cfg), {})  # as on switches that have no port yet
+    print(proof.explain(lc))
+    return 1 if proof.violations else 0
 
 
 def _client(args, lc=None):
@@ -237,7 +246,8 @@ def cmd_plan(args) -> int:
             for line in p["lines"]:
                 print(f"    {line}")
     print(f"{total} change(s) in total; nothing was applied")
-    return 0
+    print(result["isolation"]["text"])
+    return 0 if result["isolation"]["proven"] else 1
 
 
 def cmd_apply(args) -> int:

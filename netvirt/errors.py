@@ -72,6 +72,11 @@ class ControllerError(NetvirtError):
     """The controller refused a request (it cannot do it as running) or cannot start."""
 
 
+class IsolationError(ControllerError):
+    """The compiled tables would let a port reach more than the intent allows: refused
+    before any switch changed (netvirt.inspect.proof)."""
+
+
 class SwitchError(NetvirtError):
     """An OpenFlow switch did not answer in time, hung up, or rejected a message."""
 

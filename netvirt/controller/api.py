@@ -43,7 +43,8 @@ from netvirt.config import load_data, load_text
 from netvirt.controller.metrics import exposition
 from netvirt.controller.openapi import SPEC
 from netvirt.controller.service import in_sync_at
-from netvirt.errors import ConfigError, ControllerError, NetvirtError, UsageError
+from netvirt.errors import (ConfigError, ControllerError, IsolationError, NetvirtError,
+                            UsageError)
 
 log = logging.getLogger(__name__)
 MAX_BODY = 16 << 20  # a 1000-port config is 160 KB
@@ -359,14 +360,19 @@ class Api:
         except ControllerError as e:
             raise Answer(409, {"error": str(e)}) from None
         if apply:
-            return {"revision": self.service.apply(loaded), "digest": loaded.revision}
-        plans = self.service.plan(loaded)
+            try:
+                return {"revision": self.service.apply(loaded), "digest": loaded.revision}
+            except IsolationError as e:
+                raise Answer(409, {"error": str(e)}) from None
+        plans, proof = self.service.plan(loaded)
         old_at = current.location if current else None
         return {"hypervisors": {
             hv: {"per_table": p.per_table(), "add_groups": len(p.add_groups),
                  "delete_groups": len(p.delete_groups),
                  "lines": p.lines(known, new_at=loaded.location, old_at=old_at)}
-            for hv, (p, known) in plans.items()}}
+            for hv, (p, known) in plans.items()},
+            "isolation": {"proven": not proof.violations, "seconds": round(proof.seconds, 3),
+                          "text": proof.explain(loaded)}}
 
 
 def _header(scope, name: bytes) -> str:

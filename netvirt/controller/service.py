@@ -16,8 +16,9 @@ from netvirt.controller.packet_in import PacketIns, Punt
 from netvirt.drivers.ofcodec import packet_in_fields, port_status
 from netvirt.drivers.ofswitch import OFSwitch, dp_id
 from netvirt.drivers.ovsdb import OvsdbDriver
-from netvirt.errors import ControllerError
+from netvirt.errors import ControllerError, IsolationError
 from netvirt.gcpause import Collector
+from netvirt.inspect.proof import IsolationProof, Proof
 from netvirt.inspect.real_trace import compare, origin_index
 from netvirt.inspect.simulate import Network
 from netvirt.inspect.trace import TraceError, TraceRequest, trace
@@ -55,6 +56,8 @@ class ControllerService:
         self._listeners: list = []  # called after every agent's pass
         self.packet_ins = PacketIns(self)
         self._port_index: dict[str, tuple] = {}  # hv -> (topology, inventory, ofport -> ref)
+        self.isolation = IsolationProof()
+        self.last_proof: Proof | None = None
         if loaded is not None:
             self.apply(loaded)
 
@@ -73,13 +76,22 @@ class ControllerService:
                 f"controller to move it")
 
     def apply(self, loaded: LoadedConfig) -> int:
-        """Swap in a validated config atomically; agents converge to it."""
+        """Swap in a validated config atomically, once its compiled tables are proven to
+        keep tenants apart; agents converge to it."""
         self.check(loaded)
         topo = Topology(loaded.config, previous=self._topo)
+        proof = self.isolation.run(topo, self._inventories())
+        if proof.violations:
+            log.error("config %s refused: %s", loaded.filename, proof.explain(loaded))
+            raise IsolationError(f"{proof.explain(loaded)}\nnothing was applied: this is a "
+                                 f"netvirt bug or a case its checks miss; report it with the "
+                                 f"file")
+        log.info("%s", proof.summary())
         with self._lock:
             self._rev += 1
             self._loaded, self._topo = loaded, topo
             rev = self._rev
+            self.last_proof = proof
             for name in topo.hypervisors:
                 if name not in self.agents:
                     a = self._agent_factory(name, self, self.audit_interval)
@@ -99,10 +111,14 @@ class ControllerService:
             a.mark_dirty()
         return rev
 
-    def plan(self, loaded: LoadedConfig) -> dict[str, tuple[diff.Plan, dict]]:
+    def _inventories(self) -> dict[str, Inventory]:
+        return {name: a.inventory for name, a in list(self.agents.items())}
+
+    def plan(self, loaded: LoadedConfig) -> tuple[dict[str, tuple[diff.Plan, dict]], Proof]:
         """What applying ``loaded`` would change on each hypervisor, with the flows we know
-        by key (to print deletions in full); changes nothing."""
+        by key (to print deletions in full), and its isolation proof; changes nothing."""
         topo = Topology(loaded.config)
+        proof = self.isolation.run(topo, self._inventories())
         out = {}
         for name in topo.hypervisors:
             a = self.agents.get(name)
@@ -111,7 +127,7 @@ class ControllerService:
             known = a.last_desired if a else {}
             out[name] = (diff.plan(compile_flows(topo, name, inventory), installed, groups,
                                    meters), known)
-        return out
+        return out, proof
 
     def topology(self) -> dict:
         rev, loaded, topo = self.snapshot()

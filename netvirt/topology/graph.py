@@ -142,6 +142,10 @@ class Topology:
     def external_by_vni(self, vni: int) -> ExternalNetwork | None:
         return next((e for e in self.config.external_networks if e.vni == vni), None)
 
+    def routers(self) -> list[RouterRef]:
+        """Every router, by (tenant, name)."""
+        return [ref for _, ref in sorted(self._routers.items())]
+
     def routers_on(self, hv: str) -> list[RouterRef]:
         """Routers present on ``hv``, by (tenant, name)."""
         return [ref for key, ref in sorted(self._routers.items())

@@ -305,6 +305,7 @@ def test_plan_cites_yaml_lines_and_changes_nothing(controller, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "hv1: no change" in out and "hv2: 6 change(s)" in out  # the owner answers its ARP
     assert "hv3: no change" in out and "6 change(s) in total; nothing was applied" in out
+    assert "isolation proven: no port reaches what the intent does not allow (6 port(s)" in out
     assert "arp_tpa=10.0.0.12" in out and f"[tenant/blue/port/web2]  {changed}:28:9" in out
     assert f"[tenant/blue/port/web2]  {DEMO}:28:9" in out  # the flow it replaces, from the current file
     assert sum(s.flow_mods_sent for s in switches.values()) == mods
@@ -402,3 +403,41 @@ def test_messages_from_a_second_connection_claiming_a_datapath_move_nothing(cont
     service.port_status(SimpleNamespace(datapath=rogue, reason=0, desc=None))
     service.flow_removed(SimpleNamespace(datapath=rogue, table_id=0, priority=0, cookie=1))
     assert events == []
+
+
+def test_apply_refuses_tables_that_would_join_two_tenants_and_no_switch_changes(controller,
+                                                                             monkeypatch, capsys):
+    """A compiler bug injected into L2_LOOKUP (blue's frames to red/app2's MAC tunnelled
+    into red's network): the proof refuses the revision before any agent sees it."""
+    import netvirt.overlay
+    from netvirt.pipeline.layout import TUNNEL_OFPORT, VNI_MASK
+    from netvirt.pipeline.records import Flow, Output, SetField
+    from netvirt.pipeline.tables import Table
+
+    service, addr, switches = controller
+    lc = load_file(DEMO)
+    topo = Topology(lc.config)
+    web1, app2 = topo.port("blue", "web1"), topo.port("red", "app2")
+    real = netvirt.overlay.compile_l2
+
+    def broken(net):
+        flows, groups, meters = real(net)
+        if net.vni == web1.network.vni and any(p.origin == web1.origin for p in net.bound):
+            flows = flows + [Flow.make(
+                Table.L2_LOOKUP, 100, {"metadata": (net.vni, VNI_MASK), "eth_dst": app2.port.mac},
+                [SetField("tunnel_id", app2.network.vni), SetField("tun_ipv4_dst", "192.168.50.2"),
+                 Output(TUNNEL_OFPORT)], "tenant/blue/network/web")]
+        return flows, groups, meters
+    monkeypatch.setattr(netvirt.overlay, "compile_l2", broken)
+    assert main(["plan", "--api", addr, str(DEMO)]) == 1
+    out = capsys.readouterr().out
+    assert "isolation NOT proven: 1 reach(es)" in out
+    assert "blue/web1 can reach red/app2, which the intent does not allow" in out
+    assert "a packet that does: eth_src=02:00:00:00:01:01,eth_type=0x800,ipv4_src=10.0.0.1," \
+        "eth_dst=02:00:00:00:02:02" in out
+    assert f"[tenant/blue/network/web]  ({DEMO}:" in out  # the wrong flow, with its YAML line
+    assert main(["apply", "--api", addr, str(DEMO)]) == 1
+    err = capsys.readouterr().err
+    assert "409" in err and "blue/web1 can reach red/app2" in err and "nothing was applied" in err
+    assert Client(addr).status()["revision"] == 0
+    assert sum(s.flow_mods_sent for s in switches.values()) == 0
