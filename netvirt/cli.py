@@ -208,7 +208,8 @@ def cmd_validate(args) -> int:
               (len(cfg.external_networks), "external network"),
               (sum(len(t.security_groups) for t in cfg.tenants), "security group"),
               (sum(p.security_groups is not None for t in cfg.tenants for p in t.ports),
-               "firewalled port")]
+               "firewalled port"),
+              (sum(len(t.load_balancers) for t in cfg.tenants), "load balancer")]
     # the first four always; the rest where the file has any
     shown = counts[:4] + [c for c in counts[4:] if c[0]]
     print(f"{args.file}: valid: " + ", ".join(f"{n} {what}{'' if n == 1 else 's'}"
@@ -394,6 +395,11 @@ def cmd_trace(args) -> int:
             print(f"  {s['hypervisor']:<6} {s['table']:<14} {flow}")
             ct = f"  conntrack: {s['ct_state']}" if s.get("ct_state") else ""
             print(f"  {'':<6} {'':<14} from {s['origin'] or '-'}{where}{ct}")
+            if s.get("choices"):
+                picks = ", ".join(f"{c['to']} (weight {c['weight']})" for c in s["choices"])
+                followed = next(c["to"] for c in s["choices"] if c["followed"])
+                print(f"  {'':<6} {'':<14} picks one of: {picks}; a connection's 5-tuple "
+                      f"hash decides, this trace follows {followed}")
         for rep in r[stage].get("real", []):
             verdict = "agrees" if rep.get("agree") else ("DISAGREES" if "real" in rep else "not run")
             print(f"  ofproto/trace on {rep['hypervisor']}: {verdict}"

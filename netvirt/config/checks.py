@@ -5,6 +5,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address
 
 from netvirt.config.firewall import check_firewall
+from netvirt.config.load_balancer import check_load_balancers
 from netvirt.config.routing import check_routing
 from netvirt.config.schema import Config
 from netvirt.pipeline.layout import RESERVED_INTERFACES
@@ -25,6 +26,7 @@ def check(cfg: Config) -> Iterator[Problem]:
         yield from _unique(t.networks, tp + ("networks",), "network")
         yield from _unique(t.ports, tp + ("ports",), "port")
         yield from _unique(t.routers, tp + ("routers",), "router")
+        yield from _unique(t.load_balancers, tp + ("load_balancers",), "load balancer")
         yield from _subnets(t, tp)
         nets = {n.name: n for n in t.networks}
         seen_mac: dict[tuple[str, str], str] = {}
@@ -72,6 +74,7 @@ def check(cfg: Config) -> Iterator[Problem]:
                     iface_owner[key] = (t.name, p.name)
     yield from check_routing(cfg)
     yield from check_firewall(cfg)
+    yield from check_load_balancers(cfg)
 
 
 def _unique(items, path: tuple, what: str) -> Iterator[Problem]:
@@ -119,6 +122,11 @@ def _vnis(cfg: Config) -> Iterator[Problem]:
             if p.zone is not None and (other := zones.setdefault(p.zone, here)) != here:
                 yield ("tenants", ti, "ports", pi, "zone"), (
                     f"conntrack zone {p.zone} is already {other}'s; pick another")
+    for ti, t in enumerate(cfg.tenants):  # last: its load balancers' zone
+        here = f"tenant {t.name}"
+        if t.zone is not None and (other := zones.setdefault(t.zone, here)) != here:
+            yield ("tenants", ti, "zone"), (
+                f"conntrack zone {t.zone} is already {other}'s; pick another")
     for path, here, vni in explicit:
         if vni is None:
             continue

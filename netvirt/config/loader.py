@@ -238,6 +238,11 @@ def _allocate(cfg: Config) -> Config:
                 zones[f"port/{t.name}/{p.name}"] = allocate.allocate_zone(
                     f"port/{t.name}/{p.name}", taken_zone)
                 taken_zone.add(zones[f"port/{t.name}/{p.name}"])
+    taken_zone |= {t.zone for t in cfg.tenants if t.zone is not None}
+    for t in sorted(cfg.tenants, key=lambda t: t.name):  # last: ports and routers keep theirs
+        if t.load_balancers and t.zone is None:
+            zones[f"tenant/{t.name}"] = allocate.allocate_zone(f"tenant/{t.name}", taken_zone)
+            taken_zone.add(zones[f"tenant/{t.name}"])
     tenants = []
     for t in cfg.tenants:
         taken_mac = {(p.network, p.mac) for p in t.ports if p.mac}
@@ -249,7 +254,8 @@ def _allocate(cfg: Config) -> Config:
                 taken_mac.add((p.network, macs[p.name]))
         if all(n.vni is not None for n in t.networks) and all(_port_complete(p)
                                                               for p in t.ports) \
-                and all(_router_complete(r) for r in t.routers):
+                and all(_router_complete(r) for r in t.routers) \
+                and (t.zone is not None or not t.load_balancers):
             tenants.append(t)  # nothing to fill in: no copy (most of a large config)
             continue
         networks = [n if n.vni is not None else n.model_copy(update={"vni": vnis[f"{t.name}/{n.name}"]})
@@ -266,7 +272,8 @@ def _allocate(cfg: Config) -> Config:
                 "ip": interface_ip(i, nets[i.network])}) for i in r.interfaces]})
             for r in t.routers]
         tenants.append(t.model_copy(update={"networks": networks, "ports": ports,
-                                            "routers": routers}))
+                                            "routers": routers,
+                                            "zone": t.zone or zones.get(f"tenant/{t.name}")}))
     return cfg.model_copy(update={"tenants": tenants, "external_networks": [
         by_name[e.name] for e in cfg.external_networks]})
 
@@ -312,4 +319,9 @@ def _origins(cfg: Config, smap: SourceMap) -> dict:
         out[f"tenant/{t.name}/firewall"] = loc(("tenants", ti, "firewall"))  # else the tenant's
         for fi, f in enumerate(t.floating_ips):
             out[f"tenant/{t.name}/floating_ip/{f.ip}"] = loc(("tenants", ti, "floating_ips", fi))
+        for li, lb in enumerate(t.load_balancers):
+            lp, lo = ("tenants", ti, "load_balancers", li), f"tenant/{t.name}/load_balancer/{lb.name}"
+            out[lo] = loc(lp)
+            for mi, m in enumerate(lb.members):
+                out[f"{lo}/member/{m.port}"] = loc(lp + ("members", mi))
     return out

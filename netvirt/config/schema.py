@@ -266,6 +266,29 @@ class FirewallDefaults(_Model):
     egress: Literal["allow", "deny"] = "allow"
 
 
+class Vip(_Model):
+    ip: IPv4  # on the load balancer's network, no port's
+    protocol: Literal["tcp", "udp"]
+    port: Annotated[int, Field(ge=1, le=65535)]
+
+
+class Member(_Model):
+    port: Name  # a port of the tenant, on the load balancer's network
+    target_port: Annotated[int, Field(ge=1, le=65535)]
+    weight: Annotated[int, Field(ge=0, le=100)] = 1  # 0: takes no new connection
+
+
+class LoadBalancer(_Model):
+    """A VIP that spreads new connections over its members by an OpenFlow select group
+    (a hash of the 5-tuple, with the weights), DNATed through the tenant's conntrack zone
+    on the client's hypervisor."""
+
+    name: Name
+    network: Name  # the VIP's network; its members are ports of it
+    vip: Vip
+    members: Annotated[list[Member], Field(min_length=1)]
+
+
 class Tenant(_Model):
     name: Name
     networks: list[Network] = []
@@ -274,6 +297,10 @@ class Tenant(_Model):
     floating_ips: list[FloatingIP] = []
     security_groups: list[SecurityGroup] = []
     firewall: FirewallDefaults = FirewallDefaults()
+    load_balancers: list[LoadBalancer] = []
+    # the tenant's conntrack zone for its load balancers, allocated when absent and the
+    # tenant has one (unique among ports, routers and tenants)
+    zone: Annotated[int, Field(ge=1, le=0xFFFF)] | None = None
 
 
 class ExternalNetwork(_Model):

@@ -16,6 +16,7 @@ from netvirt.errors import UsageError
 from netvirt.nfv.firewall import P_CUT as ACL_CUT
 from netvirt.pipeline.layout import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_SNAT,
                                      CT_TRK, ICMP_ECHO_REQUEST, REG_OUT)
+from netvirt.pipeline.records import CT, GroupAction, format_actions
 from netvirt.pipeline.tables import Table
 from netvirt.topology import Topology
 
@@ -82,7 +83,23 @@ _CT_BITS = ((CT_TRK, "trk"), (CT_NEW, "new"), (CT_EST, "est"), (CT_REL, "rel"),
             (CT_RPL, "rpl"), (CT_INV, "inv"), (CT_SNAT, "snat"), (CT_DNAT, "dnat"))
 
 
-def _steps(res: Result, loaded: LoadedConfig) -> list[dict]:
+def _choices(f, groups: dict) -> list[dict] | None:
+    """A select group's buckets (a load balancer's members), the one this trace follows
+    (the heaviest: which one a real connection gets depends on its 5-tuple's hash) marked."""
+    ids = [a.group_id for a in f.actions if isinstance(a, GroupAction)] if f else []
+    group = groups.get(ids[0]) if ids else None
+    if group is None or group.kind != "select":
+        return None
+    heaviest = max(range(len(group.buckets)), key=lambda i: group.weights[i])
+    out = []
+    for i, (bucket, weight) in enumerate(zip(group.buckets, group.weights, strict=True)):
+        nat = next((a.nat for a in bucket if isinstance(a, CT) and a.nat), None)
+        to = f"{nat.ip_min}:{nat.port_min}" if nat else format_actions(bucket)
+        out.append({"to": to, "weight": weight, "followed": i == heaviest})
+    return out
+
+
+def _steps(res: Result, loaded: LoadedConfig, groups: dict) -> list[dict]:
     out = []
     after_ct = {i: (hv, state) for hv, state, _, i in res.recirculations}
     for n, s in enumerate(res.steps):
@@ -96,7 +113,8 @@ def _steps(res: Result, loaded: LoadedConfig) -> list[dict]:
                     "cookie": f"{f.cookie:#x}" if f else None,
                     "origin": f.origin if f else None,
                     "defined_at": str(loc) if loc else None,
-                    "action": "drop" if f is None or not f.actions else "continue"})
+                    "action": "drop" if f is None or not f.actions else "continue",
+                    "choices": _choices(f, groups.get(s.hv, {}))})
     return out
 
 
@@ -105,10 +123,10 @@ def _delivered(res: Result, topo: Topology, inventories: dict) -> list[dict]:
             for hv, port in sorted(res.ports())]
 
 
-def _stage(res: Result, loaded, topo, inventories) -> dict:
+def _stage(res: Result, loaded, topo, inventories, groups: dict) -> dict:
     # what the firewall denies goes to the controller only for the drop log: a drop
     denied = [s for s in res.punted_at if s.table in ACL_TABLES]
-    return {"steps": _steps(res, loaded), "delivered": _delivered(res, topo, inventories),
+    return {"steps": _steps(res, loaded, groups), "delivered": _delivered(res, topo, inventories),
             "dropped_by": [_dropped_by(s, loaded, topo, inventories)
                            for s in res.dropped_at + denied],
             "punted_by": [f"{s.hv} {s.table.name}: {s.flow}" for s in res.punted_at
@@ -151,7 +169,7 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
                                   "arp_op": 1, "arp_sha": mac, "arp_spa": ip,
                                   "arp_tpa": nexthop})
     result = {"from": req.source, "hypervisor": hv, "request": vars(req),
-              "arp": _stage(arp, loaded, topo, inventories)}
+              "arp": _stage(arp, loaded, topo, inventories, net.groups)}
     answer = next((dict(p) for h, port, p in arp.delivered
                    if (h, port) == (hv, ofport) and dict(p).get("arp_op") == 2), None)
     if answer is None:
@@ -168,7 +186,7 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
     if req.dst_port is not None and req.proto != "icmp":
         pkt[f"{req.proto}_dst"] = int(req.dst_port)
     res = net.inject(hv, ofport, pkt)
-    result["packet"] = _stage(res, loaded, topo, inventories)
+    result["packet"] = _stage(res, loaded, topo, inventories, net.groups)
     result["delivered"] = result["packet"]["delivered"]
     result["verdict"] = _verdict(result["packet"], hv)
     return result

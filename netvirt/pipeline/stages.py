@@ -76,19 +76,30 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            Miss.CONTINUE,
            "IPv4 from a firewalled port -> conntrack in the port's own zone; the rest goes on"),
     _stage(Table.ACL_FROM_VM, _IN, {"in_port", REG_FW, "conj_id", *_ACL_FIELDS, "ipv4_dst"},
-           [Table.ARP_RESPONDER], Miss.CONTINUE,
+           [Table.LB_CT], Miss.CONTINUE,
            "a firewalled port's packet: invalid drops, related and live established go on, "
            "a new connection an egress rule (or the default) allows is committed; the rest "
            "drops"),
+    _stage(Table.LB_CT, _IN, {"metadata", "eth_type", "ipv4_dst", "ip_proto", "tcp_dst",
+                              "udp_dst"}, [Table.LB_PICK], Miss.CONTINUE,
+           "to a VIP -> the tenant's conntrack zone (an established connection's DNAT "
+           "redone); the rest goes on"),
+    _stage(Table.LB_PICK, _IN, {"metadata", "ct_state", "eth_type", "ipv4_dst", "ip_proto",
+                                "tcp_dst", "udp_dst"}, [Table.LB_TO_MEMBER], Miss.CONTINUE,
+           "a new connection to a VIP -> the select group (a member by weight, DNATed and "
+           "committed); a DNATed one goes on; anything else to the VIP drops"),
+    _stage(Table.LB_TO_MEMBER, _IN, {"metadata", "eth_dst", "eth_type", "ipv4_dst"},
+           [Table.ARP_RESPONDER], Miss.CONTINUE,
+           "sent to the VIP's MAC and DNATed -> the member's MAC; the rest goes on"),
     _stage(Table.ARP_RESPONDER, _IN, {"in_port", "metadata", "eth_type", "arp_op", "arp_tpa"},
            [Table.L2_LOOKUP], Miss.CONTINUE,
            "the hypervisor that hosts an address answers ARP for it; other opcodes than "
            "request and reply drop"),
     _stage(Table.L2_LOOKUP, _IN, {"metadata", "eth_dst", "in_port"},
-           [Table.ACL_TO_VM_CT, Table.FLOOD, Table.L3_INPUT, Table.L3_FROM_EXTERNAL], Miss.DROP,
+           [Table.LB_REPLY, Table.FLOOD, Table.L3_INPUT, Table.L3_FROM_EXTERNAL], Miss.DROP,
            "dst MAC -> output register and egress, or the tunnel to the owner; floods, "
            "through the sending port's flood meter; a router's MAC -> its stages"),
-    _stage(Table.FLOOD, _IN, {"metadata"}, [Table.ACL_TO_VM_CT], Miss.DROP,
+    _stage(Table.FLOOD, _IN, {"metadata"}, [Table.LB_REPLY], Miss.DROP,
            "the network's flood group: its local ports (through egress) and its other "
            "hypervisors"),
     _stage(Table.L3_INPUT, _IN, {REG_ROUTER, "eth_type", "ip_proto", "icmpv4_type", "ipv4_dst",
@@ -121,6 +132,10 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
     _stage(Table.L3_RESOLVE, _IN, {"metadata", REG_NEXTHOP}, [Table.L2_LOOKUP], Miss.DROP,
            "next hop -> its MAC, then L2_LOOKUP of the next network; on an external "
            "network, out of its port (a MAC not learned yet: to the controller, which ARPs)"),
+    _stage(Table.LB_REPLY, _OUT, {"metadata", "eth_type", "ipv4_src", "ip_proto", "tcp_src",
+                                  "udp_src"}, [Table.ACL_TO_VM_CT], Miss.CONTINUE,
+           "from a member's address and target port -> the tenant's conntrack zone, which "
+           "gives a reply the VIP's address back; the rest goes on"),
     _stage(Table.ACL_TO_VM_CT, _OUT, {REG_OUT, "eth_type"}, [Table.ACL_TO_VM], Miss.CONTINUE,
            "IPv4 to a firewalled port -> conntrack in the port's own zone; the rest goes on"),
     _stage(Table.ACL_TO_VM, _OUT, {REG_OUT, REG_FW, "conj_id", *_ACL_FIELDS, "ipv4_src"},

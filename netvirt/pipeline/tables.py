@@ -17,6 +17,10 @@ class Table(IntEnum):
     # the firewall's judgement of what a firewalled VM port sends (its egress rules)
     ACL_FROM_VM_CT = 20  # IPv4 from a firewalled port -> conntrack in the port's zone
     ACL_FROM_VM = 21  # established and live, or a new connection a rule allows; else drop
+    # load balancers, on the client's hypervisor, in the tenant's conntrack zone
+    LB_CT = 40  # to a VIP -> conntrack, which redoes an established connection's DNAT
+    LB_PICK = 41  # a new connection to a VIP -> the select group: DNAT to a member, committed
+    LB_TO_MEMBER = 42  # sent to the VIP's MAC, now to a member's address -> the member's MAC
     ARP_RESPONDER = 50  # the hypervisor that hosts an address answers ARP for it
     L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; floods -> FLOOD
     FLOOD = 62  # the network's flood group (one flow, whatever its ports)
@@ -30,6 +34,7 @@ class Table(IntEnum):
     L3_TO_EXTERNAL = 76  # the next hop on the external network, the router's external MAC
     L3_RESOLVE = 78  # next hop -> its MAC (netvirt knows every port's), then L2_LOOKUP
     # egress: once per output port on this hypervisor, also for every copy of a flood
+    LB_REPLY = 79  # from a member's address and port -> conntrack undoes the DNAT (VIP again)
     ACL_TO_VM_CT = 80  # IPv4 to a firewalled port -> conntrack in the port's zone
     ACL_TO_VM = 81  # as ACL_FROM_VM, with the port's ingress rules
     OUTPUT = 90  # out of the port in the output register

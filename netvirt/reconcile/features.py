@@ -12,9 +12,10 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from netvirt import overlay
-from netvirt.nfv import dhcp, firewall, gateway, router
+from netvirt.nfv import dhcp, firewall, gateway, load_balancer, router
 from netvirt.pipeline.layout import PUNT_BURST, PUNT_METER_ID, PUNT_RATE
 from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Group, Meter
+from netvirt.topology.balancer import balancer_views
 from netvirt.topology.security import firewall_views
 from netvirt.topology.views import external_views, network_views, router_views
 
@@ -42,4 +43,5 @@ FEATURES: tuple[Feature, ...] = (
     Feature("gateway", router_views, gateway.compile_gateway),
     Feature("external", external_views, gateway.compile_external),
     Feature("firewall", firewall_views, firewall.compile_firewall),
+    Feature("load-balancer", balancer_views, load_balancer.compile_balancer),
 )

@@ -155,6 +155,9 @@ class Topology:
         """(tenant, network) of the network with this VNI, or None."""
         return self._by_vni.get(vni)
 
+    def network(self, tenant: str, name: str) -> Network:
+        return self._networks[tenant, name]
+
     def router(self, tenant: str, name: str) -> RouterRef:
         return self._routers[tenant, name]
 

@@ -14,7 +14,7 @@ from netvirt.topology.inventory import Inventory
 ROOT_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Flows each hypervisor of examples/demo.yaml gets (two VM ports each): the golden dumps
 # (tests/golden/demo-hv*.txt) list them
-DEMO_FLOWS = 46
+DEMO_FLOWS = 50
 
 
 class _NoAliases(yaml.SafeDumper):
@@ -40,3 +40,14 @@ def compile_all(loaded):
     per_hv = {hv: compile_flows(topo, hv, inv[hv]) for hv in topo.hypervisors}
     net = Network.of_config(per_hv, loaded.config)
     return topo, inv, per_hv, net
+
+
+def matches_golden(dump: str, name: str) -> bool:
+    """``dump`` equals tests/golden/NAME.txt; NETVIRT_UPDATE_GOLDEN=1 writes it first (after
+    an intended change: review the diff)."""
+    import os
+
+    path = ROOT_EXAMPLES.parent / "tests" / "golden" / f"{name}.txt"
+    if os.environ.get("NETVIRT_UPDATE_GOLDEN"):
+        path.write_text(dump)
+    return dump == path.read_text()

@@ -15,7 +15,7 @@ from netvirt.pipeline.tables import Table
 from netvirt.reconcile.compiler import compile_flows
 from netvirt.topology import Topology
 
-from .helpers import ROOT_EXAMPLES, compile_all, load_data, sequential_inventory
+from .helpers import ROOT_EXAMPLES, compile_all, load_data, matches_golden, sequential_inventory
 
 FIREWALLED = ROOT_EXAMPLES / "firewalled.yaml"
 SYN, SYNACK, ACK = 0x002, 0x012, 0x010
@@ -299,13 +299,7 @@ def test_the_compiled_firewall_decides_as_the_rules_say_for_every_packet(data):
 
 @pytest.mark.parametrize("hv", ["hv1", "hv2", "hv3"])
 def test_firewalled_pipeline_matches_golden(hv):
-    import os
-
-    dump = compile_all(load_file(FIREWALLED))[2][hv].dump()
-    path = ROOT_EXAMPLES.parent / "tests" / "golden" / f"firewalled-{hv}.txt"
-    if os.environ.get("NETVIRT_UPDATE_GOLDEN"):
-        path.write_text(dump)
-    assert dump == path.read_text()
+    assert matches_golden(compile_all(load_file(FIREWALLED))[2][hv].dump(), f"firewalled-{hv}")
 
 
 def test_the_drop_log_names_the_port_the_direction_and_the_connection(caplog):

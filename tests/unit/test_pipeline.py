@@ -50,7 +50,7 @@ def test_a_group_is_held_to_the_stage_of_the_flow_that_uses_it():
     flow = Flow.make(Table.L2_LOOKUP, 5, {}, [GroupAction(bad.group_id)], "t")
     with pytest.raises(PipelineError, match="may not continue in CLASSIFY"):
         check_flow(flow, {bad.group_id: bad})
-    good = Group(((SetField(REG_OUT, 1), Resubmit(Table.ACL_TO_VM_CT)),), "t")
+    good = Group(((SetField(REG_OUT, 1), Resubmit(first_egress())),), "t")
     check_flow(Flow.make(Table.L2_LOOKUP, 5, {}, [GroupAction(good.group_id)], "t"),
                {good.group_id: good})
 

@@ -1,7 +1,6 @@
 """The distributed router, compiled and walked without a switch: routed where a packet
 enters, TTL decremented once, MACs rewritten, the router's own addresses answered, an
 expiring TTL sent to the controller; and every check of the router's YAML, located."""
-import os
 
 import pytest
 import yaml
@@ -12,10 +11,9 @@ from netvirt.drivers import packets
 from netvirt.errors import ConfigError
 from netvirt.pipeline.tables import Table
 
-from .helpers import ROOT_EXAMPLES, compile_all, load_data
+from .helpers import ROOT_EXAMPLES, compile_all, load_data, matches_golden
 
 ROUTED = ROOT_EXAMPLES / "routed.yaml"
-GOLDEN = ROOT_EXAMPLES.parent / "tests" / "golden"
 
 
 @pytest.fixture(scope="module")
@@ -40,11 +38,7 @@ def _to_gateway(topo, src, dst_ip, **extra):
 
 @pytest.mark.parametrize("hv", ["hv1", "hv2", "hv3"])
 def test_routed_pipeline_matches_golden(lab, hv):
-    dump = lab[2][hv].dump()
-    path = GOLDEN / f"routed-{hv}.txt"
-    if os.environ.get("NETVIRT_UPDATE_GOLDEN"):
-        path.write_text(dump)
-    assert dump == path.read_text()
+    assert matches_golden(lab[2][hv].dump(), f"routed-{hv}")
 
 
 def test_a_packet_between_subnets_is_routed_where_it_enters_straight_to_its_port(lab):

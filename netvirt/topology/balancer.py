@@ -1,0 +1,64 @@
+"""What one load balancer looks like from one hypervisor: its VIP, its members (wherever they
+are: a client's hypervisor DNATs to any of them) and the networks of the tenant here whose
+ports may be its clients (the VIP's network, and the networks its router joins to it).
+Plain values, so its compile is remembered until a member, the VIP or a client network
+changes."""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from netvirt.config.allocate import router_mac
+from netvirt.topology.graph import Topology
+from netvirt.topology.inventory import Inventory
+
+PROTOCOLS = {"tcp": 6, "udp": 17}
+
+
+class LbMember(NamedTuple):
+    origin: str  # tenant/T/load_balancer/L/member/P
+    ip: str
+    mac: str
+    target_port: int
+    weight: int
+
+
+class LbOnHv(NamedTuple):
+    origin: str  # tenant/T/load_balancer/L
+    zone: int  # the tenant's conntrack zone: a connection's DNAT and its undoing meet there
+    vip: str
+    protocol: str  # "tcp" or "udp"
+    port: int
+    vip_mac: str  # what ARP for the VIP answers (the VIP's network only)
+    vip_vni: int
+    answers_arp: bool  # the VIP's network has ports here
+    client_vnis: tuple[int, ...]  # networks here whose ports may call the VIP
+    members: tuple[LbMember, ...]
+
+    @property
+    def ip_proto(self) -> int:
+        return PROTOCOLS[self.protocol]
+
+
+def vip_mac(tenant: str, name: str) -> str:
+    return router_mac(f"{tenant}/load_balancer/{name}/vip")
+
+
+def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
+    here = {(r.tenant, r.network.name) for r in topo.ports_on(hv)}
+    out = []
+    for t in topo.config.tenants:
+        for lb in t.load_balancers:
+            router = topo.router_of(t.name, lb.network)
+            reach = [lb.network] if router is None else [i.network.name for i in router.interfaces]
+            clients = sorted(topo.network(t.name, n).vni for n in reach if (t.name, n) in here)
+            if not clients:
+                continue  # no port here may call it
+            origin = f"tenant/{t.name}/load_balancer/{lb.name}"
+            members = tuple(LbMember(f"{origin}/member/{m.port}",
+                                     str(topo.port(t.name, m.port).port.ips[0]),
+                                     topo.port(t.name, m.port).port.mac, m.target_port, m.weight)
+                            for m in lb.members)
+            out.append(LbOnHv(origin, t.zone, str(lb.vip.ip), lb.vip.protocol, lb.vip.port,
+                              vip_mac(t.name, lb.name), topo.network(t.name, lb.network).vni,
+                              (t.name, lb.network) in here, tuple(clients), members))
+    return out

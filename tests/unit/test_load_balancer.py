@@ -1,0 +1,134 @@
+"""The load balancer, compiled and walked without a switch: a new connection to the VIP is
+DNATed on the client's hypervisor to a member (the select group's heaviest bucket, as the
+simulator picks), from the VIP's network and through the router; the member's reply gets
+the VIP back on the client's hypervisor; the other tenant's same address is nobody; every
+check of the YAML is located; the isolation proof holds with load balancers."""
+import pytest
+import yaml
+
+from netvirt.config import load_file
+from netvirt.errors import ConfigError
+from netvirt.inspect.isolation import prove
+from netvirt.topology.balancer import vip_mac
+
+from .helpers import ROOT_EXAMPLES, compile_all, load_data, matches_golden
+
+BALANCED = ROOT_EXAMPLES / "balanced.yaml"
+VIP = "10.0.0.100"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    return compile_all(load_file(BALANCED))
+
+
+def _at(topo, inv, name):
+    ref = topo.port(*name.split("/"))
+    return ref, (ref.port.hypervisor, inv[ref.port.hypervisor].ofports[ref.port.interface])
+
+
+def _tcp(src, eth_dst, dst_ip, dport, sport=40000, flags=0x02):
+    return {"eth_src": src.port.mac, "eth_dst": eth_dst, "eth_type": 0x0800,
+            "ipv4_src": str(src.port.ips[0]), "ipv4_dst": dst_ip, "ip_proto": 6, "nw_ttl": 64,
+            "tcp_src": sport, "tcp_dst": dport, "tcp_flags": flags}
+
+
+@pytest.mark.parametrize("hv", ["hv1", "hv2", "hv3"])
+def test_balanced_pipeline_matches_golden(lab, hv):
+    assert matches_golden(lab[2][hv].dump(), f"balanced-{hv}")
+
+
+def test_the_vip_is_answered_where_its_network_is_and_dnats_to_a_member_there(lab):
+    topo, inv, per_hv, net = lab
+    client, at = _at(topo, inv, "blue/client")  # hv1
+    mac = vip_mac("blue", "www")
+    arp = {"eth_src": client.port.mac, "eth_dst": "ff:ff:ff:ff:ff:ff", "eth_type": 0x0806,
+           "arp_op": 1, "arp_sha": client.port.mac, "arp_spa": "10.0.0.10", "arp_tpa": VIP}
+    (_, _, answer), = net.inject(*at, arp).delivered
+    assert dict(answer)["arp_sha"] == mac and dict(answer)["arp_op"] == 2
+    res = net.fresh().inject(*at, _tcp(client, mac, VIP, 80))
+    web3, web3_at = _at(topo, inv, "blue/web3")  # weight 2: the heaviest bucket
+    (hv, port, pkt), = res.delivered
+    pkt = dict(pkt)
+    assert (hv, port) == web3_at
+    assert (pkt["eth_dst"], pkt["ipv4_dst"], pkt["tcp_dst"]) == (web3.port.mac, "10.0.0.3", 8080)
+    assert pkt["ipv4_src"] == "10.0.0.10"  # the client's own address: the member sees it
+
+
+def test_replies_get_the_vip_back_and_a_connection_keeps_its_member(lab):
+    topo, inv, per_hv, net = lab
+    net = net.fresh()
+    client, at = _at(topo, inv, "blue/client")
+    web3, web3_at = _at(topo, inv, "blue/web3")
+    net.inject(*at, _tcp(client, vip_mac("blue", "www"), VIP, 80))
+    reply = _tcp(web3, client.port.mac, "10.0.0.10", 40000, sport=8080, flags=0x12)
+    (hv, port, pkt), = net.inject(*web3_at, reply).delivered
+    pkt = dict(pkt)
+    assert (hv, port) == at
+    assert (pkt["ipv4_src"], pkt["tcp_src"]) == (VIP, 80)  # undone on the client's hypervisor
+    more = net.inject(*at, _tcp(client, vip_mac("blue", "www"), VIP, 80, flags=0x10))
+    assert more.ports() == {web3_at}  # the same member, by the connection's DNAT
+
+
+def test_a_client_behind_the_router_reaches_a_member_and_gets_the_vip_back(lab):
+    topo, inv, per_hv, net = lab
+    net = net.fresh()
+    laptop, at = _at(topo, inv, "blue/laptop")  # office network, hv2
+    gw = next(i for i in topo.router_of("blue", "office").interfaces if i.network.name == "office")
+    res = net.inject(*at, _tcp(laptop, gw.mac, VIP, 80))
+    web3, web3_at = _at(topo, inv, "blue/web3")
+    assert res.ports() == {web3_at}
+    web_gw = next(i for i in topo.router_of("blue", "web").interfaces if i.network.name == "web")
+    reply = _tcp(web3, web_gw.mac, "10.2.0.5", 40000, sport=8080, flags=0x12)
+    (hv, port, pkt), = net.inject(*web3_at, reply).delivered
+    assert (hv, port) == at and (dict(pkt)["ipv4_src"], dict(pkt)["tcp_src"]) == (VIP, 80)
+
+
+def test_the_vip_takes_only_its_protocol_and_port_and_red_has_no_vip(lab):
+    topo, inv, per_hv, net = lab
+    client, at = _at(topo, inv, "blue/client")
+    mac = vip_mac("blue", "www")
+    assert net.fresh().inject(*at, _tcp(client, mac, VIP, 22)).ports() == set()
+    red, red_at = _at(topo, inv, "red/client")
+    res = net.fresh().inject(*red_at, _tcp(red, mac, VIP, 80))
+    # an unknown MAC in red: flooded to red's own ports, untranslated, never to blue's
+    assert res.ports() == {_at(topo, inv, "red/web1")[1]}
+    assert all(dict(pkt)["ipv4_dst"] == VIP for _, _, pkt in res.delivered)
+
+
+def test_the_isolation_proof_holds_with_a_load_balancer(lab):
+    topo, inv, per_hv, _ = lab
+    assert prove(topo, per_hv, inv) == []
+
+
+def _errors(mutate) -> list[str]:
+    data = yaml.safe_load(BALANCED.read_text())
+    mutate(data["tenants"][0]["load_balancers"][0], data)
+    with pytest.raises(ConfigError) as e:
+        load_data(data, "lb.yaml")
+    return [str(d) for d in e.value.diagnostics]
+
+
+@pytest.mark.parametrize("mutate, where, says", [
+    (lambda lb, d: lb["vip"].update(ip="10.0.0.2"), "load_balancers[0].vip.ip",
+     "VIP 10.0.0.2 is already port 'web2''s address"),
+    (lambda lb, d: lb["vip"].update(ip="10.9.0.1"), "load_balancers[0].vip.ip",
+     "outside network 'web'"),
+    (lambda lb, d: lb["members"][0].update(port="app9"), "members[0].port",
+     "port 'app9' is not a port of tenant 'blue'"),
+    (lambda lb, d: lb["members"][0].update(port="laptop"), "members[0].port",
+     "not on the VIP's network 'web'"),
+    (lambda lb, d: [m.update(weight=0) for m in lb["members"]], "load_balancers[0].members",
+     "every member has weight 0"),
+    (lambda lb, d: lb.update(network="lan"), "load_balancers[0].network",
+     "network 'lan' is not defined"),
+])
+def test_every_load_balancer_check_is_located(mutate, where, says):
+    errors = _errors(mutate)
+    assert any(where in e and says in e and e.startswith("lb.yaml:") for e in errors), errors
+
+
+def test_a_member_of_another_tenant_is_refused():
+    errors = _errors(lambda lb, d: lb["members"][0].update(port="client")
+                     or d["tenants"][0]["ports"].pop(3))  # blue's client gone: red's remains
+    assert any("port 'client' is not a port of tenant 'blue'" in e for e in errors), errors
