@@ -140,7 +140,11 @@ class _SerializedInstructions(_Serialized, parser.OFPInstruction):
 def _serialize(objs: list) -> bytes:
     buf = bytearray()
     for o in objs:
-        o.serialize(buf, len(buf))
+        start = len(buf)
+        o.serialize(buf, start)
+        # os-ken declares an action's padded length but writes only its data: a NAT with a
+        # port range (22 bytes, 24 declared) written last would leave the buffer short
+        buf.extend(bytes(start + o.len - len(buf)))
     return bytes(buf)
 
 

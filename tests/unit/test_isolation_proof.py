@@ -70,8 +70,15 @@ def test_a_port_admitted_into_another_tenants_network_is_found():
     assert {v.source for v in found} == {"blue/web1"}
 
 
-def test_generated_routed_and_firewalled_configs_at_1000_ports_are_proven_fast():
+def test_generated_routed_firewalled_and_balanced_configs_at_1000_ports_are_proven_fast():
     data = gen.config(1000, 3, routed=True)
+    for t in data["tenants"]:  # a VIP in every tenant, on its first network's .200
+        net = t["networks"][0]
+        vip = net["subnets"][0]["cidr"].rsplit(".", 1)[0] + ".200"
+        t["load_balancers"] = [{"name": "www", "network": net["name"],
+                                "vip": {"ip": vip, "protocol": "tcp", "port": 80},
+                                "members": [{"port": p["name"], "target_port": 8080}
+                                            for p in t["ports"] if p["network"] == net["name"]][:3]}]
     t = data["tenants"][0]
     t["security_groups"] = [{"name": "g", "rules": [{"direction": "ingress", "protocol": "tcp",
                                                       "ports": "80"}]}]

@@ -1,0 +1,122 @@
+"""The load balancer on real switches: a tenant "gold" added to the session's lab, three
+HTTP members on three hypervisors behind a VIP (weights 1:1:2), a client on the VIP's
+network and one behind the tenant's router, real connections through the VIP."""
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netvirt.cli import main
+from netvirt.config import load_file
+
+from .test_overlay import _flow_table
+
+PROBE = str(Path(__file__).with_name("lb_probe.py"))
+VIP = "10.6.0.100"
+MEMBERS = {"m1": ("hv1", "10.6.0.1", 1), "m2": ("hv2", "10.6.0.2", 1), "m3": ("hv3", "10.6.0.3", 2)}
+CLIENTS = {"c1": ("hv1", "10.6.0.10", "lan"), "c2": ("hv2", "10.7.0.10", "office")}
+
+
+def _gold(d: dict) -> None:
+    def net(name, cidr):
+        return {"name": name, "subnets": [{"cidr": f"{cidr}.0/24", "gateway": f"{cidr}.254"}]}
+
+    ports = [{"name": n, "network": "lan", "hypervisor": hv, "ips": [ip],
+              "mac": f"02:00:00:00:0f:{i:02x}"} for i, (n, (hv, ip, _)) in enumerate(MEMBERS.items(), 1)]
+    ports += [{"name": n, "network": net_, "hypervisor": hv, "ips": [ip],
+               "mac": f"02:00:00:00:0f:{i:02x}"}
+              for i, (n, (hv, ip, net_)) in enumerate(CLIENTS.items(), 10)]
+    d["tenants"].append({
+        "name": "gold", "networks": [net("lan", "10.6.0"), net("office", "10.7.0")],
+        "ports": ports,
+        "routers": [{"name": "edge", "interfaces": [{"network": "lan"}, {"network": "office"}]}],
+        "load_balancers": [{"name": "www", "network": "lan",
+                            "vip": {"ip": VIP, "protocol": "tcp", "port": 80},
+                            "members": [{"port": n, "target_port": 8080, "weight": w}
+                                        for n, (_, _, w) in MEMBERS.items()]}]})
+
+
+@pytest.fixture(scope="module")
+def gold(env):
+    api = env.client.base.removeprefix("http://")
+    data = copy.deepcopy(env.data)
+    _gold(data)
+    f = env.write(data, "gold.yaml")
+    env.lab.up(load_file(f))
+    assert main(["apply", str(f), "--api", api]) == 0
+    env.wait_in_sync(20, revision=env.client.status()["revision"])
+    env.ctl.cfg = f  # a restart here starts with gold's config
+    servers = []
+    try:
+        for name, (_, ip, _) in MEMBERS.items():
+            p = subprocess.Popen(env.lab.exec_argv(f"gold/{name}", [
+                sys.executable, PROBE, "serve", name, ip, "8080"]),
+                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+            servers.append(p)
+            assert p.stdout.readline().strip() == "READY", name
+        yield env
+    finally:
+        for p in servers:
+            p.kill()
+            p.wait()
+        env.ctl.cfg = env.base_file
+        env.lab.up(load_file(env.base_file))
+        assert main(["apply", str(env.base_file), "--api", api]) == 0
+        env.wait_in_sync(20, revision=env.client.status()["revision"])
+
+
+def _fetch(env, client: str, n: int, pause: float = 0.0) -> dict:
+    r = env.run(f"gold/{client}", sys.executable, PROBE, "fetch", f"http://{VIP}/", str(n),
+                str(pause), timeout=120)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
+
+
+def test_300_requests_spread_over_the_members_by_their_weights(gold):
+    counts = _fetch(gold, "c1", 300)
+    assert sum(counts.get(m, 0) for m in MEMBERS) == 300, counts  # none failed
+    total = sum(w for _, _, w in MEMBERS.values())
+    for m, (_, _, w) in MEMBERS.items():
+        share = counts.get(m, 0) / 300
+        # the select group hashes each connection's 5-tuple: a binomial spread, so the
+        # bound is 15 points of share, not 15% of it (which fails one run in ten)
+        assert abs(share - w / total) <= 0.15, counts
+
+
+def test_a_client_behind_the_router_is_balanced_too(gold):
+    counts = _fetch(gold, "c2", 40)
+    assert sum(counts.get(m, 0) for m in MEMBERS) == 40, counts
+    assert len([m for m in MEMBERS if counts.get(m)]) >= 2, counts
+
+
+def test_the_vip_is_nobody_elses_and_takes_only_its_port(gold):
+    r = gold.run("gold/c1", sys.executable, "-c", (
+        "import socket\n"
+        "try:\n socket.create_connection(('10.6.0.100', 22), timeout=1); print('open')\n"
+        "except OSError as e: print('closed', e)"))
+    assert r.stdout.startswith("closed"), r.stdout
+    # red has 10.0.0.0/24 too and no load balancer: gold's VIP address means nothing there
+    assert not gold.ping("red/r1", VIP, count=1)
+
+
+def test_a_controller_restart_during_requests_fails_none_and_sends_nothing(gold):
+    before = {hv: _flow_table(gold, hv) for hv in ("hv1", "hv2", "hv3")}
+    fetch = subprocess.Popen(gold.lab.exec_argv("gold/c1", [
+        sys.executable, PROBE, "fetch", f"http://{VIP}/", "150", "0.02"]),
+        stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    gold.ctl.stop()
+    gold.ctl.start()
+    st = gold.wait_in_sync(20)
+    counts = json.loads(fetch.communicate(timeout=60)[0])
+    assert sum(counts.get(m, 0) for m in MEMBERS) == 150, counts
+    assert all(h["flow_mods_sent"] == 0 and h["group_mods_sent"] == 0
+               for h in st["hypervisors"].values()), st
+    for hv, flows in before.items():
+        assert set(_flow_table(gold, hv)) == set(flows), f"{hv}: flows changed across the restart"
