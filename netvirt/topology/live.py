@@ -65,7 +65,8 @@ def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
                                     for r in t.routers],
                         "firewall": t.firewall.model_dump(),
                         "security_groups": [_group(t, g, loaded, rule_hits or {})
-                                            for g in t.security_groups]})
+                                            for g in t.security_groups],
+                        "load_balancers": [_balancer(t, lb, loaded) for lb in t.load_balancers]})
     return {"revision": rev, "config": loaded.filename, "hypervisors": hvs, "tenants": tenants}
 
 
@@ -84,6 +85,16 @@ def _router(ref, topo: Topology, loaded: LoadedConfig) -> dict:
             "gateway_hypervisor": ref.gateway_hv},
         "floating_ips": [{"ip": fip, "fixed_ip": fixed} for fixed, fip, _ in ref.floating_ips],
     }
+
+
+def _balancer(t, lb, loaded: LoadedConfig) -> dict:
+    loc = loaded.location(f"tenant/{t.name}/load_balancer/{lb.name}")
+    ips = {p.name: str(p.ips[0]) for p in t.ports}
+    return {"name": lb.name, "network": lb.network, "defined_at": str(loc) if loc else None,
+            "vip": {"ip": str(lb.vip.ip), "protocol": lb.vip.protocol, "port": lb.vip.port},
+            "zone": t.zone,
+            "members": [{"port": m.port, "ip": ips.get(m.port), "target_port": m.target_port,
+                         "weight": m.weight} for m in lb.members]}
 
 
 def _group(t, g, loaded: LoadedConfig, hits: dict) -> dict:

@@ -39,6 +39,13 @@ def tree(t: dict) -> list[str]:
             lines.extend(_router_lines(r))
         for g in ten.get("security_groups", ()):
             lines.extend(_group_lines(g))
+        for lb in ten.get("load_balancers", ()):
+            v = lb["vip"]
+            lines.append(f"    load balancer {lb['name']}  {v['protocol']} {v['ip']}:{v['port']}"
+                         f"  on {lb['network']}  zone {lb['zone']}")
+            for m in lb["members"]:
+                lines.append(f"      member {m['port']:<12} {m['ip']}:{m['target_port']}  "
+                             f"weight {m['weight']}")
     return lines
 
 
