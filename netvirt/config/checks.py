@@ -122,11 +122,12 @@ def _vnis(cfg: Config) -> Iterator[Problem]:
             if p.zone is not None and (other := zones.setdefault(p.zone, here)) != here:
                 yield ("tenants", ti, "ports", pi, "zone"), (
                     f"conntrack zone {p.zone} is already {other}'s; pick another")
-    for ti, t in enumerate(cfg.tenants):  # last: its load balancers' zone
-        here = f"tenant {t.name}"
-        if t.zone is not None and (other := zones.setdefault(t.zone, here)) != here:
-            yield ("tenants", ti, "zone"), (
-                f"conntrack zone {t.zone} is already {other}'s; pick another")
+    for ti, t in enumerate(cfg.tenants):  # last: its load balancers' zones
+        for key, zone in (("zone", t.zone), ("hairpin_zone", t.hairpin_zone)):
+            here = f"tenant {t.name}'s {key}"
+            if zone is not None and (other := zones.setdefault(zone, here)) != here:
+                yield ("tenants", ti, key), (
+                    f"conntrack zone {zone} is already {other}'s; pick another")
     for path, here, vni in explicit:
         if vni is None:
             continue

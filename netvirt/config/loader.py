@@ -238,11 +238,13 @@ def _allocate(cfg: Config) -> Config:
                 zones[f"port/{t.name}/{p.name}"] = allocate.allocate_zone(
                     f"port/{t.name}/{p.name}", taken_zone)
                 taken_zone.add(zones[f"port/{t.name}/{p.name}"])
-    taken_zone |= {t.zone for t in cfg.tenants if t.zone is not None}
+    taken_zone |= {z for t in cfg.tenants for z in (t.zone, t.hairpin_zone) if z is not None}
     for t in sorted(cfg.tenants, key=lambda t: t.name):  # last: ports and routers keep theirs
-        if t.load_balancers and t.zone is None:
-            zones[f"tenant/{t.name}"] = allocate.allocate_zone(f"tenant/{t.name}", taken_zone)
-            taken_zone.add(zones[f"tenant/{t.name}"])
+        for key, have in ((f"tenant/{t.name}", t.zone), (f"tenant/{t.name}/hairpin",
+                                                          t.hairpin_zone)):
+            if t.load_balancers and have is None:
+                zones[key] = allocate.allocate_zone(key, taken_zone)
+                taken_zone.add(zones[key])
     tenants = []
     for t in cfg.tenants:
         taken_mac = {(p.network, p.mac) for p in t.ports if p.mac}
@@ -255,7 +257,7 @@ def _allocate(cfg: Config) -> Config:
         if all(n.vni is not None for n in t.networks) and all(_port_complete(p)
                                                               for p in t.ports) \
                 and all(_router_complete(r) for r in t.routers) \
-                and (t.zone is not None or not t.load_balancers):
+                and ((t.zone and t.hairpin_zone) or not t.load_balancers):
             tenants.append(t)  # nothing to fill in: no copy (most of a large config)
             continue
         networks = [n if n.vni is not None else n.model_copy(update={"vni": vnis[f"{t.name}/{n.name}"]})
@@ -273,7 +275,9 @@ def _allocate(cfg: Config) -> Config:
             for r in t.routers]
         tenants.append(t.model_copy(update={"networks": networks, "ports": ports,
                                             "routers": routers,
-                                            "zone": t.zone or zones.get(f"tenant/{t.name}")}))
+                                            "zone": t.zone or zones.get(f"tenant/{t.name}"),
+                                            "hairpin_zone": t.hairpin_zone or zones.get(
+                                                f"tenant/{t.name}/hairpin")}))
     return cfg.model_copy(update={"tenants": tenants, "external_networks": [
         by_name[e.name] for e in cfg.external_networks]})
 

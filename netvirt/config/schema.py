@@ -298,9 +298,11 @@ class Tenant(_Model):
     security_groups: list[SecurityGroup] = []
     firewall: FirewallDefaults = FirewallDefaults()
     load_balancers: list[LoadBalancer] = []
-    # the tenant's conntrack zone for its load balancers, allocated when absent and the
-    # tenant has one (unique among ports, routers and tenants)
+    # the tenant's conntrack zones for its load balancers, allocated when absent and the
+    # tenant has one (unique among ports', routers' and tenants'): connections to VIPs are
+    # DNATed in `zone`; a member's call to its own VIP is SNATed to the VIP in `hairpin_zone`
     zone: Annotated[int, Field(ge=1, le=0xFFFF)] | None = None
+    hairpin_zone: Annotated[int, Field(ge=1, le=0xFFFF)] | None = None
 
 
 class ExternalNetwork(_Model):

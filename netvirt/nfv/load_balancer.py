@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from netvirt.pipeline.actions import arp_reply
 from netvirt.pipeline.layout import ARP_REQUEST, CT_NEW, CT_TRK, ETH_ARP, ETH_IP, VNI_MASK
-from netvirt.pipeline.records import CT, NAT, Flow, Goto, Group, GroupAction, Meter, SetField
+from netvirt.pipeline.records import (CT, NAT, ClearInPort, Flow, Goto, Group, GroupAction, Meter,
+                                      SetField)
 from netvirt.pipeline.stages import following
 from netvirt.pipeline.tables import Table
 from netvirt.topology.balancer import LbOnHv
@@ -64,9 +65,38 @@ def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
                                    [SetField("eth_dst", m.mac),
                                     Goto(following(Table.LB_TO_MEMBER))], m.origin))
         flows.append(Flow.make(Table.L2_LOOKUP, 100, on_vip_net, [], lb.origin))
+    flows += _hairpin(lb, l4)
     if lb.answers_arp:
         flows.append(Flow.make(Table.ARP_RESPONDER, 100,
                                {"metadata": (lb.vip_vni, VNI_MASK), "eth_type": ETH_ARP,
                                 "arp_op": ARP_REQUEST, "arp_tpa": lb.vip},
                                arp_reply(lb.vip_mac, lb.vip), lb.origin))
     return flows, [group], []
+
+
+def _hairpin(lb: LbOnHv, l4: str) -> list[Flow]:
+    """A member here that calls its own VIP and is given itself: the packet would come back
+    from its own address (which its kernel drops) to the port it came in by (which OpenFlow
+    does not do).  SNATed to the VIP in the hairpin zone, it comes from the VIP, and leaves by
+    its ingress port; the reply undoes the SNAT there, then the DNAT in the tenant's zone,
+    and goes back the same way.  (OVN SNATs hairpinned connections to the VIP too.)"""
+    net = {"metadata": (lb.vip_vni, VNI_MASK), "eth_type": ETH_IP, "ip_proto": lb.ip_proto}
+    flows = []
+    for m in lb.members:
+        if m.origin not in lb.local:
+            continue
+        flows.append(Flow.make(
+            Table.LB_HAIRPIN, 100, {**net, "ipv4_src": m.ip, "ipv4_dst": m.ip,
+                                    f"{l4}_dst": m.target_port},
+            [ClearInPort(), CT(commit=True, zone=lb.hairpin_zone, nat=NAT("src", lb.vip),
+                               table=Table.ARP_RESPONDER)], m.origin))
+        flows.append(Flow.make(
+            Table.LB_CT, 100, {**net, "ipv4_src": m.ip, f"{l4}_src": m.target_port,
+                               "ipv4_dst": lb.vip},
+            [ClearInPort(), CT(zone=lb.hairpin_zone, nat=NAT(), table=Table.LB_UNHAIRPIN)],
+            m.origin))
+        flows.append(Flow.make(
+            Table.LB_UNHAIRPIN, 100, {**net, "ipv4_src": m.ip, f"{l4}_src": m.target_port,
+                                      "ipv4_dst": m.ip},
+            [CT(zone=lb.zone, nat=NAT(), table=Table.LB_TO_MEMBER)], m.origin))
+    return flows

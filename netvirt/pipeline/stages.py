@@ -81,16 +81,28 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            "a new connection an egress rule (or the default) allows is committed; the rest "
            "drops"),
     _stage(Table.LB_CT, _IN, {"metadata", "eth_type", "ipv4_dst", "ip_proto", "tcp_dst",
-                              "udp_dst"}, [Table.LB_PICK], Miss.CONTINUE,
+                              "udp_dst", "ipv4_src", "tcp_src", "udp_src"},
+           [Table.LB_PICK, Table.LB_UNHAIRPIN], Miss.CONTINUE,
            "to a VIP -> the tenant's conntrack zone (an established connection's DNAT "
-           "redone); the rest goes on"),
+           "redone); a member's reply to its own call of the VIP -> the hairpin zone; the "
+           "rest goes on"),
     _stage(Table.LB_PICK, _IN, {"metadata", "ct_state", "eth_type", "ipv4_dst", "ip_proto",
                                 "tcp_dst", "udp_dst"}, [Table.LB_TO_MEMBER], Miss.CONTINUE,
            "a new connection to a VIP -> the select group (a member by weight, DNATed and "
            "committed); a DNATed one goes on; anything else to the VIP drops"),
     _stage(Table.LB_TO_MEMBER, _IN, {"metadata", "eth_dst", "eth_type", "ipv4_dst"},
-           [Table.ARP_RESPONDER], Miss.CONTINUE,
+           [Table.LB_HAIRPIN], Miss.CONTINUE,
            "sent to the VIP's MAC and DNATed -> the member's MAC; the rest goes on"),
+    _stage(Table.LB_HAIRPIN, _IN, {"metadata", "eth_type", "ipv4_src", "ipv4_dst", "ip_proto",
+                                   "tcp_dst", "udp_dst"}, [Table.LB_UNHAIRPIN, Table.ARP_RESPONDER],
+           Miss.CONTINUE,
+           "a member's call of its own VIP, given to itself -> SNAT to the VIP in the hairpin "
+           "zone, and back out of the port it came in by; the rest goes on"),
+    _stage(Table.LB_UNHAIRPIN, _IN, {"metadata", "eth_type", "ipv4_src", "ipv4_dst",
+                                     "ip_proto", "tcp_src", "udp_src"},
+           [Table.LB_TO_MEMBER, Table.ARP_RESPONDER], Miss.CONTINUE,
+           "the reply to that call, its SNAT undone -> the tenant's zone undoes its DNAT; "
+           "the rest goes on"),
     _stage(Table.ARP_RESPONDER, _IN, {"in_port", "metadata", "eth_type", "arp_op", "arp_tpa"},
            [Table.L2_LOOKUP], Miss.CONTINUE,
            "the hypervisor that hosts an address answers ARP for it; other opcodes than "

@@ -21,6 +21,8 @@ class Table(IntEnum):
     LB_CT = 40  # to a VIP -> conntrack, which redoes an established connection's DNAT
     LB_PICK = 41  # a new connection to a VIP -> the select group: DNAT to a member, committed
     LB_TO_MEMBER = 42  # sent to the VIP's MAC, now to a member's address -> the member's MAC
+    LB_HAIRPIN = 43  # a member's connection to its own VIP, given to itself -> SNAT to the VIP
+    LB_UNHAIRPIN = 44  # that connection's reply, its SNAT undone -> its DNAT undone
     ARP_RESPONDER = 50  # the hypervisor that hosts an address answers ARP for it
     L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; floods -> FLOOD
     FLOOD = 62  # the network's flood group (one flow, whatever its ports)

@@ -25,6 +25,7 @@ class LbMember(NamedTuple):
 class LbOnHv(NamedTuple):
     origin: str  # tenant/T/load_balancer/L
     zone: int  # the tenant's conntrack zone: a connection's DNAT and its undoing meet there
+    hairpin_zone: int  # where a member's call to its own VIP is SNATed to the VIP
     vip: str
     protocol: str  # "tcp" or "udp"
     port: int
@@ -33,6 +34,7 @@ class LbOnHv(NamedTuple):
     answers_arp: bool  # the VIP's network has ports here
     client_vnis: tuple[int, ...]  # networks here whose ports may call the VIP
     members: tuple[LbMember, ...]
+    local: tuple[str, ...]  # origins of the members here (who may call their own VIP)
 
     @property
     def ip_proto(self) -> int:
@@ -58,7 +60,10 @@ def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
                                      str(topo.port(t.name, m.port).port.ips[0]),
                                      topo.port(t.name, m.port).port.mac, m.target_port, m.weight)
                             for m in lb.members)
-            out.append(LbOnHv(origin, t.zone, str(lb.vip.ip), lb.vip.protocol, lb.vip.port,
-                              vip_mac(t.name, lb.name), topo.network(t.name, lb.network).vni,
-                              (t.name, lb.network) in here, tuple(clients), members))
+            local = tuple(f"{origin}/member/{m.port}" for m in lb.members
+                          if topo.port(t.name, m.port).port.hypervisor == hv)
+            out.append(LbOnHv(origin, t.zone, t.hairpin_zone, str(lb.vip.ip), lb.vip.protocol,
+                              lb.vip.port, vip_mac(t.name, lb.name),
+                              topo.network(t.name, lb.network).vni,
+                              (t.name, lb.network) in here, tuple(clients), members, local))
     return out

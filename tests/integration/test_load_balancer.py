@@ -95,6 +95,12 @@ def test_a_client_behind_the_router_is_balanced_too(gold):
     assert len([m for m in MEMBERS if counts.get(m)]) >= 2, counts
 
 
+def test_a_member_calling_its_own_vip_is_answered_also_by_itself(gold):
+    counts = _fetch(gold, "m3", 40)  # m3 has half the weight: it gets itself often
+    assert sum(counts.get(m, 0) for m in MEMBERS) == 40, counts  # none failed
+    assert counts.get("m3", 0) > 0, counts  # the hairpin: SNATed to the VIP and back
+
+
 def test_the_vip_is_nobody_elses_and_takes_only_its_port(gold):
     r = gold.run("gold/c1", sys.executable, "-c", (
         "import socket\n"

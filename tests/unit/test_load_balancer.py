@@ -132,3 +132,22 @@ def test_a_member_of_another_tenant_is_refused():
     errors = _errors(lambda lb, d: lb["members"][0].update(port="client")
                      or d["tenants"][0]["ports"].pop(3))  # blue's client gone: red's remains
     assert any("port 'client' is not a port of tenant 'blue'" in e for e in errors), errors
+
+
+def test_a_member_that_calls_its_own_vip_and_gets_itself_gets_its_answer_from_the_vip():
+    data = yaml.safe_load(BALANCED.read_text())
+    data["tenants"][0]["load_balancers"][0]["members"][0]["weight"] = 5  # web1: the heaviest
+    topo, inv, per_hv, net = compile_all(load_data(data, "hairpin.yaml"))
+    web1, at = _at(topo, inv, "blue/web1")
+    (hv, port, pkt), = net.inject(*at, _tcp(web1, vip_mac("blue", "www"), VIP, 80)).delivered
+    pkt = dict(pkt)
+    assert (hv, port) == at  # back out of the port it came in by
+    assert (pkt["ipv4_src"], pkt["ipv4_dst"], pkt["tcp_dst"]) == (VIP, "10.0.0.1", 8080)
+    assert pkt["eth_dst"] == web1.port.mac
+    reply = {**_tcp(web1, vip_mac("blue", "www"), VIP, pkt["tcp_src"], sport=8080,
+                    flags=0x12)}
+    (hv, port, back), = net.inject(*at, reply).delivered
+    back = dict(back)
+    assert (hv, port) == at
+    assert (back["ipv4_src"], back["tcp_src"], back["ipv4_dst"], back["tcp_dst"]) == \
+        (VIP, 80, "10.0.0.1", 40000)
