@@ -66,6 +66,11 @@ def _tenant(t: Tenant, tp: tuple) -> Iterator[Problem]:
                 yield mp + ("port",), (f"port {m.port!r} is already member #{seen[m.port] + 1}; "
                                        f"list a member once")
             seen.setdefault(m.port, mi)
+        hc = lb.health_check
+        if hc is not None and hc.timeout >= hc.interval:
+            yield lp + ("health_check", "timeout"), (
+                f"timeout {hc.timeout}s is not shorter than interval {hc.interval}s: a check "
+                f"would still wait when the next is due; make it shorter")
         if all(m.weight == 0 for m in lb.members):
             yield lp + ("members",), ("every member has weight 0: the VIP would take no "
                                       "connection; give one a weight of 1 or more")

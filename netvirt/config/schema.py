@@ -278,6 +278,18 @@ class Member(_Model):
     weight: Annotated[int, Field(ge=0, le=100)] = 1  # 0: takes no new connection
 
 
+class HealthCheck(_Model):
+    """A TCP connect to each member's target port, from the VIP, every ``interval``
+    seconds: a member that fails ``fall`` checks in a row leaves the select group, one that
+    passes ``rise`` comes back."""
+
+    type: Literal["tcp"] = "tcp"
+    interval: Annotated[float, Field(ge=0.2, le=300)] = 2.0
+    timeout: Annotated[float, Field(gt=0, le=60)] = 1.0
+    rise: Annotated[int, Field(ge=1, le=10)] = 2
+    fall: Annotated[int, Field(ge=1, le=10)] = 2
+
+
 class LoadBalancer(_Model):
     """A VIP that spreads new connections over its members by an OpenFlow select group
     (a hash of the 5-tuple, with the weights), DNATed through the tenant's conntrack zone
@@ -287,6 +299,7 @@ class LoadBalancer(_Model):
     network: Name  # the VIP's network; its members are ports of it
     vip: Vip
     members: Annotated[list[Member], Field(min_length=1)]
+    health_check: HealthCheck | None = None  # none: every listed member takes connections
 
 
 class Tenant(_Model):

@@ -105,6 +105,13 @@ class NetvirtCollector:
                 _, t, _, g, _, i = origin.split("/")
                 rules.add_metric([t, g, i], n)
         yield rules
+        members = GaugeMetricFamily("netvirt_lb_member_up", "a load balancer member whose "
+                                    "health checks pass (1) or fail (0)",
+                                    labels=["tenant", "load_balancer", "member"])
+        for origin, h in self.service.health.snapshot().items():
+            _, t, _, lb, _, m = origin.split("/")
+            members.add_metric([t, lb, m], 1 if h.up else 0)
+        yield members
         yield from (connected, in_sync, flows, recs, rec_s, mods, refused, drops, punts,
                     punt_drops)
         yield from port.values()

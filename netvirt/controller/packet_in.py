@@ -27,6 +27,7 @@ from netvirt.errors import NetvirtError
 from netvirt.nfv import dhcp
 from netvirt.pipeline.layout import VNI_MASK
 from netvirt.pipeline.tables import Table
+from netvirt.topology.balancer import PROBE_PORT
 
 log = logging.getLogger(__name__)
 # the firewall's drop log: a logger of its own, to follow or to route elsewhere
@@ -126,6 +127,8 @@ class PacketIns:
             return self._ask(hv, switch, punt)
         if punt.table in (Table.ACL_FROM_VM, Table.ACL_TO_VM):
             return self._denied(hv, punt)
+        if punt.table in (Table.LB_CT, Table.LB_PICK):
+            return self._balancer(switch, punt)
         return self._dhcp(hv, switch, punt)
 
     def _denied(self, hv: str, punt: Punt) -> str:
@@ -141,6 +144,20 @@ class PacketIns:
                    "sends" if sends else "receives", what,
                    ", ".join(port.port.security_groups or ()) or "none")
         return "firewall_denied"
+
+    def _balancer(self, switch, punt: Punt) -> str:
+        """A member's answer to a health check; or a new connection to a VIP none of whose
+        members is up, which is refused (a TCP reset, from the VIP) rather than lost."""
+        seg = packets.tcp_of(punt.data)
+        if seg is None:
+            return "not_understood"
+        if seg[3] == PROBE_PORT:
+            return self.service.health.answer(punt.data)
+        reset = packets.tcp_reset(punt.data)
+        if reset is None:
+            return "not_understood"
+        switch.packet_out(punt.in_port, reset)
+        return "refused_no_member"
 
     def _learn(self, hv: str, punt: Punt) -> str:
         """An ARP reply on an external network: its sender's MAC is where that address's

@@ -12,6 +12,7 @@ import threading
 import time
 
 from netvirt.config import LoadedConfig
+from netvirt.controller.health import HealthMonitor
 from netvirt.controller.packet_in import PacketIns, Punt
 from netvirt.drivers.ofcodec import packet_in_fields, port_status
 from netvirt.drivers.ofswitch import OFSwitch, dp_id
@@ -55,6 +56,7 @@ class ControllerService:
         self.started = time.time()
         self._listeners: list = []  # called after every agent's pass
         self.packet_ins = PacketIns(self)
+        self.health = HealthMonitor(self)
         self._port_index: dict[str, tuple] = {}  # hv -> (topology, inventory, ofport -> ref)
         self.isolation = IsolationProof()
         self.last_proof: Proof | None = None
@@ -99,6 +101,7 @@ class ControllerService:
                     self._by_dpid[datapath_id(name)] = a
                     if dp := self._datapaths.get(datapath_id(name)):
                         a.attach(self._conns[dp])  # it connected before the config named it
+                    a.health(self.health.down())
                     a.start()
             for name in list(self.agents):
                 if name not in topo.hypervisors:
@@ -133,7 +136,7 @@ class ControllerService:
         rev, loaded, topo = self.snapshot()
         agents = dict(self.agents)
         hits = rule_hits(loaded.config, agents) if loaded is not None else {}
-        return live_topology(rev, loaded, topo, agents, hits)
+        return live_topology(rev, loaded, topo, agents, hits, self.health.snapshot())
 
     def trace(self, request: dict) -> dict:
         rev, loaded, topo = self.snapshot()
@@ -298,10 +301,17 @@ class ControllerService:
         return ofport, router.external_mac, src, hop
 
     # -- lifecycle -------------------------------------------------------------------------
+    def members_changed(self, down: frozenset[str]) -> None:
+        """Load balancer members' health changed: every agent recompiles its groups."""
+        for a in list(self.agents.values()):
+            a.health(down)
+
     def start(self) -> None:
         self.packet_ins.start()
+        self.health.start()
 
     def stop(self) -> None:
+        self.health.stop()
         self.packet_ins.stop()
         for a in list(self.agents.values()):
             a.stop()

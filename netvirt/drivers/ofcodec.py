@@ -240,6 +240,12 @@ def packet_out(dp, port: int, data: bytes):
                                [parser.OFPActionOutput(port, 0)], data)
 
 
+def packet_out_actions(dp, actions: tuple, data: bytes):
+    """A packet-out whose actions are ours (e.g. into the pipeline's egress for a port)."""
+    return parser.OFPPacketOut(dp, ofp.OFP_NO_BUFFER, ofp.OFPP_CONTROLLER,
+                               [_action(a) for a in actions], data)
+
+
 def packet_in_fields(msg) -> tuple[int, int, int, bytes, int]:
     """(in_port, table, metadata, packet bytes, output register) of a PacketIn; the
     metadata says which network the packet was in (0: none yet), the register which port

@@ -99,6 +99,11 @@ class OFSwitch:
         queues it behind whatever the agent is sending."""
         self._send_raw(ofcodec.encode(ofcodec.packet_out(self.dp, port, data)))
 
+    def packet_out_actions(self, actions: tuple, data: bytes) -> None:
+        """Send ``data`` through ``actions`` (records), e.g. into the egress stages of a port,
+        where its firewall judges it as any packet to it."""
+        self._send_raw(ofcodec.encode(ofcodec.packet_out_actions(self.dp, actions, data)))
+
     def read_meter_stats(self) -> dict[int, int]:
         """meter id -> packets the meter dropped (its band's count)."""
         replies = self.request(ofcodec.meter_stats_request(self.dp))

@@ -126,3 +126,39 @@ def arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
                              dst_mac="00:00:00:00:00:00", dst_ip=target_ip))
     out.serialize()
     return bytes(out.data)
+
+
+def tcp_segment(src_mac: str, src_ip: str, sport: int, dst_mac: str, dst_ip: str, dport: int,
+                flags: int, seq: int, ack: int = 0) -> bytes:
+    """A TCP segment without payload (a health check's SYN, or the RST that ends it)."""
+    out = packet.Packet()
+    out.add_protocol(ethernet.ethernet(dst=dst_mac, src=src_mac, ethertype=0x0800))
+    out.add_protocol(ipv4.ipv4(src=src_ip, dst=dst_ip, proto=6, ttl=64))
+    out.add_protocol(tcp.tcp(src_port=sport, dst_port=dport, seq=seq, ack=ack, bits=flags,
+                             window_size=1024))
+    out.serialize()
+    return bytes(out.data)
+
+
+def tcp_of(data: bytes):
+    """The TCP segment in frame ``data`` as (src ip, sport, dst ip, dport, flags, seq, ack,
+    src mac, dst mac); None for anything else."""
+    pkt = _parsed(data)
+    if pkt is None:
+        return None
+    eth, ip, t = (pkt.get_protocol(ethernet.ethernet), pkt.get_protocol(ipv4.ipv4),
+                  pkt.get_protocol(tcp.tcp))
+    if eth is None or ip is None or t is None:
+        return None
+    return (ip.src, t.src_port, ip.dst, t.dst_port, t.bits, t.seq, t.ack, eth.src, eth.dst)
+
+
+def tcp_reset(data: bytes) -> bytes | None:
+    """The RST+ACK that refuses the TCP segment in frame ``data``, from its destination back
+    to its sender; None for anything else, or a reset itself."""
+    seg = tcp_of(data)
+    if seg is None or seg[4] & tcp.TCP_RST:
+        return None
+    src, sport, dst, dport, flags, seq, _, src_mac, dst_mac = seg
+    return tcp_segment(dst_mac, dst, dport, src_mac, src, sport, tcp.TCP_RST | tcp.TCP_ACK, 0,
+                       (seq + 1) & 0xFFFFFFFF)

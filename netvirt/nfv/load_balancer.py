@@ -21,22 +21,28 @@ MAC floods nowhere.
 from __future__ import annotations
 
 from netvirt.pipeline.actions import arp_reply
-from netvirt.pipeline.layout import ARP_REQUEST, CT_NEW, CT_TRK, ETH_ARP, ETH_IP, VNI_MASK
+from netvirt.pipeline.layout import (ARP_REQUEST, CT_NEW, CT_TRK, ETH_ARP, ETH_IP, IPPROTO_TCP,
+                                     PUNT_METER_ID, VNI_MASK)
 from netvirt.pipeline.records import (CT, NAT, ClearInPort, Flow, Goto, Group, GroupAction, Meter,
-                                      SetField)
+                                      MeterAction, Output, SetField)
 from netvirt.pipeline.stages import following
 from netvirt.pipeline.tables import Table
-from netvirt.topology.balancer import LbOnHv
+from netvirt.topology.balancer import PROBE_PORT, LbOnHv
 
 
 def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
     l4 = "tcp" if lb.protocol == "tcp" else "udp"
     to_vip = {"eth_type": ETH_IP, "ipv4_dst": lb.vip, "ip_proto": lb.ip_proto,
               f"{l4}_dst": lb.port}
-    picked = [m for m in lb.members if m.weight > 0]
-    group = Group(tuple((CT(commit=True, zone=lb.zone, table=Table.LB_TO_MEMBER,
-                            nat=NAT("dst", m.ip, None, m.target_port, None)),)
-                        for m in picked), lb.origin, "select", tuple(m.weight for m in picked))
+    picked = [m for m in lb.members if m.weight > 0 and m.origin not in lb.down]
+    groups = [Group(tuple((CT(commit=True, zone=lb.zone, table=Table.LB_TO_MEMBER,
+                              nat=NAT("dst", m.ip, None, m.target_port, None)),)
+                          for m in picked), lb.origin, "select", tuple(m.weight for m in picked))
+              ] if picked else []
+    # a new connection: to a member, or (none is up) to the controller, which answers it a
+    # TCP reset: the VIP refuses, it does not swallow the connection
+    new = [GroupAction(groups[0].group_id)] if groups else [MeterAction(PUNT_METER_ID),
+                                                            Output("CONTROLLER")]
     flows = []
     for vni in lb.client_vnis:
         net = {"metadata": (vni, VNI_MASK)}
@@ -45,7 +51,7 @@ def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
                       [CT(zone=lb.zone, nat=NAT(), table=Table.LB_PICK)], lb.origin),
             Flow.make(Table.LB_PICK, 100, {**net, **to_vip, "ct_state": (CT_NEW | CT_TRK,
                                                                         CT_NEW | CT_TRK)},
-                      [GroupAction(group.group_id)], lb.origin),
+                      new, lb.origin),
             # a DNATed packet is a member's now and goes on (the miss); what is still to
             # the VIP and not new (invalid) drops, and so does the rest of the VIP's traffic
             Flow.make(Table.LB_PICK, 90, {**net, **to_vip}, [], lb.origin),
@@ -71,7 +77,14 @@ def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
                                {"metadata": (lb.vip_vni, VNI_MASK), "eth_type": ETH_ARP,
                                 "arp_op": ARP_REQUEST, "arp_tpa": lb.vip},
                                arp_reply(lb.vip_mac, lb.vip), lb.origin))
-    return flows, [group], []
+    if lb.checked and lb.local and lb.vip_vni in lb.client_vnis:
+        # the members' answers to health checks (sent from the VIP's probe port), before
+        # the hairpin's catch of what a member sends the VIP from its target port
+        flows.append(Flow.make(Table.LB_CT, 110, {
+            "metadata": (lb.vip_vni, VNI_MASK), "eth_type": ETH_IP, "ip_proto": IPPROTO_TCP,
+            "ipv4_dst": lb.vip, "tcp_dst": PROBE_PORT},
+            [MeterAction(PUNT_METER_ID), Output("CONTROLLER")], lb.origin))
+    return flows, groups, []
 
 
 def _hairpin(lb: LbOnHv, l4: str) -> list[Flow]:

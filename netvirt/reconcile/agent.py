@@ -151,6 +151,10 @@ class HypervisorAgent:
         """MACs heard on an external network: {(its VNI, IP): MAC}."""
         self._events.put(("learned", neighbours))
 
+    def health(self, down: frozenset[str]) -> None:
+        """The load balancer members whose health checks now fail (their origins)."""
+        self._events.put(("health", down))
+
     def mirror(self) -> tuple[dict[tuple, InstalledFlow], set[int], dict]:
         """A copy of what we believe is installed (for plans; may be read from any thread):
         flows by key, group ids, meters by id."""
@@ -253,6 +257,10 @@ class HypervisorAgent:
                 self.inventory = self.inventory.with_neighbours(fresh)
                 self._unsaved.update(fresh)
                 self._dirty = True
+        elif kind == "health":
+            if ev[1] != self.inventory.down_members:
+                self.inventory = self.inventory.with_down_members(ev[1])
+                self._dirty = True
         elif kind == "removed":
             key = ev[1]
             if key in self._expect_removed:
@@ -324,7 +332,8 @@ class HypervisorAgent:
             ports = sw.read_ports()
             with self._seq_lock:
                 after = self._port_seq
-            self.inventory = Inventory.from_ports(ports, self.inventory.neighbours)
+            self.inventory = Inventory.from_ports(ports, self.inventory.neighbours,
+                                                  self.inventory.down_members)
             # Port events queued before the request are older than this list; one queued
             # while the list was on its way may be older or newer: read again, next pass,
             # until a read sees no event meanwhile.

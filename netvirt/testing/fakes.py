@@ -33,6 +33,7 @@ class FakeSwitch:
         self.port_stats: dict[int, dict] = {}
         self.hits: dict[int, int] = {}  # cookie -> packets, for read_table_counters
         self.dp = object()  # the connection this switch is, as OFSwitch.dp
+        self.packets_out: list[tuple] = []  # (actions, frame) of packet_out_actions
 
     def read_flows(self) -> list[InstalledFlow]:
         return list(self.flows.values())
@@ -83,6 +84,9 @@ class FakeSwitch:
 
     def abort(self, reason: str) -> None:
         pass
+
+    def packet_out_actions(self, actions: tuple, data: bytes) -> None:
+        self.packets_out.append((actions, data))
 
     def local_mac(self) -> str | None:
         br = self.ovsdb.bridges.get(INT_BRIDGE)

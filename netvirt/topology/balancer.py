@@ -12,6 +12,7 @@ from netvirt.topology.graph import Topology
 from netvirt.topology.inventory import Inventory
 
 PROTOCOLS = {"tcp": 6, "udp": 17}
+PROBE_PORT = 65100  # the VIP's source port of health checks: what comes back to it is theirs
 
 
 class LbMember(NamedTuple):
@@ -33,8 +34,10 @@ class LbOnHv(NamedTuple):
     vip_vni: int
     answers_arp: bool  # the VIP's network has ports here
     client_vnis: tuple[int, ...]  # networks here whose ports may call the VIP
-    members: tuple[LbMember, ...]
+    members: tuple[LbMember, ...]  # all: an established connection keeps its member
     local: tuple[str, ...]  # origins of the members here (who may call their own VIP)
+    checked: bool  # health checks: their answers (from members here) go to the controller
+    down: tuple[str, ...]  # members whose checks fail: no new connection goes to them
 
     @property
     def ip_proto(self) -> int:
@@ -65,5 +68,7 @@ def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
             out.append(LbOnHv(origin, t.zone, t.hairpin_zone, str(lb.vip.ip), lb.vip.protocol,
                               lb.vip.port, vip_mac(t.name, lb.name),
                               topo.network(t.name, lb.network).vni,
-                              (t.name, lb.network) in here, tuple(clients), members, local))
+                              (t.name, lb.network) in here, tuple(clients), members, local,
+                              lb.health_check is not None,
+                              tuple(m.origin for m in members if m.origin in inv.down_members)))
     return out

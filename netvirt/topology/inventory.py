@@ -19,13 +19,17 @@ class Inventory:
     link_up: Mapping[str, bool] = field(default_factory=dict)  # interface name -> carrier
     # (external network VNI, IPv4) -> MAC learned there
     neighbours: Mapping[tuple[int, str], str] = field(default_factory=dict)
+    # load balancer members (their origins) whose health checks fail: out of their groups
+    down_members: frozenset[str] = frozenset()
 
     @staticmethod
     def from_ports(ports: Mapping[str, tuple[int, bool]],
-                   neighbours: Mapping[tuple[int, str], str] | None = None) -> "Inventory":
+                   neighbours: Mapping[tuple[int, str], str] | None = None,
+                   down_members: frozenset[str] = frozenset()) -> "Inventory":
         """From what a switch reports: interface name -> (ofport, link up)."""
         return Inventory({n: p for n, (p, _) in ports.items()},
-                         {n: up for n, (_, up) in ports.items()}, dict(neighbours or {}))
+                         {n: up for n, (_, up) in ports.items()}, dict(neighbours or {}),
+                         down_members)
 
     def with_port(self, name: str, port: tuple[int, bool] | None) -> "Inventory":
         ofports, link_up = dict(self.ofports), dict(self.link_up)
@@ -34,7 +38,11 @@ class Inventory:
             link_up.pop(name, None)
         else:
             ofports[name], link_up[name] = port
-        return Inventory(ofports, link_up, self.neighbours)
+        return Inventory(ofports, link_up, self.neighbours, self.down_members)
 
     def with_neighbours(self, learned: Mapping[tuple[int, str], str]) -> "Inventory":
-        return Inventory(self.ofports, self.link_up, {**self.neighbours, **learned})
+        return Inventory(self.ofports, self.link_up, {**self.neighbours, **learned},
+                         self.down_members)
+
+    def with_down_members(self, down: frozenset[str]) -> "Inventory":
+        return Inventory(self.ofports, self.link_up, self.neighbours, down)

@@ -2,15 +2,18 @@
 data.  Served by the API (/v1/topology) and rendered by `netvirt topo`."""
 from __future__ import annotations
 
+import time
+
 from netvirt.config import LoadedConfig
 from netvirt.pipeline.layout import TUNNEL_PORT_NAME
 from netvirt.topology.graph import Topology
 
 
 def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
-                  agents: dict, rule_hits: dict | None = None) -> dict:
+                  agents: dict, rule_hits: dict | None = None, health: dict | None = None) -> dict:
     """``agents``: hypervisor name -> object with ``status`` (AgentStatus) and ``inventory``;
-    ``rule_hits``: a security-group rule's origin -> the connections it allowed."""
+    ``rule_hits``: a security-group rule's origin -> the connections it allowed;
+    ``health``: a load balancer member's origin -> its MemberHealth."""
     if loaded is None:
         return {"revision": rev, "hypervisors": [], "tenants": []}
     hvs = []
@@ -66,7 +69,8 @@ def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
                         "firewall": t.firewall.model_dump(),
                         "security_groups": [_group(t, g, loaded, rule_hits or {})
                                             for g in t.security_groups],
-                        "load_balancers": [_balancer(t, lb, loaded) for lb in t.load_balancers]})
+                        "load_balancers": [_balancer(t, lb, loaded, health or {})
+                                           for lb in t.load_balancers]})
     return {"revision": rev, "config": loaded.filename, "hypervisors": hvs, "tenants": tenants}
 
 
@@ -87,14 +91,23 @@ def _router(ref, topo: Topology, loaded: LoadedConfig) -> dict:
     }
 
 
-def _balancer(t, lb, loaded: LoadedConfig) -> dict:
-    loc = loaded.location(f"tenant/{t.name}/load_balancer/{lb.name}")
+def _balancer(t, lb, loaded: LoadedConfig, health: dict) -> dict:
+    origin = f"tenant/{t.name}/load_balancer/{lb.name}"
+    loc = loaded.location(origin)
     ips = {p.name: str(p.ips[0]) for p in t.ports}
+
+    def state(port: str) -> dict:
+        h = health.get(f"{origin}/member/{port}")
+        if lb.health_check is None or h is None:
+            return {"health": None, "since": None}  # not checked: it takes its share
+        return {"health": ("up" if h.up else "down") if h.checked else "unchecked",
+                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(h.since))}
     return {"name": lb.name, "network": lb.network, "defined_at": str(loc) if loc else None,
             "vip": {"ip": str(lb.vip.ip), "protocol": lb.vip.protocol, "port": lb.vip.port},
-            "zone": t.zone,
+            "zone": t.zone, "health_check": lb.health_check.model_dump()
+            if lb.health_check else None,
             "members": [{"port": m.port, "ip": ips.get(m.port), "target_port": m.target_port,
-                         "weight": m.weight} for m in lb.members]}
+                         "weight": m.weight, **state(m.port)} for m in lb.members]}
 
 
 def _group(t, g, loaded: LoadedConfig, hits: dict) -> dict:

@@ -44,8 +44,9 @@ def tree(t: dict) -> list[str]:
             lines.append(f"    load balancer {lb['name']}  {v['protocol']} {v['ip']}:{v['port']}"
                          f"  on {lb['network']}  zone {lb['zone']}")
             for m in lb["members"]:
+                health = f"  {m['health']} since {m['since']}" if m.get("health") else ""
                 lines.append(f"      member {m['port']:<12} {m['ip']}:{m['target_port']}  "
-                             f"weight {m['weight']}")
+                             f"weight {m['weight']}{health}")
     return lines
 
 

@@ -21,6 +21,7 @@ PROBE = str(Path(__file__).with_name("lb_probe.py"))
 VIP = "10.6.0.100"
 MEMBERS = {"m1": ("hv1", "10.6.0.1", 1), "m2": ("hv2", "10.6.0.2", 1), "m3": ("hv3", "10.6.0.3", 2)}
 CLIENTS = {"c1": ("hv1", "10.6.0.10", "lan"), "c2": ("hv2", "10.7.0.10", "office")}
+CHECK = {"type": "tcp", "interval": 0.5, "timeout": 0.3, "rise": 2, "fall": 2}
 
 
 def _gold(d: dict) -> None:
@@ -39,7 +40,8 @@ def _gold(d: dict) -> None:
         "load_balancers": [{"name": "www", "network": "lan",
                             "vip": {"ip": VIP, "protocol": "tcp", "port": 80},
                             "members": [{"port": n, "target_port": 8080, "weight": w}
-                                        for n, (_, _, w) in MEMBERS.items()]}]})
+                                        for n, (_, _, w) in MEMBERS.items()],
+                            "health_check": CHECK}]})
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +54,42 @@ def gold(env):
     assert main(["apply", str(f), "--api", api]) == 0
     env.wait_in_sync(20, revision=env.client.status()["revision"])
     env.ctl.cfg = f  # a restart here starts with gold's config
-    servers = []
+    env.lb_servers = {}
     try:
-        for name, (_, ip, _) in MEMBERS.items():
-            p = subprocess.Popen(env.lab.exec_argv(f"gold/{name}", [
-                sys.executable, PROBE, "serve", name, ip, "8080"]),
-                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
-            servers.append(p)
-            assert p.stdout.readline().strip() == "READY", name
+        for name in MEMBERS:
+            _serve(env, name)
+        _wait_health(env, {m: "up" for m in MEMBERS})
         yield env
     finally:
-        for p in servers:
+        for p in env.lb_servers.values():
             p.kill()
             p.wait()
         env.ctl.cfg = env.base_file
         env.lab.up(load_file(env.base_file))
         assert main(["apply", str(env.base_file), "--api", api]) == 0
         env.wait_in_sync(20, revision=env.client.status()["revision"])
+
+
+def _serve(env, name: str) -> None:
+    p = subprocess.Popen(env.lab.exec_argv(f"gold/{name}", [
+        sys.executable, PROBE, "serve", name, MEMBERS[name][1], "8080"]),
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    env.lb_servers[name] = p
+    assert p.stdout.readline().strip() == "READY", name
+
+
+def _health(env) -> dict:
+    gold = next(t for t in env.client.topology()["tenants"] if t["name"] == "gold")
+    return {m["port"]: m["health"] for m in gold["load_balancers"][0]["members"]}
+
+
+def _wait_health(env, want: dict, timeout: float = 10.0) -> float:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if _health(env) == want:
+            return time.monotonic() - t0
+        time.sleep(0.05)
+    raise AssertionError(f"health {_health(env)}, not {want} after {timeout}s")
 
 
 def _fetch(env, client: str, n: int, pause: float = 0.0) -> dict:
@@ -109,6 +130,37 @@ def test_the_vip_is_nobody_elses_and_takes_only_its_port(gold):
     assert r.stdout.startswith("closed"), r.stdout
     # red has 10.0.0.0/24 too and no load balancer: gold's VIP address means nothing there
     assert not gold.ping("red/r1", VIP, count=1)
+
+
+def test_a_dead_member_leaves_within_the_window_and_comes_back_when_it_answers(gold):
+    gold.lb_servers.pop("m1").kill()  # its port refuses now: checks get a reset
+    took = _wait_health(gold, {"m1": "down", "m2": "up", "m3": "up"})
+    assert took <= CHECK["interval"] * CHECK["fall"] + CHECK["timeout"] + 0.5, took
+    time.sleep(0.3)  # the agents' recompile: every hypervisor's group without m1
+    counts = _fetch(gold, "c1", 60)
+    assert counts.get("m1", 0) == 0 and sum(counts.get(m, 0) for m in MEMBERS) == 60, counts
+    _serve(gold, "m1")
+    _wait_health(gold, {m: "up" for m in MEMBERS})
+    time.sleep(0.3)
+    counts = _fetch(gold, "c1", 60)
+    assert counts.get("m1", 0) > 0 and sum(counts.get(m, 0) for m in MEMBERS) == 60, counts
+
+
+def test_with_every_member_down_the_vip_refuses_at_once(gold):
+    for name in list(gold.lb_servers):
+        gold.lb_servers.pop(name).kill()
+    _wait_health(gold, {m: "down" for m in MEMBERS})
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    r = gold.run("gold/c1", sys.executable, "-c", (
+        "import socket\n"
+        "try:\n socket.create_connection(('10.6.0.100', 80), timeout=3); print('open')\n"
+        "except ConnectionRefusedError: print('refused')\n"
+        "except OSError as e: print('other', e)"))
+    assert r.stdout.strip() == "refused" and time.monotonic() - t0 < 2, r.stdout
+    for name in MEMBERS:
+        _serve(gold, name)
+    _wait_health(gold, {m: "up" for m in MEMBERS})
 
 
 def test_a_controller_restart_during_requests_fails_none_and_sends_nothing(gold):

@@ -1,0 +1,161 @@
+"""Load balancer health checks, from the controller, as OVN's service monitor does them from
+ovn-controller: a TCP SYN from the VIP (its MAC, address and PROBE_PORT) to each member's
+target port, sent on the member's own hypervisor into the egress stages of its port (so the
+member's firewall judges it as any packet to it), inside the member's tenant network:
+tenants' addresses overlap, and a check from the host's own stack would reach nobody's
+member.  The member's answer comes back to the VIP's probe port, which a flow of LB_PICK
+sends to the controller: SYN+ACK is a pass (a RST ends the half-open connection), RST or
+nothing within ``timeout`` a failure.  ``fall`` failures in a row take the member out of
+the select group, ``rise`` passes put it back; the agents recompile with the new set.
+
+One thread, woken every TICK: checks are cheap (one packet out, one in), and their times
+are within a tick of what the YAML says.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+
+from netvirt.drivers import packets
+from netvirt.pipeline.layout import REG_OUT
+from netvirt.pipeline.records import Resubmit, SetField
+from netvirt.pipeline.stages import first_egress
+from netvirt.topology.balancer import PROBE_PORT, vip_mac
+
+log = logging.getLogger(__name__)
+TICK = 0.05
+SYN, RST, ACK = 0x02, 0x04, 0x10
+
+
+@dataclass
+class MemberHealth:
+    origin: str  # tenant/T/load_balancer/L/member/P
+    up: bool = True  # until checks say otherwise: a new member takes connections at once
+    checked: bool = False  # whether a check has answered (or timed out) yet
+    since: float = field(default_factory=time.time)  # wall clock of the last change
+    passes: int = 0  # in a row
+    failures: int = 0
+    due: float = 0.0  # monotonic time of the next check
+    sent: tuple | None = None  # (monotonic time, seq) of the check waiting for its answer
+
+
+class HealthMonitor:
+    def __init__(self, service, clock=time.monotonic):
+        self.service = service
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.members: dict[str, MemberHealth] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="health", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def down(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(o for o, m in self.members.items() if not m.up)
+
+    def snapshot(self) -> dict[str, MemberHealth]:
+        with self._lock:
+            return {o: MemberHealth(**vars(m)) for o, m in self.members.items()}
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("health checks")
+
+    def _checks(self):
+        """(member health, its check, its port ref, the load balancer, its tenant) of
+        every member whose load balancer has a health check."""
+        _, loaded, topo = self.service.snapshot()
+        if loaded is None:
+            return []
+        out = []
+        for t in loaded.config.tenants:
+            for lb in t.load_balancers:
+                if lb.health_check is None:
+                    continue
+                for m in lb.members:
+                    origin = f"tenant/{t.name}/load_balancer/{lb.name}/member/{m.port}"
+                    out.append((origin, lb, m, topo.port(t.name, m.port), t.name))
+        return out
+
+    def tick(self) -> None:
+        now = self._clock()
+        checks = self._checks()
+        changed = False
+        with self._lock:
+            wanted = {c[0] for c in checks}
+            for origin in set(self.members) - wanted:  # removed from the config
+                changed |= not self.members.pop(origin).up
+            for origin, lb, m, ref, tenant in checks:
+                h = self.members.setdefault(origin, MemberHealth(origin, due=now))
+                hc = lb.health_check
+                if h.sent is not None and now - h.sent[0] > hc.timeout:
+                    changed |= self._result(h, False, hc, "no answer")
+                if h.sent is None and now >= h.due:
+                    h.due = now + hc.interval
+                    seq = random.getrandbits(32)
+                    if self._send(ref, lb, m, tenant, seq, SYN):
+                        h.sent = (now, seq)
+                    else:
+                        changed |= self._result(h, False, hc, "its switch is not connected")
+        if changed:
+            self.service.members_changed(self.down())
+
+    def _send(self, ref, lb, m, tenant: str, seq: int, flags: int, ack: int = 0) -> bool:
+        agent = self.service.agents.get(ref.port.hypervisor)
+        switch = agent.switch if agent else None
+        ofport = agent.inventory.ofports.get(ref.port.interface) if agent else None
+        if switch is None or not ofport:
+            return False
+        frame = packets.tcp_segment(vip_mac(tenant, lb.name), str(lb.vip.ip), PROBE_PORT,
+                                    ref.port.mac, str(ref.port.ips[0]), m.target_port,
+                                    flags, seq, ack)
+        switch.packet_out_actions((SetField(REG_OUT, ofport), Resubmit(first_egress())), frame)
+        return True
+
+    def answer(self, data: bytes) -> str:
+        """A member's answer to a check (the packet-in path's call); a metrics label."""
+        seg = packets.tcp_of(data)
+        if seg is None:
+            return "not_understood"
+        src, sport, vip, dport, flags, seq, ack = seg[:7]
+        for origin, lb, m, ref, tenant in self._checks():
+            if str(ref.port.ips[0]) != src or m.target_port != sport or str(lb.vip.ip) != vip:
+                continue
+            with self._lock:
+                h = self.members.get(origin)
+                if h is None or h.sent is None or ack != (h.sent[1] + 1) & 0xFFFFFFFF:
+                    return "stale_check"  # an answer to a check that already timed out
+                ok = bool(flags & SYN and flags & ACK)
+                changed = self._result(h, ok, lb.health_check,
+                                       "answered" if ok else "refused (RST)")
+            if ok:  # end the half-open connection the check made
+                self._send(ref, lb, m, tenant, ack, RST)
+            if changed:
+                self.service.members_changed(self.down())
+            return "check_passed" if ok else "check_failed"
+        return "not_ours"
+
+    def _result(self, h: MemberHealth, ok: bool, hc, why: str) -> bool:
+        """Count one check's result; whether the member changed state."""
+        h.sent, h.checked = None, True
+        if ok:
+            h.passes, h.failures = h.passes + 1, 0
+        else:
+            h.passes, h.failures = 0, h.failures + 1
+        if h.up and h.failures >= hc.fall or not h.up and h.passes >= hc.rise:
+            h.up, h.since = not h.up, time.time()
+            log.warning("%s is %s (%s; %d check(s) in a row)", h.origin,
+                        "up" if h.up else "DOWN", why, h.passes if h.up else h.failures)
+            return True
+        return False

@@ -1,0 +1,165 @@
+"""Load balancer health checks in the controller, against agents whose switches are fakes
+(no OVS): each check is a TCP SYN from the VIP into the egress of the member's port, on its
+own hypervisor; SYN+ACK passes (and is reset), RST or silence fails; `fall` failures take the
+member out of the select group on every hypervisor, `rise` passes bring it back; with no
+member up, a new connection goes to the controller, which refuses it with a reset."""
+import time
+
+import pytest
+import yaml
+
+from netvirt.controller.health import HealthMonitor
+from netvirt.controller.service import ControllerService
+from netvirt.drivers import packets
+from netvirt.pipeline.records import GroupAction, Output
+from netvirt.pipeline.tables import Table
+from netvirt.reconcile.agent import HypervisorAgent
+from netvirt.testing.fakes import FakeSwitch
+from netvirt.topology import Topology
+from netvirt.topology.balancer import PROBE_PORT
+
+from .helpers import ROOT_EXAMPLES, load_data, sequential_inventory
+
+CHECK = {"interval": 1.0, "timeout": 0.5, "rise": 2, "fall": 2}
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+@pytest.fixture
+def lab():
+    data = yaml.safe_load((ROOT_EXAMPLES / "balanced.yaml").read_text())
+    data["tenants"][0]["load_balancers"][0]["health_check"] = CHECK
+    lc = load_data(data, "checked.yaml")
+    inv = sequential_inventory(Topology(lc.config))
+    switches = {hv: FakeSwitch(dict(i.ofports)) for hv, i in inv.items()}
+
+    def agent(name, service, audit):
+        a = HypervisorAgent(name, service, audit, ovsdb_factory=lambda ep: switches[name].ovsdb)
+        a.attach(switches[name])
+        return a
+
+    service = ControllerService(None, "tcp:172.30.0.1:6653", audit_interval=60,
+                                agent_factory=agent)
+    clock = Clock()
+    service.health = HealthMonitor(service, clock=clock)  # driven by the test, not a thread
+    service.apply(lc)
+    _settle(service)
+    yield service, switches, clock
+    service.stop()
+
+
+def _settle(service):
+    """Until every agent has the monitor's verdicts and is in sync with them."""
+    for _ in range(300):
+        st = service.status()
+        down = service.health.down()
+        if st["in_sync"] and all(a.inventory.down_members == down
+                                 for a in service.agents.values()):
+            return
+        time.sleep(0.01)
+    raise AssertionError(st)
+
+
+def _checks(switches, hv):
+    out = [f for _, f in switches[hv].packets_out]
+    switches[hv].packets_out.clear()
+    return [packets.tcp_of(f) for f in out]
+
+
+def _answer(service, syn, flags):
+    src, sport, dst, dport, _, seq, _, src_mac, dst_mac = syn
+    frame = packets.tcp_segment(dst_mac, dst, dport, src_mac, src, sport, flags, 7,
+                                (seq + 1) & 0xFFFFFFFF)
+    return service.health.answer(frame)
+
+
+def _members_picked(service, hv) -> set[str]:
+    """Where the select group LB_PICK names on ``hv`` DNATs to (its buckets' addresses)."""
+    from netvirt.reconcile.compiler import compile_flows
+
+    _, _, topo = service.snapshot()
+    d = compile_flows(topo, hv, service.agents[hv].inventory)
+    picks = [f for f in d.flows if f.table == Table.LB_PICK and f.priority == 100]
+    ids = {a.group_id for f in picks for a in f.actions if isinstance(a, GroupAction)}
+    return {b[0].nat.ip_min for g in d.groups if g.group_id in ids for b in g.buckets}
+
+
+def _round(service, switches, clock, answers: dict) -> None:
+    """One round of checks: each member answers with its flags (None: silence)."""
+    service.health.tick()
+    for hv, ip in (("hv1", "10.0.0.1"), ("hv2", "10.0.0.2"), ("hv3", "10.0.0.3")):
+        for syn in _checks(switches, hv):
+            if syn[4] == 0x02 and answers.get(ip) is not None:
+                _answer(service, syn, answers[ip])
+        _checks(switches, hv)  # the resets that end passed checks
+    clock.now += 1.0
+
+
+def test_a_check_is_a_syn_from_the_vip_into_the_members_egress_on_its_hypervisor(lab):
+    service, switches, clock = lab
+    service.health.tick()
+    (syn,) = _checks(switches, "hv1")  # web1 is on hv1
+    src, sport, dst, dport, flags = syn[:5]
+    assert (src, sport, dst, dport, flags) == ("10.0.0.100", PROBE_PORT, "10.0.0.1", 8080, 0x02)
+    assert _answer(service, syn, 0x12) == "check_passed"
+    (actions, _), = switches["hv1"].packets_out  # the reset, the same way as the check
+    assert [str(a) for a in actions] == ["set_field:2->reg1", "resubmit(,LB_REPLY)"]
+    (rst,) = _checks(switches, "hv1")
+    assert rst[4] & 0x04  # the half-open connection is reset
+
+
+def test_fall_failures_take_a_member_out_everywhere_and_rise_passes_bring_it_back(lab):
+    service, switches, clock = lab
+    ok, refused = 0x12, 0x14
+    _round(service, switches, clock, {"10.0.0.1": ok, "10.0.0.2": refused, "10.0.0.3": ok})
+    assert service.health.down() == frozenset()  # one failure: fall is 2
+    _round(service, switches, clock, {"10.0.0.1": ok, "10.0.0.2": refused, "10.0.0.3": ok})
+    assert service.health.down() == {"tenant/blue/load_balancer/www/member/web2"}
+    _settle(service)
+    for hv in ("hv1", "hv2", "hv3"):
+        assert _members_picked(service, hv) == {"10.0.0.1", "10.0.0.3"}, hv
+    lb = service.topology()["tenants"][0]["load_balancers"][0]
+    assert {m["port"]: m["health"] for m in lb["members"]} == {
+        "web1": "up", "web2": "down", "web3": "up"}
+    assert all(m["since"] for m in lb["members"])
+    for _ in range(2):  # answers twice: up again
+        _round(service, switches, clock, {"10.0.0.1": ok, "10.0.0.2": ok, "10.0.0.3": ok})
+    assert service.health.down() == frozenset()
+    _settle(service)
+    assert _members_picked(service, "hv1") == {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+
+
+def test_with_no_member_up_a_new_connection_is_refused_with_a_reset(lab):
+    service, switches, clock = lab
+    for _ in range(2):
+        _round(service, switches, clock, {})  # silence from all: down after the timeout
+        service.health.tick()
+    _settle(service)
+    assert len(service.health.down()) == 3
+    for hv in ("hv1", "hv2", "hv3"):
+        assert _members_picked(service, hv) == set()
+    _, _, topo = service.snapshot()
+    from netvirt.reconcile.compiler import compile_flows
+    d = compile_flows(topo, "hv1", service.agents["hv1"].inventory)
+    picks = [f for f in d.flows if f.table == Table.LB_PICK and f.priority == 100]
+    assert picks and all(Output("CONTROLLER") in f.actions for f in picks)
+    client = packets.tcp_segment("02:00:00:00:01:0a", "10.0.0.10", 40000, "06:00:00:00:00:01",
+                                 "10.0.0.100", 80, 0x02, 1000)
+    rst = packets.tcp_of(packets.tcp_reset(client))
+    assert rst[:5] == ("10.0.0.100", 80, "10.0.0.10", 40000, 0x14) and rst[6] == 1001
+
+
+def test_silence_is_a_failure_after_the_timeout(lab):
+    service, switches, clock = lab
+    for _ in range(2):
+        service.health.tick()  # sends
+        clock.now += 0.6  # > timeout: no answer
+        service.health.tick()
+        clock.now += 0.4
+    assert "tenant/blue/load_balancer/www/member/web1" in service.health.down()
