@@ -396,7 +396,12 @@ def cmd_trace(args) -> int:
             ct = f"  conntrack: {s['ct_state']}" if s.get("ct_state") else ""
             print(f"  {'':<6} {'':<14} from {s['origin'] or '-'}{where}{ct}")
             if s.get("choices"):
-                picks = ", ".join(f"{c['to']} (weight {c['weight']})" for c in s["choices"])
+                picks = ", ".join(f"{c['to']} (weight {c['weight']}"
+                                  + (f", {c['health']}" if c.get("health") else "") + ")"
+                                  for c in s["choices"] if c.get("health") != "down")
+                down = [c["to"] for c in s["choices"] if c.get("health") == "down"]
+                if down:
+                    picks += f"; not {', '.join(down)} (its health checks fail)"
                 followed = next(c["to"] for c in s["choices"] if c["followed"])
                 print(f"  {'':<6} {'':<14} picks one of: {picks}; a connection's 5-tuple "
                       f"hash decides, this trace follows {followed}")

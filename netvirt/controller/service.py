@@ -149,6 +149,7 @@ class ControllerService:
         net = Network.of_config(per_hv, loaded.config)
         result = trace(TraceRequest.from_json(request), loaded, topo, net, inventories)
         result["revision"] = rev
+        self._with_health(result, loaded)
         if request.get("real"):
             origins = origin_index(per_hv)
             reports = []
@@ -159,6 +160,30 @@ class ControllerService:
                     reports += result[stage]["real"]
             result["agree"] = all(r.get("agree") for r in reports)
         return result
+
+    def _with_health(self, result: dict, loaded: LoadedConfig) -> None:
+        """A checked load balancer's choices in a trace, with each member's health; a
+        member whose checks fail is listed too, as not picked."""
+        health = self.health.snapshot()
+        lbs = {f"tenant/{t.name}/load_balancer/{lb.name}": (t, lb)
+               for t in loaded.config.tenants for lb in t.load_balancers if lb.health_check}
+        for stage in ("arp", "packet"):
+            for step in result.get(stage, {}).get("steps", ()):
+                if not step.get("choices") or step.get("origin") not in lbs:
+                    continue
+                t, lb = lbs[step["origin"]]
+                ips = {p.name: str(p.ips[0]) for p in t.ports}
+                by_to = {c["to"]: c for c in step["choices"]}
+                for m in lb.members:
+                    h = health.get(f"{step['origin']}/member/{m.port}")
+                    to = f"{ips[m.port]}:{m.target_port}"
+                    state = "unchecked" if h is None or not h.checked else \
+                        ("up" if h.up else "down")
+                    if to in by_to:
+                        by_to[to]["health"] = state
+                    elif m.weight:
+                        step["choices"].append({"to": to, "weight": m.weight,
+                                                "followed": False, "health": state})
 
     def on_progress(self, fn) -> None:
         """Call ``fn()`` (from an agent's thread) after every agent's pass: the API wakes

@@ -128,6 +128,11 @@ def test_fall_failures_take_a_member_out_everywhere_and_rise_passes_bring_it_bac
     assert {m["port"]: m["health"] for m in lb["members"]} == {
         "web1": "up", "web2": "down", "web3": "up"}
     assert all(m["since"] for m in lb["members"])
+    trace = service.trace({"from": "blue/client", "to_ip": "10.0.0.100", "proto": "tcp",
+                           "dst_port": 80})
+    (pick,) = [st for st in trace["packet"]["steps"] if st.get("choices")]
+    assert {c["to"]: c["health"] for c in pick["choices"]} == {
+        "10.0.0.1:8080": "up", "10.0.0.3:8080": "up", "10.0.0.2:8080": "down"}
     for _ in range(2):  # answers twice: up again
         _round(service, switches, clock, {"10.0.0.1": ok, "10.0.0.2": ok, "10.0.0.3": ok})
     assert service.health.down() == frozenset()
