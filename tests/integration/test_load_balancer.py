@@ -163,6 +163,64 @@ def test_with_every_member_down_the_vip_refuses_at_once(gold):
     _wait_health(gold, {m: "up" for m in MEMBERS})
 
 
+FW_PROBE = str(Path(__file__).with_name("fw_probe.py"))
+
+
+def test_changing_the_members_moves_no_established_connection(gold):
+    """An echo VIP over m1 and m2: a session opened through it keeps echoing while the
+    member set changes (weights, a member added): a moved connection would meet a member
+    that does not know it, and be reset."""
+    api = gold.client.base.removeprefix("http://")
+    echo = []
+    try:
+        for name in ("m1", "m2", "m3"):
+            p = subprocess.Popen(gold.lab.exec_argv(f"gold/{name}", [
+                sys.executable, FW_PROBE, "serve", "tcp", MEMBERS[name][1], "7007"]),
+                stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+            echo.append(p)
+            assert p.stdout.readline().strip() == "READY", name
+
+        def apply(members: list[tuple[str, int]], name: str) -> None:
+            data = copy.deepcopy(gold.data)
+            _gold(data)
+            data["tenants"][-1]["load_balancers"].append(
+                {"name": "echo", "network": "lan",
+                 "vip": {"ip": "10.6.0.101", "protocol": "tcp", "port": 7},
+                 "members": [{"port": m, "target_port": 7007, "weight": w} for m, w in members]})
+            f = gold.write(data, name)
+            assert main(["apply", str(f), "--api", api]) == 0
+            gold.wait_in_sync(20, revision=gold.client.status()["revision"])
+        apply([("m1", 1), ("m2", 1)], "echo1.yaml")
+        s = subprocess.Popen(gold.lab.exec_argv("gold/c1", [
+            sys.executable, FW_PROBE, "session", "10.6.0.101", "7"]),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert s.stdout.readline().strip() == "CONNECTED"
+            assert _say(s, "one") == "one"
+            apply([("m1", 3), ("m2", 1), ("m3", 5)], "echo2.yaml")
+            assert _say(s, "two") == "two"
+            apply([("m1", 1), ("m2", 2), ("m3", 1)], "echo3.yaml")
+            assert _say(s, "three") == "three"
+        finally:
+            s.kill()
+            s.wait()
+    finally:
+        for p in echo:
+            p.kill()
+            p.wait()
+        data = copy.deepcopy(gold.data)
+        _gold(data)
+        f = gold.write(data, "gold-again.yaml")
+        assert main(["apply", str(f), "--api", api]) == 0
+        gold.wait_in_sync(20, revision=gold.client.status()["revision"])
+
+
+def _say(p: subprocess.Popen, word: str) -> str:
+    p.stdin.write(word + "\n")
+    p.stdin.flush()
+    return p.stdout.readline().strip()
+
+
 def test_a_controller_restart_during_requests_fails_none_and_sends_nothing(gold):
     before = {hv: _flow_table(gold, hv) for hv in ("hv1", "hv2", "hv3")}
     fetch = subprocess.Popen(gold.lab.exec_argv("gold/c1", [
