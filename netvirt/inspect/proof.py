@@ -58,7 +58,7 @@ def provisional(topo: Topology, known: Mapping[str, Inventory]) -> dict[str, Inv
                 if nxt == TUNNEL_OFPORT:
                     nxt += 1
                 ofports[name], nxt = nxt, nxt + 1
-        out[hv] = Inventory(ofports, inv.link_up, inv.neighbours)
+        out[hv] = Inventory(ofports, inv.link_up, inv.neighbours, inv.down_members)
     return out
 
 
