@@ -286,6 +286,9 @@ def _print_status(st: dict) -> bool:
         for host, r in h["refused"].items():
             print(f"{'':<12} refused {r['count']} connection(s) from {host}, the last at "
                   f"{r['last']}: {r['why']}")
+    for m in st.get("load_balancer_members_down", ()):
+        print(f"load balancer member {m['member']} is down since {m['since']}: its health "
+              f"checks fail, it takes no new connection")
     if st["config"] is None:
         print(f"revision {st['revision']}: no config applied yet; apply one with "
               f"`netvirt apply FILE`")

@@ -212,6 +212,11 @@ class ControllerService:
             # nothing to run is not health: a controller started without a file says so
             "healthy": loaded is not None and all(h["healthy"] for h in hvs.values()),
             "hypervisors": hvs,
+            # the tenants' servers, not netvirt: a member down does not make netvirt unhealthy
+            "load_balancer_members_down": [
+                {"member": "/".join(o.split("/")[1::2]), "since": time.strftime(
+                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(h.since))}
+                for o, h in sorted(self.health.snapshot().items()) if not h.up],
         }
 
     # -- os-ken events (os-ken's thread) ------------------------------------------------

@@ -128,6 +128,9 @@ def test_fall_failures_take_a_member_out_everywhere_and_rise_passes_bring_it_bac
     assert {m["port"]: m["health"] for m in lb["members"]} == {
         "web1": "up", "web2": "down", "web3": "up"}
     assert all(m["since"] for m in lb["members"])
+    (down,) = service.status()["load_balancer_members_down"]
+    assert down["member"] == "blue/www/web2" and down["since"]  # tenant/VIP/member
+    assert service.status()["healthy"]  # a tenant's server, not netvirt
     trace = service.trace({"from": "blue/client", "to_ip": "10.0.0.100", "proto": "tcp",
                            "dst_port": 80})
     (pick,) = [st for st in trace["packet"]["steps"] if st.get("choices")]
