@@ -1,4 +1,5 @@
-"""The load balancer: LB_CT, LB_PICK and LB_TO_MEMBER on the client's hypervisor (ingress),
+"""The load balancer: LB_CT, LB_PICK, LB_TO_MEMBER (and the hairpin's LB_HAIRPIN, LB_UNHAIRPIN)
+on the client's hypervisor (ingress),
 LB_REPLY on the hypervisor of the client a reply is delivered to (egress), all in the
 tenant's conntrack zone.
 
@@ -16,7 +17,10 @@ and port back.  The conntrack entry is on the client's hypervisor, so the DNAT a
 undoing meet there, as OVN's distributed load balancers do.
 
 Anything else to the VIP (another port, another protocol, an invalid packet) drops; the VIP's
-MAC floods nowhere.
+MAC floods nowhere.  Members whose health checks fail (controller/health.py) have no bucket;
+with none left, a new connection goes to the controller, which refuses it with a TCP reset.
+The checks' answers come back to the VIP's probe port and LB_CT sends them to the
+controller.  A member that calls its own VIP: _hairpin below.
 """
 from __future__ import annotations
 
