@@ -8,6 +8,7 @@ from netvirt.config.firewall import check_firewall
 from netvirt.config.load_balancer import check_load_balancers
 from netvirt.config.routing import check_routing
 from netvirt.config.schema import Config
+from netvirt.config.unknown import not_defined
 from netvirt.pipeline.layout import RESERVED_INTERFACES
 
 Problem = tuple[tuple, str]
@@ -39,9 +40,7 @@ def check(cfg: Config) -> Iterator[Problem]:
                     f"or use one of: {', '.join(sorted(hv_names))}")
             net = nets.get(p.network)
             if net is None:
-                yield pp + ("network",), (
-                    f"network {p.network!r} is not defined in tenant {t.name!r}; "
-                    f"known networks: {', '.join(sorted(nets)) or 'none'}")
+                yield pp + ("network",), not_defined("network", p.network, t.name, nets)
             if p.mac is not None:
                 other = seen_mac.setdefault((p.network, p.mac), p.name)
                 if other != p.name:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from netvirt.config.schema import Config, Rule, Tenant
+from netvirt.config.unknown import not_defined
 
 Problem = tuple[tuple, str]
 
@@ -65,9 +66,8 @@ def _rule(r: Rule, rp: tuple, t: Tenant, groups_of: dict) -> Iterator[Problem]:
                 f"security group {g!r} is tenant {owners[0]!r}'s; a rule may only name "
                 f"groups of its own tenant ({t.name!r})")
         else:
-            yield rp + ("remote_group",), (
-                f"security group {g!r} is not defined in tenant {t.name!r}; known: "
-                f"{', '.join(sorted(groups_of[t.name])) or 'none'}")
+            yield rp + ("remote_group",), not_defined("security group", g, t.name,
+                                                      groups_of[t.name])
 
 
 def _ports(t: Tenant, tp: tuple, groups: set[str]) -> Iterator[Problem]:
@@ -76,9 +76,8 @@ def _ports(t: Tenant, tp: tuple, groups: set[str]) -> Iterator[Problem]:
         pp = tp + ("ports", pi)
         for k, g in enumerate(p.security_groups or ()):
             if g not in groups:
-                yield pp + ("security_groups", k), (
-                    f"security group {g!r} is not defined in tenant {t.name!r}; known: "
-                    f"{', '.join(sorted(groups)) or 'none'}")
+                yield pp + ("security_groups", k), not_defined("security group", g, t.name,
+                                                               groups)
             elif p.security_groups.index(g) != k:
                 yield pp + ("security_groups", k), f"security group {g!r} is listed twice"
         for k, pair in enumerate(p.allowed_address_pairs):

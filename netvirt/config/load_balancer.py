@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from netvirt.config.schema import Config, Tenant
+from netvirt.config.unknown import not_defined
 
 Problem = tuple[tuple, str]
 
@@ -29,9 +30,7 @@ def _tenant(t: Tenant, tp: tuple) -> Iterator[Problem]:
         lp = tp + ("load_balancers", li)
         net = nets.get(lb.network)
         if net is None:
-            yield lp + ("network",), (f"network {lb.network!r} is not defined in tenant "
-                                      f"{t.name!r}; known networks: "
-                                      f"{', '.join(sorted(nets)) or 'none'}")
+            yield lp + ("network",), not_defined("network", lb.network, t.name, nets)
         else:
             ip = lb.vip.ip
             subnet = next((s for s in net.subnets if ip in s.cidr), None)

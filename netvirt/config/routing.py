@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from ipaddress import IPv4Address, IPv4Network
 
 from netvirt.config.schema import Config, ExternalNetwork, Network, RouterInterface, Tenant
+from netvirt.config.unknown import not_defined
 from netvirt.pipeline.layout import RESERVED_INTERFACES
 
 Problem = tuple[tuple, str]
@@ -90,8 +91,7 @@ def _interfaces(cfg: Config, t: Tenant, r, rp: tuple, attached: dict) -> Iterato
             yield ip_ + ("network",), (
                 f"network {iface.network!r} is tenant {owner!r}'s: a router has interfaces "
                 f"on its own tenant's networks only" if owner else
-                f"network {iface.network!r} is not defined in tenant {t.name!r}; known "
-                f"networks: {', '.join(sorted(nets)) or 'none'}")
+                not_defined("network", iface.network, t.name, nets))
             continue
         if iface.network in mine:
             yield ip_ + ("network",), (f"router {r.name!r} already has an interface on "
@@ -158,7 +158,7 @@ def _floating_ips(t: Tenant, tp: tuple, ext: dict, attached: dict,
         mine.add(f.ip)
         port = ports.get(f.port)
         if port is None:
-            yield fp + ("port",), (f"port {f.port!r} is not defined in tenant {t.name!r}")
+            yield fp + ("port",), not_defined("port", f.port, t.name, ports)
             continue
         fixed = f.fixed_ip or port.ips[0]
         if fixed not in port.ips:

@@ -3,7 +3,7 @@ ovn-controller: a TCP SYN from the VIP (its MAC, address and PROBE_PORT) to each
 target port, sent on the member's own hypervisor into the egress stages of its port (so the
 member's firewall judges it as any packet to it), inside the member's tenant network:
 tenants' addresses overlap, and a check from the host's own stack would reach nobody's
-member.  The member's answer comes back to the VIP's probe port, which a flow of LB_PICK
+member.  The member's answer comes back to the VIP's probe port, which a flow of LB_CT
 sends to the controller: SYN+ACK is a pass (a RST ends the half-open connection), RST or
 nothing within ``timeout`` a failure.  ``fall`` failures in a row take the member out of
 the select group, ``rise`` passes put it back; the agents recompile with the new set.
@@ -23,7 +23,7 @@ from netvirt.drivers import packets
 from netvirt.pipeline.layout import REG_OUT
 from netvirt.pipeline.records import Resubmit, SetField
 from netvirt.pipeline.stages import first_egress
-from netvirt.topology.balancer import PROBE_PORT, vip_mac
+from netvirt.topology.balancer import PROBE_PORT, member_origin, vip_mac
 
 log = logging.getLogger(__name__)
 TICK = 0.05
@@ -84,7 +84,7 @@ class HealthMonitor:
                 if lb.health_check is None:
                     continue
                 for m in lb.members:
-                    origin = f"tenant/{t.name}/load_balancer/{lb.name}/member/{m.port}"
+                    origin = member_origin(t.name, lb.name, m.port)
                     out.append((origin, lb, m, topo.port(t.name, m.port), t.name))
         return out
 

@@ -30,7 +30,8 @@ from netvirt.reconcile.compiler import compile_flows
 from netvirt.topology import Topology
 from netvirt.topology.inventory import Inventory
 from netvirt.controller.rule_hits import rule_hits
-from netvirt.topology.live import live_topology
+from netvirt.topology.balancer import lb_origin, member_origin
+from netvirt.topology.live import live_topology, utc
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +60,6 @@ class ControllerService:
         self.health = HealthMonitor(self)
         self._port_index: dict[str, tuple] = {}  # hv -> (topology, inventory, ofport -> ref)
         self.isolation = IsolationProof()
-        self.last_proof: Proof | None = None
         if loaded is not None:
             self.apply(loaded)
 
@@ -93,7 +93,6 @@ class ControllerService:
             self._rev += 1
             self._loaded, self._topo = loaded, topo
             rev = self._rev
-            self.last_proof = proof
             for name in topo.hypervisors:
                 if name not in self.agents:
                     a = self._agent_factory(name, self, self.audit_interval)
@@ -165,7 +164,7 @@ class ControllerService:
         """A checked load balancer's choices in a trace, with each member's health; a
         member whose checks fail is listed too, as not picked."""
         health = self.health.snapshot()
-        lbs = {f"tenant/{t.name}/load_balancer/{lb.name}": (t, lb)
+        lbs = {lb_origin(t.name, lb.name): (t, lb)
                for t in loaded.config.tenants for lb in t.load_balancers if lb.health_check}
         for stage in ("arp", "packet"):
             for step in result.get(stage, {}).get("steps", ()):
@@ -175,7 +174,7 @@ class ControllerService:
                 ips = {p.name: str(p.ips[0]) for p in t.ports}
                 by_to = {c["to"]: c for c in step["choices"]}
                 for m in lb.members:
-                    h = health.get(f"{step['origin']}/member/{m.port}")
+                    h = health.get(member_origin(t.name, lb.name, m.port))
                     to = f"{ips[m.port]}:{m.target_port}"
                     state = "unchecked" if h is None or not h.checked else \
                         ("up" if h.up else "down")
@@ -214,8 +213,7 @@ class ControllerService:
             "hypervisors": hvs,
             # the tenants' servers, not netvirt: a member down does not make netvirt unhealthy
             "load_balancer_members_down": [
-                {"member": "/".join(o.split("/")[1::2]), "since": time.strftime(
-                    "%Y-%m-%dT%H:%M:%SZ", time.gmtime(h.since))}
+                {"member": "/".join(o.split("/")[1::2]), "since": utc(h.since)}
                 for o, h in sorted(self.health.snapshot().items()) if not h.up],
         }
 

@@ -15,14 +15,13 @@ from netvirt.inspect.simulate import Network, Result
 from netvirt.errors import UsageError
 from netvirt.nfv.firewall import P_CUT as ACL_CUT
 from netvirt.pipeline.layout import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_SNAT,
-                                     CT_TRK, ICMP_ECHO_REQUEST, REG_OUT)
+                                     CT_TRK, ICMP_ECHO_REQUEST, IP_PROTOCOLS, REG_OUT)
 from netvirt.pipeline.records import CT, GroupAction, format_actions
 from netvirt.pipeline.tables import Table
 from netvirt.topology import Topology
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
 GUEST_TTL = 64
-PROTOCOLS = {"icmp": 1, "tcp": 6, "udp": 17}
 
 
 class TraceError(UsageError):
@@ -59,8 +58,8 @@ class TraceRequest:
                              f"to_ip=IPV4") from None
         except ValueError as e:
             raise TraceError(f"bad trace request: {e}") from None
-        if req.proto not in PROTOCOLS:
-            raise TraceError(f"proto must be one of {', '.join(PROTOCOLS)}")
+        if req.proto not in IP_PROTOCOLS:
+            raise TraceError(f"proto must be one of {', '.join(IP_PROTOCOLS)}")
         return req
 
 
@@ -180,7 +179,7 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
         return result
     # a guest's TTL (ofproto/trace would take 0, which a router sends to the controller)
     pkt = {"eth_src": mac, "eth_dst": answer["arp_sha"], "eth_type": 0x0800, "ipv4_src": ip,
-           "ipv4_dst": req.dst_ip, "ip_proto": PROTOCOLS[req.proto], "nw_ttl": GUEST_TTL}
+           "ipv4_dst": req.dst_ip, "ip_proto": IP_PROTOCOLS[req.proto], "nw_ttl": GUEST_TTL}
     if req.proto == "icmp":
         pkt["icmpv4_type"] = ICMP_ECHO_REQUEST
     if req.dst_port is not None and req.proto != "icmp":

@@ -42,6 +42,7 @@ ETH_IP, ETH_ARP = 0x0800, 0x0806
 # frame with the VM's own MAC and IP passes and reaches other ports still tagged.
 UNTAGGED = 0x0000
 IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP = 1, 6, 17
+IP_PROTOCOLS = {"icmp": IPPROTO_ICMP, "tcp": IPPROTO_TCP, "udp": IPPROTO_UDP}  # as YAML names them
 ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST = 0, 8
 DHCP_SERVER_PORT, DHCP_CLIENT_PORT = 67, 68
 

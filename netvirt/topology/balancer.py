@@ -8,10 +8,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from netvirt.config.allocate import router_mac
+from netvirt.pipeline.layout import IP_PROTOCOLS
 from netvirt.topology.graph import Topology
 from netvirt.topology.inventory import Inventory
 
-PROTOCOLS = {"tcp": 6, "udp": 17}
 PROBE_PORT = 65100  # the VIP's source port of health checks: what comes back to it is theirs
 
 
@@ -41,7 +41,15 @@ class LbOnHv(NamedTuple):
 
     @property
     def ip_proto(self) -> int:
-        return PROTOCOLS[self.protocol]
+        return IP_PROTOCOLS[self.protocol]
+
+
+def lb_origin(tenant: str, name: str) -> str:
+    return f"tenant/{tenant}/load_balancer/{name}"
+
+
+def member_origin(tenant: str, lb: str, port: str) -> str:
+    return f"{lb_origin(tenant, lb)}/member/{port}"
 
 
 def vip_mac(tenant: str, name: str) -> str:
@@ -58,12 +66,12 @@ def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
             clients = sorted(topo.network(t.name, n).vni for n in reach if (t.name, n) in here)
             if not clients:
                 continue  # no port here may call it
-            origin = f"tenant/{t.name}/load_balancer/{lb.name}"
-            members = tuple(LbMember(f"{origin}/member/{m.port}",
+            origin = lb_origin(t.name, lb.name)
+            members = tuple(LbMember(member_origin(t.name, lb.name, m.port),
                                      str(topo.port(t.name, m.port).port.ips[0]),
                                      topo.port(t.name, m.port).port.mac, m.target_port, m.weight)
                             for m in lb.members)
-            local = tuple(f"{origin}/member/{m.port}" for m in lb.members
+            local = tuple(member_origin(t.name, lb.name, m.port) for m in lb.members
                           if topo.port(t.name, m.port).port.hypervisor == hv)
             out.append(LbOnHv(origin, t.zone, t.hairpin_zone, str(lb.vip.ip), lb.vip.protocol,
                               lb.vip.port, vip_mac(t.name, lb.name),

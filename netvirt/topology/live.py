@@ -6,7 +6,13 @@ import time
 
 from netvirt.config import LoadedConfig
 from netvirt.pipeline.layout import TUNNEL_PORT_NAME
+from netvirt.topology.balancer import lb_origin, member_origin
 from netvirt.topology.graph import Topology
+
+
+def utc(ts: float) -> str:
+    """A wall-clock time as the API gives every time: ISO 8601, UTC."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
 
 
 def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
@@ -92,16 +98,15 @@ def _router(ref, topo: Topology, loaded: LoadedConfig) -> dict:
 
 
 def _balancer(t, lb, loaded: LoadedConfig, health: dict) -> dict:
-    origin = f"tenant/{t.name}/load_balancer/{lb.name}"
-    loc = loaded.location(origin)
+    loc = loaded.location(lb_origin(t.name, lb.name))
     ips = {p.name: str(p.ips[0]) for p in t.ports}
 
     def state(port: str) -> dict:
-        h = health.get(f"{origin}/member/{port}")
+        h = health.get(member_origin(t.name, lb.name, port))
         if lb.health_check is None or h is None:
             return {"health": None, "since": None}  # not checked: it takes its share
         return {"health": ("up" if h.up else "down") if h.checked else "unchecked",
-                "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(h.since))}
+                "since": utc(h.since)}
     return {"name": lb.name, "network": lb.network, "defined_at": str(loc) if loc else None,
             "vip": {"ip": str(lb.vip.ip), "protocol": lb.vip.protocol, "port": lb.vip.port},
             "zone": t.zone, "health_check": lb.health_check.model_dump()

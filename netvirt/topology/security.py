@@ -14,11 +14,10 @@ from typing import NamedTuple
 
 from netvirt.config.firewall import port_range
 from netvirt.config.schema import Rule, Tenant
+from netvirt.pipeline.layout import IP_PROTOCOLS
 from netvirt.pipeline.records import h32
 from netvirt.topology.graph import Topology
 from netvirt.topology.inventory import Inventory
-
-PROTOCOLS = {"tcp": 6, "udp": 17, "icmp": 1, "any": None}
 
 
 class FwPort(NamedTuple):
@@ -102,7 +101,7 @@ def _view(t: Tenant, ports: list[FwPort]) -> FirewallOnHv:
                 remote = None
             rules.append(FwRule(f"tenant/{t.name}/security_group/{g.name}/rule/{i}",
                                 rule_id(t.name, g.name, r), g.name, r.direction,
-                                PROTOCOLS[r.protocol], port_range(r), r.icmp_type,
+                                IP_PROTOCOLS.get(r.protocol), port_range(r), r.icmp_type,
                                 r.icmp_code, remote))
     return FirewallOnHv(f"tenant/{t.name}/firewall", tuple(ports), tuple(rules),
                         t.firewall.ingress == "allow", t.firewall.egress == "allow")
