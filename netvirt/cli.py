@@ -288,7 +288,7 @@ def _print_status(st: dict) -> bool:
                   f"{r['last']}: {r['why']}")
     for m in st.get("load_balancer_members_down", ()):
         print(f"load balancer member {m['member']} is down since {m['since']}: its health "
-              f"checks fail, it takes no new connection")
+              f"checks fail (the last: {m['last_check']}), it takes no new connection")
     if st["config"] is None:
         print(f"revision {st['revision']}: no config applied yet; apply one with "
               f"`netvirt apply FILE`")

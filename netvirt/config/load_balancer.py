@@ -66,6 +66,14 @@ def _tenant(t: Tenant, tp: tuple) -> Iterator[Problem]:
                                        f"list a member once")
             seen.setdefault(m.port, mi)
         hc = lb.health_check
+        if hc is not None and lb.vip.protocol != "tcp":
+            yield lp + ("health_check",), (
+                "checks are TCP connects or HTTP GETs, which a udp VIP's members do not "
+                "answer: drop health_check, or make the VIP tcp")
+        if hc is not None and hc.type == "tcp":
+            for key in sorted({"path", "expect"} & hc.model_fields_set):
+                yield lp + ("health_check", key), (f"{key} is for http checks; this one is "
+                                                   f"tcp: set type: http, or drop {key}")
         if hc is not None and hc.timeout >= hc.interval:
             yield lp + ("health_check", "timeout"), (
                 f"timeout {hc.timeout}s is not shorter than interval {hc.interval}s: a check "

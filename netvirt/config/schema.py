@@ -279,11 +279,15 @@ class Member(_Model):
 
 
 class HealthCheck(_Model):
-    """A TCP connect to each member's target port, from the VIP, every ``interval``
-    seconds: a member that fails ``fall`` checks in a row leaves the select group, one that
-    passes ``rise`` comes back."""
+    """A check of each member's target port, from the VIP, every ``interval`` seconds: a
+    TCP connect, or (http) a GET of ``path`` whose status must be one of ``expect``.  A
+    member that fails ``fall`` checks in a row leaves the select group, one that passes
+    ``rise`` comes back."""
 
-    type: Literal["tcp"] = "tcp"
+    type: Literal["tcp", "http"] = "tcp"
+    # http only: what is asked for, and the answers that pass
+    path: Annotated[str, Field(pattern=r"^/[\x21-\x7e]*$", max_length=200)] = "/"
+    expect: Annotated[list[Annotated[int, Field(ge=100, le=599)]], Field(min_length=1)] = [200]
     interval: Annotated[float, Field(ge=0.2, le=300)] = 2.0
     timeout: Annotated[float, Field(gt=0, le=60)] = 1.0
     rise: Annotated[int, Field(ge=1, le=10)] = 2

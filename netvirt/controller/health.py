@@ -4,11 +4,13 @@ target port, sent on the member's own hypervisor into the egress stages of its p
 member's firewall judges it as any packet to it), inside the member's tenant network:
 tenants' addresses overlap, and a check from the host's own stack would reach nobody's
 member.  The member's answer comes back to the VIP's probe port, which a flow of LB_CT
-sends to the controller: SYN+ACK is a pass (a RST ends the half-open connection), RST or
-nothing within ``timeout`` a failure.  ``fall`` failures in a row take the member out of
+sends to the controller.  A tcp check passes on SYN+ACK (a RST ends the half-open
+connection); an http check answers the SYN+ACK with its GET and passes on a response whose
+status is one it expects (then resets the connection: it read all it needs).  RST, anything
+else, or nothing within ``timeout`` is a failure.  ``fall`` failures in a row take the member out of
 the select group, ``rise`` passes put it back; the agents recompile with the new set.
 
-One thread, woken every TICK: checks are cheap (one packet out, one in), and their times
+One thread, woken every TICK: checks are cheap (a few packets out and in), and their times
 are within a tick of what the YAML says.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from netvirt.drivers import packets
 from netvirt.pipeline.layout import REG_OUT
@@ -27,7 +30,20 @@ from netvirt.topology.balancer import PROBE_PORT, member_origin, vip_mac
 
 log = logging.getLogger(__name__)
 TICK = 0.05
-SYN, RST, ACK = 0x02, 0x04, 0x10
+FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
+
+
+class Sent(NamedTuple):
+    """A check under way: when it started, the ack that answers what was sent last (its
+    SYN, or its request), and which of the two that was."""
+    at: float  # monotonic
+    ack: int
+    phase: str  # "syn" or "request"
+
+
+def http_request(path: str, host: str) -> bytes:
+    return (f"GET {path} HTTP/1.0\r\nHost: {host}\r\nUser-Agent: netvirt-health-check\r\n"
+            f"Connection: close\r\n\r\n").encode()
 
 
 @dataclass
@@ -39,7 +55,8 @@ class MemberHealth:
     passes: int = 0  # in a row
     failures: int = 0
     due: float = 0.0  # monotonic time of the next check
-    sent: tuple | None = None  # (monotonic time, seq) of the check waiting for its answer
+    sent: Sent | None = None  # the check waiting for its answer
+    last: str = ""  # the last check's result ("HTTP 503", "reset by the member", ...): why
 
 
 class HealthMonitor:
@@ -99,19 +116,21 @@ class HealthMonitor:
             for origin, lb, m, ref, tenant in checks:
                 h = self.members.setdefault(origin, MemberHealth(origin, due=now))
                 hc = lb.health_check
-                if h.sent is not None and now - h.sent[0] > hc.timeout:
-                    changed |= self._result(h, False, hc, "no answer")
+                if h.sent is not None and now - h.sent.at > hc.timeout:
+                    changed |= self._result(h, False, hc, "no answer in time")
                 if h.sent is None and now >= h.due:
                     h.due = now + hc.interval
                     seq = random.getrandbits(32)
                     if self._send(ref, lb, m, tenant, seq, SYN):
-                        h.sent = (now, seq)
+                        h.sent = Sent(now, (seq + 1) & 0xFFFFFFFF, "syn")
                     else:
-                        changed |= self._result(h, False, hc, "its switch is not connected")
+                        changed |= self._result(h, False, hc,
+                                                "the member's switch is not connected")
         if changed:
             self.service.members_changed(self.down())
 
-    def _send(self, ref, lb, m, tenant: str, seq: int, flags: int, ack: int = 0) -> bool:
+    def _send(self, ref, lb, m, tenant: str, seq: int, flags: int, ack: int = 0,
+              payload: bytes = b"") -> bool:
         agent = self.service.agents.get(ref.port.hypervisor)
         switch = agent.switch if agent else None
         ofport = agent.inventory.ofports.get(ref.port.interface) if agent else None
@@ -119,7 +138,7 @@ class HealthMonitor:
             return False
         frame = packets.tcp_segment(vip_mac(tenant, lb.name), str(lb.vip.ip), PROBE_PORT,
                                     ref.port.mac, str(ref.port.ips[0]), m.target_port,
-                                    flags, seq, ack)
+                                    flags, seq, ack, payload)
         switch.packet_out_actions((SetField(REG_OUT, ofport), Resubmit(first_egress())), frame)
         return True
 
@@ -128,27 +147,53 @@ class HealthMonitor:
         seg = packets.tcp_of(data)
         if seg is None:
             return "not_understood"
-        src, sport, vip, dport, flags, seq, ack = seg[:7]
         for origin, lb, m, ref, tenant in self._checks():
-            if str(ref.port.ips[0]) != src or m.target_port != sport or str(lb.vip.ip) != vip:
+            if (str(ref.port.ips[0]), m.target_port, str(lb.vip.ip)) != (seg.src, seg.sport,
+                                                                          seg.dst):
                 continue
+            hc = lb.health_check
             with self._lock:
                 h = self.members.get(origin)
-                if h is None or h.sent is None or ack != (h.sent[1] + 1) & 0xFFFFFFFF:
-                    return "stale_check"  # an answer to a check that already timed out
-                ok = bool(flags & SYN and flags & ACK)
-                changed = self._result(h, ok, lb.health_check,
-                                       "answered" if ok else "refused (RST)")
-            if ok:  # end the half-open connection the check made
-                self._send(ref, lb, m, tenant, ack, RST)
+                if h is None or h.sent is None or seg.ack != h.sent.ack:
+                    return "stale_check"  # an answer to a check that already ended
+                verdict, why = self._judge(h.sent, seg, hc)
+                if verdict is None:  # the handshake is done: now the request
+                    request = http_request(hc.path, str(lb.vip.ip))
+                    h.sent = Sent(h.sent.at, (seg.ack + len(request)) & 0xFFFFFFFF, "request")
+                elif verdict == "wait":  # the member's ACK of the request, before its answer
+                    return "check_progress"
+                else:
+                    changed = self._result(h, verdict, hc, why)
+            if verdict is None:
+                self._send(ref, lb, m, tenant, seg.ack, PSH | ACK, (seg.seq + 1) & 0xFFFFFFFF,
+                           request)
+                return "check_progress"
+            if not seg.flags & RST:  # end the connection the check made
+                self._send(ref, lb, m, tenant, seg.ack, RST)
             if changed:
                 self.service.members_changed(self.down())
-            return "check_passed" if ok else "check_failed"
+            return "check_passed" if verdict else "check_failed"
         return "not_ours"
+
+    @staticmethod
+    def _judge(sent: Sent, seg, hc):
+        """(True: passed | False: failed | None: send the request | "wait", why)."""
+        if seg.flags & RST:
+            return False, "reset by the member"
+        if sent.phase == "syn":
+            if not (seg.flags & SYN and seg.flags & ACK):
+                return False, "no SYN+ACK"
+            return (True, "answered") if hc.type == "tcp" else (None, "")
+        if not seg.payload:
+            return ("wait", "") if not seg.flags & FIN else (False, "closed without an answer")
+        status = packets.http_status(seg.payload)
+        if status is None:
+            return False, "not an HTTP response"
+        return status in hc.expect, f"HTTP {status}"
 
     def _result(self, h: MemberHealth, ok: bool, hc, why: str) -> bool:
         """Count one check's result; whether the member changed state."""
-        h.sent, h.checked = None, True
+        h.sent, h.checked, h.last = None, True, why
         if ok:
             h.passes, h.failures = h.passes + 1, 0
         else:

@@ -151,7 +151,7 @@ class PacketIns:
         seg = packets.tcp_of(punt.data)
         if seg is None:
             return "not_understood"
-        if seg[3] == PROBE_PORT:
+        if seg.dport == PROBE_PORT:
             return self.service.health.answer(punt.data)
         reset = packets.tcp_reset(punt.data)
         if reset is None:

@@ -213,7 +213,8 @@ class ControllerService:
             "hypervisors": hvs,
             # the tenants' servers, not netvirt: a member down does not make netvirt unhealthy
             "load_balancer_members_down": [
-                {"member": "/".join(o.split("/")[1::2]), "since": utc(h.since)}
+                {"member": "/".join(o.split("/")[1::2]), "since": utc(h.since),
+                 "last_check": h.last}
                 for o, h in sorted(self.health.snapshot().items()) if not h.up],
         }
 

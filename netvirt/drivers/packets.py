@@ -2,6 +2,10 @@
 packet library (no codec of our own): bytes in, the plain records of nfv/ out, and back."""
 from __future__ import annotations
 
+import http.client
+import io
+from typing import NamedTuple
+
 from os_ken.lib.packet import dhcp as osdhcp
 from os_ken.lib.packet import arp, ethernet, icmp, ipv4, packet, tcp, udp
 
@@ -129,20 +133,34 @@ def arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
 
 
 def tcp_segment(src_mac: str, src_ip: str, sport: int, dst_mac: str, dst_ip: str, dport: int,
-                flags: int, seq: int, ack: int = 0) -> bytes:
-    """A TCP segment without payload (a health check's SYN, or the RST that ends it)."""
+                flags: int, seq: int, ack: int = 0, payload: bytes = b"") -> bytes:
+    """A TCP segment: a health check's SYN, its HTTP request, or the RST that ends it."""
     out = packet.Packet()
     out.add_protocol(ethernet.ethernet(dst=dst_mac, src=src_mac, ethertype=0x0800))
     out.add_protocol(ipv4.ipv4(src=src_ip, dst=dst_ip, proto=6, ttl=64))
     out.add_protocol(tcp.tcp(src_port=sport, dst_port=dport, seq=seq, ack=ack, bits=flags,
                              window_size=1024))
+    if payload:
+        out.add_protocol(payload)
     out.serialize()
     return bytes(out.data)
 
 
-def tcp_of(data: bytes):
-    """The TCP segment in frame ``data`` as (src ip, sport, dst ip, dport, flags, seq, ack,
-    src mac, dst mac); None for anything else."""
+class Segment(NamedTuple):
+    src: str
+    sport: int
+    dst: str
+    dport: int
+    flags: int
+    seq: int
+    ack: int
+    src_mac: str
+    dst_mac: str
+    payload: bytes
+
+
+def tcp_of(data: bytes) -> Segment | None:
+    """The TCP segment in frame ``data``; None for anything else."""
     pkt = _parsed(data)
     if pkt is None:
         return None
@@ -150,15 +168,40 @@ def tcp_of(data: bytes):
                   pkt.get_protocol(tcp.tcp))
     if eth is None or ip is None or t is None:
         return None
-    return (ip.src, t.src_port, ip.dst, t.dst_port, t.bits, t.seq, t.ack, eth.src, eth.dst)
+    rest = pkt.protocols[-1]
+    payload = bytes(rest[:ip.total_length - ip.header_length * 4 - t.offset * 4]) \
+        if isinstance(rest, (bytes, bytearray)) else b""  # without the Ethernet padding
+    return Segment(ip.src, t.src_port, ip.dst, t.dst_port, t.bits, t.seq, t.ack, eth.src,
+                   eth.dst, payload)
+
+
+def http_status(payload: bytes) -> int | None:
+    """The status code of the HTTP response that starts ``payload`` (the first segment of
+    the answer is enough: the status line comes first); None if it is not one."""
+    response = http.client.HTTPResponse(_Received(payload))
+    try:
+        response.begin()
+    except (http.client.HTTPException, ValueError):
+        return None
+    return response.status
+
+
+class _Received:
+    """Bytes already received, as the socket http.client reads a response from."""
+
+    def __init__(self, data: bytes):
+        self._data = data
+
+    def makefile(self, mode):
+        return io.BytesIO(self._data)
 
 
 def tcp_reset(data: bytes) -> bytes | None:
     """The RST+ACK that refuses the TCP segment in frame ``data``, from its destination back
     to its sender; None for anything else, or a reset itself."""
     seg = tcp_of(data)
-    if seg is None or seg[4] & tcp.TCP_RST:
+    if seg is None or seg.flags & tcp.TCP_RST:
         return None
-    src, sport, dst, dport, flags, seq, _, src_mac, dst_mac = seg
+    src, sport, dst, dport, flags, seq, _, src_mac, dst_mac, _ = seg
     return tcp_segment(dst_mac, dst, dport, src_mac, src, sport, tcp.TCP_RST | tcp.TCP_ACK, 0,
                        (seq + 1) & 0xFFFFFFFF)

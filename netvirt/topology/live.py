@@ -104,9 +104,9 @@ def _balancer(t, lb, loaded: LoadedConfig, health: dict) -> dict:
     def state(port: str) -> dict:
         h = health.get(member_origin(t.name, lb.name, port))
         if lb.health_check is None or h is None:
-            return {"health": None, "since": None}  # not checked: it takes its share
+            return {"health": None, "since": None, "last_check": None}  # it takes its share
         return {"health": ("up" if h.up else "down") if h.checked else "unchecked",
-                "since": utc(h.since)}
+                "since": utc(h.since), "last_check": h.last or None}
     return {"name": lb.name, "network": lb.network, "defined_at": str(loc) if loc else None,
             "vip": {"ip": str(lb.vip.ip), "protocol": lb.vip.protocol, "port": lb.vip.port},
             "zone": t.zone, "health_check": lb.health_check.model_dump()

@@ -42,12 +42,22 @@ def tree(t: dict) -> list[str]:
         for lb in ten.get("load_balancers", ()):
             v = lb["vip"]
             lines.append(f"    load balancer {lb['name']}  {v['protocol']} {v['ip']}:{v['port']}"
-                         f"  on {lb['network']}  zone {lb['zone']}")
+                         f"  on {lb['network']}  zone {lb['zone']}{_check(lb['health_check'])}")
             for m in lb["members"]:
                 health = f"  {m['health']} since {m['since']}" if m.get("health") else ""
+                if m.get("health") == "down" and m.get("last_check"):
+                    health += f", last check: {m['last_check']}"
                 lines.append(f"      member {m['port']:<12} {m['ip']}:{m['target_port']}  "
                              f"weight {m['weight']}{health}")
     return lines
+
+
+def _check(hc: dict | None) -> str:
+    if hc is None:
+        return "  no health check"
+    what = (f"GET {hc['path']} expects {'/'.join(map(str, hc['expect']))}"
+            if hc["type"] == "http" else "tcp connect")
+    return f"  checks: {what} every {hc['interval']:g}s"
 
 
 def _group_lines(g: dict) -> list[str]:

@@ -1,12 +1,15 @@
 """Run inside a VM namespace (`ip netns exec NS python lb_probe.py ...`).
 
-    serve NAME IP PORT        an HTTP server whose every answer is NAME; prints READY
+    serve NAME IP PORT        an HTTP server whose every answer is NAME; prints READY.
+                              GET /health answers 200, or 503 after a line "sick" on
+                              stdin (until a line "well")
     fetch URL N [PAUSE]       N GETs, each on a new connection (PAUSE seconds apart);
                               prints a JSON object: answer -> count ("error: ..." for a
                               request that failed)
 """
 import json
 import sys
+import threading
 import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -14,10 +17,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def serve(name: str, ip: str, port: int) -> None:
     body = name.encode()
+    sick = threading.Event()
 
     class Answer(BaseHTTPRequestHandler):
         def do_GET(self):  # noqa: N802 (http.server's name)
-            self.send_response(200)
+            self.send_response(503 if self.path == "/health" and sick.is_set() else 200)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Connection", "close")
             self.end_headers()
@@ -27,8 +31,14 @@ def serve(name: str, ip: str, port: int) -> None:
             pass
 
     server = ThreadingHTTPServer((ip, port), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     print("READY", flush=True)
-    server.serve_forever()
+    for line in sys.stdin:
+        if line.strip() == "sick":
+            sick.set()
+        elif line.strip() == "well":
+            sick.clear()
+    threading.Event().wait()  # stdin closed: serve until killed
 
 
 def fetch(url: str, n: int, pause: float) -> None:

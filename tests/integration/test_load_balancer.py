@@ -24,7 +24,7 @@ CLIENTS = {"c1": ("hv1", "10.6.0.10", "lan"), "c2": ("hv2", "10.7.0.10", "office
 CHECK = {"type": "tcp", "interval": 0.5, "timeout": 0.3, "rise": 2, "fall": 2}
 
 
-def _gold(d: dict) -> None:
+def _gold(d: dict, check: dict = CHECK) -> None:
     def net(name, cidr):
         return {"name": name, "subnets": [{"cidr": f"{cidr}.0/24", "gateway": f"{cidr}.254"}]}
 
@@ -41,7 +41,7 @@ def _gold(d: dict) -> None:
                             "vip": {"ip": VIP, "protocol": "tcp", "port": 80},
                             "members": [{"port": n, "target_port": 8080, "weight": w}
                                         for n, (_, _, w) in MEMBERS.items()],
-                            "health_check": CHECK}]})
+                            "health_check": check}]})
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def gold(env):
 def _serve(env, name: str) -> None:
     p = subprocess.Popen(env.lab.exec_argv(f"gold/{name}", [
         sys.executable, PROBE, "serve", name, MEMBERS[name][1], "8080"]),
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
     env.lb_servers[name] = p
     assert p.stdout.readline().strip() == "READY", name
 
@@ -163,6 +163,40 @@ def test_with_every_member_down_the_vip_refuses_at_once(gold):
     _wait_health(gold, {m: "up" for m in MEMBERS})
 
 
+def test_an_http_check_takes_out_a_member_that_accepts_but_answers_503(gold):
+    """m2 still accepts connections (a tcp check would pass it) but its /health says 503:
+    the http check marks it down, and up again when it answers 200."""
+    api = gold.client.base.removeprefix("http://")
+
+    def apply(check: dict, name: str) -> None:
+        data = copy.deepcopy(gold.data)
+        _gold(data, check)
+        f = gold.write(data, name)
+        assert main(["apply", str(f), "--api", api]) == 0
+        gold.wait_in_sync(20, revision=gold.client.status()["revision"])
+    try:
+        apply({**CHECK, "type": "http", "path": "/health", "expect": [200]}, "http-check.yaml")
+        _wait_health(gold, {m: "up" for m in MEMBERS})
+        _say_to(gold.lb_servers["m2"], "sick")
+        took = _wait_health(gold, {"m1": "up", "m2": "down", "m3": "up"})
+        assert took <= CHECK["interval"] * CHECK["fall"] + CHECK["timeout"] + 0.5, took
+        (down,) = gold.client.status()["load_balancer_members_down"]
+        assert down["member"] == "gold/www/m2" and down["last_check"] == "HTTP 503", down
+        time.sleep(0.3)  # the agents' recompile
+        counts = _fetch(gold, "c1", 40)
+        assert counts.get("m2", 0) == 0 and sum(counts.get(m, 0) for m in MEMBERS) == 40, \
+            counts  # m2 still serves "/": only its health says no
+        _say_to(gold.lb_servers["m2"], "well")
+        _wait_health(gold, {m: "up" for m in MEMBERS})
+    finally:
+        apply(CHECK, "gold-tcp-again.yaml")
+
+
+def _say_to(p: subprocess.Popen, line: str) -> None:
+    p.stdin.write(line + "\n")
+    p.stdin.flush()
+
+
 FW_PROBE = str(Path(__file__).with_name("fw_probe.py"))
 
 
@@ -216,8 +250,7 @@ def test_changing_the_members_moves_no_established_connection(gold):
 
 
 def _say(p: subprocess.Popen, word: str) -> str:
-    p.stdin.write(word + "\n")
-    p.stdin.flush()
+    _say_to(p, word)
     return p.stdout.readline().strip()
 
 

@@ -2,7 +2,8 @@
 (no OVS): each check is a TCP SYN from the VIP into the egress of the member's port, on its
 own hypervisor; SYN+ACK passes (and is reset), RST or silence fails; `fall` failures take the
 member out of the select group on every hypervisor, `rise` passes bring it back; with no
-member up, a new connection goes to the controller, which refuses it with a reset."""
+member up, a new connection goes to the controller, which refuses it with a reset.  An http
+check completes the handshake, sends its GET and judges the response's status."""
 import time
 
 import pytest
@@ -17,6 +18,7 @@ from netvirt.reconcile.agent import HypervisorAgent
 from netvirt.testing.fakes import FakeSwitch
 from netvirt.topology import Topology
 from netvirt.topology.balancer import PROBE_PORT
+from netvirt.topology.render import tree
 
 from .helpers import ROOT_EXAMPLES, load_data, sequential_inventory
 
@@ -33,8 +35,17 @@ class Clock:
 
 @pytest.fixture
 def lab():
+    yield from _lab(CHECK)
+
+
+@pytest.fixture
+def http_lab():
+    yield from _lab({**CHECK, "type": "http", "path": "/healthz", "expect": [200, 204]})
+
+
+def _lab(check):
     data = yaml.safe_load((ROOT_EXAMPLES / "balanced.yaml").read_text())
-    data["tenants"][0]["load_balancers"][0]["health_check"] = CHECK
+    data["tenants"][0]["load_balancers"][0]["health_check"] = check
     lc = load_data(data, "checked.yaml")
     inv = sequential_inventory(Topology(lc.config))
     switches = {hv: FakeSwitch(dict(i.ofports)) for hv, i in inv.items()}
@@ -73,7 +84,7 @@ def _checks(switches, hv):
 
 
 def _answer(service, syn, flags):
-    src, sport, dst, dport, _, seq, _, src_mac, dst_mac = syn
+    src, sport, dst, dport, _, seq, _, src_mac, dst_mac, _ = syn
     frame = packets.tcp_segment(dst_mac, dst, dport, src_mac, src, sport, flags, 7,
                                 (seq + 1) & 0xFFFFFFFF)
     return service.health.answer(frame)
@@ -130,6 +141,12 @@ def test_fall_failures_take_a_member_out_everywhere_and_rise_passes_bring_it_bac
     assert all(m["since"] for m in lb["members"])
     (down,) = service.status()["load_balancer_members_down"]
     assert down["member"] == "blue/www/web2" and down["since"]  # tenant/VIP/member
+    assert down["last_check"] == "reset by the member"
+    lines = [x.strip() for x in tree(service.topology())]
+    assert [x for x in lines if x.startswith("load balancer www")] == [
+        "load balancer www  tcp 10.0.0.100:80  on web  zone 41941  checks: tcp connect every 1s"]
+    (web2,) = [x for x in lines if x.startswith("member web2")]
+    assert web2.endswith(", last check: reset by the member"), web2
     assert service.status()["healthy"]  # a tenant's server, not netvirt
     trace = service.trace({"from": "blue/client", "to_ip": "10.0.0.100", "proto": "tcp",
                            "dst_port": 80})
@@ -170,4 +187,47 @@ def test_silence_is_a_failure_after_the_timeout(lab):
         clock.now += 0.6  # > timeout: no answer
         service.health.tick()
         clock.now += 0.4
+    assert "tenant/blue/load_balancer/www/member/web1" in service.health.down()
+
+
+def _reply(service, to, flags, seq, payload=b""):
+    """The member's segment answering ``to`` (the controller's last segment to it)."""
+    ack = (to.seq + (1 if to.flags & 0x02 else len(to.payload))) & 0xFFFFFFFF
+    frame = packets.tcp_segment(to.dst_mac, to.dst, to.dport, to.src_mac, to.src, to.sport,
+                                flags, seq, ack, payload)
+    return service.health.answer(frame)
+
+
+@pytest.mark.parametrize("status, passes", [(200, True), (204, True), (503, False)])
+def test_an_http_check_sends_its_get_after_the_handshake_and_judges_the_status(
+        http_lab, status, passes):
+    service, switches, _ = http_lab
+    service.health.tick()
+    (syn,) = _checks(switches, "hv1")
+    assert _reply(service, syn, 0x12, 5000) == "check_progress"  # SYN+ACK: now the request
+    (get,) = _checks(switches, "hv1")
+    assert get.flags == 0x18 and get.ack == 5001 and get.seq == (syn.seq + 1) & 0xFFFFFFFF
+    assert get.payload.startswith(b"GET /healthz HTTP/1.0\r\nHost: 10.0.0.100\r\n")
+    assert _reply(service, get, 0x10, 5001) == "check_progress"  # its ACK, no answer yet
+    assert not _checks(switches, "hv1")
+    body = f"HTTP/1.0 {status} Whatever\r\nServer: t\r\n\r\n".encode()
+    assert _reply(service, get, 0x18, 5001, body) == ("check_passed" if passes
+                                                      else "check_failed")
+    (rst,) = _checks(switches, "hv1")
+    assert rst.flags & 0x04 and rst.seq == (get.seq + len(get.payload)) & 0xFFFFFFFF
+    member = service.health.snapshot()["tenant/blue/load_balancer/www/member/web1"]
+    assert member.checked and member.failures == (0 if passes else 1)
+    assert member.last == f"HTTP {status}"  # what topo and status say of a member down
+
+
+def test_an_http_check_fails_on_a_close_without_an_answer_or_a_non_http_answer(http_lab):
+    service, switches, clock = http_lab
+    for answer in ((0x11, b""), (0x18, b"SSH-2.0-OpenSSH_9.2\r\n")):  # FIN; another server
+        service.health.tick()
+        (syn,) = _checks(switches, "hv1")
+        _reply(service, syn, 0x12, 5000)
+        (get,) = _checks(switches, "hv1")
+        assert _reply(service, get, answer[0], 5001, answer[1]) == "check_failed"
+        _checks(switches, "hv1")
+        clock.now += 1.0
     assert "tenant/blue/load_balancer/www/member/web1" in service.health.down()

@@ -122,6 +122,14 @@ def _errors(mutate) -> list[str]:
      "every member has weight 0"),
     (lambda lb, d: lb.update(network="lan"), "load_balancers[0].network",
      "network 'lan' is not defined"),
+    (lambda lb, d: lb.update(health_check={"path": "/healthz"}), "health_check.path",
+     "path is for http checks"),
+    (lambda lb, d: lb.update(health_check={"type": "http", "path": "healthz"}),
+     "health_check.path", "should match pattern"),
+    (lambda lb, d: lb.update(health_check={"type": "http", "expect": [700]}),
+     "health_check.expect[0]", "less than or equal to 599"),
+    (lambda lb, d: lb["vip"].update(protocol="udp") or lb.update(health_check={}),
+     "load_balancers[0].health_check", "a udp VIP's members do not answer"),
 ])
 def test_every_load_balancer_check_is_located(mutate, where, says):
     errors = _errors(mutate)
