@@ -6,9 +6,10 @@ tenants' addresses overlap, and a check from the host's own stack would reach no
 member.  The member's answer comes back to the VIP's probe port, which a flow of LB_CT
 sends to the controller.  A tcp check passes on SYN+ACK (a RST ends the half-open
 connection); an http check answers the SYN+ACK with its GET and passes on a response whose
-status is one it expects (then resets the connection: it read all it needs).  RST, anything
-else, or nothing within ``timeout`` is a failure.  ``fall`` failures in a row take the member out of
-the select group, ``rise`` passes put it back; the agents recompile with the new set.
+status is one it expects (then resets the connection: it read all it needs).  RST,
+anything else, or nothing within ``timeout`` is a failure.  ``fall`` failures in a row take
+the member out of the select group, ``rise`` passes put it back; the agents recompile with
+the new set.
 
 One thread, woken every TICK: checks are cheap (a few packets out and in), and their times
 are within a tick of what the YAML says.
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from netvirt.drivers import packets
+from netvirt.drivers.packets import ACK, FIN, PSH, RST, SYN, seq_add
 from netvirt.pipeline.layout import REG_OUT
 from netvirt.pipeline.records import Resubmit, SetField
 from netvirt.pipeline.stages import first_egress
@@ -30,7 +32,6 @@ from netvirt.topology.balancer import PROBE_PORT, member_origin, vip_mac
 
 log = logging.getLogger(__name__)
 TICK = 0.05
-FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 
 
 class Sent(NamedTuple):
@@ -122,7 +123,7 @@ class HealthMonitor:
                     h.due = now + hc.interval
                     seq = random.getrandbits(32)
                     if self._send(ref, lb, m, tenant, seq, SYN):
-                        h.sent = Sent(now, (seq + 1) & 0xFFFFFFFF, "syn")
+                        h.sent = Sent(now, seq_add(seq, 1), "syn")
                     else:
                         changed |= self._result(h, False, hc,
                                                 "the member's switch is not connected")
@@ -157,39 +158,39 @@ class HealthMonitor:
                 if h is None or h.sent is None or seg.ack != h.sent.ack:
                     return "stale_check"  # an answer to a check that already ended
                 verdict, why = self._judge(h.sent, seg, hc)
-                if verdict is None:  # the handshake is done: now the request
+                if verdict == "request":  # the handshake is done: now the GET
                     request = http_request(hc.path, str(lb.vip.ip))
-                    h.sent = Sent(h.sent.at, (seg.ack + len(request)) & 0xFFFFFFFF, "request")
+                    h.sent = Sent(h.sent.at, seq_add(seg.ack, len(request)), "request")
                 elif verdict == "wait":  # the member's ACK of the request, before its answer
                     return "check_progress"
                 else:
-                    changed = self._result(h, verdict, hc, why)
-            if verdict is None:
-                self._send(ref, lb, m, tenant, seg.ack, PSH | ACK, (seg.seq + 1) & 0xFFFFFFFF,
-                           request)
+                    changed = self._result(h, verdict == "passed", hc, why)
+            if verdict == "request":
+                self._send(ref, lb, m, tenant, seg.ack, PSH | ACK, seq_add(seg.seq, 1), request)
                 return "check_progress"
             if not seg.flags & RST:  # end the connection the check made
                 self._send(ref, lb, m, tenant, seg.ack, RST)
             if changed:
                 self.service.members_changed(self.down())
-            return "check_passed" if verdict else "check_failed"
+            return f"check_{verdict}"
         return "not_ours"
 
     @staticmethod
     def _judge(sent: Sent, seg, hc):
-        """(True: passed | False: failed | None: send the request | "wait", why)."""
+        """(verdict, why): the verdict is "passed", "failed", "request" (the handshake is
+        done: send the GET) or "wait" (the member acknowledged it, its answer is to come)."""
         if seg.flags & RST:
-            return False, "reset by the member"
+            return "failed", "reset by the member"
         if sent.phase == "syn":
             if not (seg.flags & SYN and seg.flags & ACK):
-                return False, "no SYN+ACK"
-            return (True, "answered") if hc.type == "tcp" else (None, "")
+                return "failed", "no SYN+ACK"
+            return ("passed", "answered") if hc.type == "tcp" else ("request", "")
         if not seg.payload:
-            return ("wait", "") if not seg.flags & FIN else (False, "closed without an answer")
+            return ("failed", "closed without an answer") if seg.flags & FIN else ("wait", "")
         status = packets.http_status(seg.payload)
         if status is None:
-            return False, "not an HTTP response"
-        return status in hc.expect, f"HTTP {status}"
+            return "failed", "not an HTTP response"
+        return "passed" if status in hc.expect else "failed", f"HTTP {status}"
 
     def _result(self, h: MemberHealth, ok: bool, hc, why: str) -> bool:
         """Count one check's result; whether the member changed state."""

@@ -132,6 +132,15 @@ def arp_request(src_mac: str, src_ip: str, target_ip: str) -> bytes:
     return bytes(out.data)
 
 
+# TCP flag bits, as the packet library names them (for callers that must not import it)
+FIN, SYN, RST, PSH, ACK = tcp.TCP_FIN, tcp.TCP_SYN, tcp.TCP_RST, tcp.TCP_PSH, tcp.TCP_ACK
+
+
+def seq_add(seq: int, n: int) -> int:
+    """TCP sequence arithmetic: ``seq`` + ``n`` modulo 2**32."""
+    return (seq + n) & 0xFFFFFFFF
+
+
 def tcp_segment(src_mac: str, src_ip: str, sport: int, dst_mac: str, dst_ip: str, dport: int,
                 flags: int, seq: int, ack: int = 0, payload: bytes = b"") -> bytes:
     """A TCP segment: a health check's SYN, its HTTP request, or the RST that ends it."""
@@ -200,8 +209,7 @@ def tcp_reset(data: bytes) -> bytes | None:
     """The RST+ACK that refuses the TCP segment in frame ``data``, from its destination back
     to its sender; None for anything else, or a reset itself."""
     seg = tcp_of(data)
-    if seg is None or seg.flags & tcp.TCP_RST:
+    if seg is None or seg.flags & RST:
         return None
-    src, sport, dst, dport, flags, seq, _, src_mac, dst_mac, _ = seg
-    return tcp_segment(dst_mac, dst, dport, src_mac, src, sport, tcp.TCP_RST | tcp.TCP_ACK, 0,
-                       (seq + 1) & 0xFFFFFFFF)
+    return tcp_segment(seg.dst_mac, seg.dst, seg.dport, seg.src_mac, seg.src, seg.sport,
+                       RST | ACK, 0, seq_add(seg.seq, 1))
