@@ -32,6 +32,7 @@ from netvirt.topology.balancer import PROBE_PORT, member_origin, vip_mac
 
 log = logging.getLogger(__name__)
 TICK = 0.05
+RECONNECT_GRACE = 10.0  # s: above OVS's default controller max_backoff (8 s)
 
 
 class Sent(NamedTuple):
@@ -64,6 +65,7 @@ class HealthMonitor:
     def __init__(self, service, clock=time.monotonic):
         self.service = service
         self._clock = clock
+        self._started = clock()
         self._lock = threading.Lock()
         self.members: dict[str, MemberHealth] = {}
         self._stop = threading.Event()
@@ -124,11 +126,23 @@ class HealthMonitor:
                     seq = random.getrandbits(32)
                     if self._send(ref, lb, m, tenant, seq, SYN):
                         h.sent = Sent(now, seq_add(seq, 1), "syn")
+                    elif self._awaited(ref.port.hypervisor, now):
+                        h.last = "not checked yet: the member's switch has not connected"
                     else:
                         changed |= self._result(h, False, hc,
                                                 "the member's switch is not connected")
         if changed:
             self.service.members_changed(self.down())
+
+    def _awaited(self, hv: str, now: float) -> bool:
+        """Whether ``hv``'s switch has not met this controller yet and may still be on its
+        way: a restarted controller's switches reconnect at their own pace (OVS backs off
+        up to 8 s), and a check that cannot be sent then says nothing of the member.  One
+        that was connected and went away, or that has not come in RECONNECT_GRACE, fails
+        its members' checks."""
+        agent = self.service.agents.get(hv)
+        met = agent is not None and agent.status.switch_connected_at > 0
+        return not met and now - self._started < RECONNECT_GRACE
 
     def _send(self, ref, lb, m, tenant: str, seq: int, flags: int, ack: int = 0,
               payload: bytes = b"") -> bool:

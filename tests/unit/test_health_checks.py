@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from netvirt.controller.health import HealthMonitor
+from netvirt.controller.health import RECONNECT_GRACE, HealthMonitor
 from netvirt.controller.service import ControllerService
 from netvirt.drivers import packets
 from netvirt.pipeline.records import GroupAction, Output
@@ -188,6 +188,33 @@ def test_silence_is_a_failure_after_the_timeout(lab):
         service.health.tick()
         clock.now += 0.4
     assert "tenant/blue/load_balancer/www/member/web1" in service.health.down()
+
+
+def test_a_switch_not_met_yet_fails_no_check_until_the_grace_is_over(lab):
+    """A restarted controller: web2's switch has not dialled in yet.  That says nothing of
+    web2, so its checks wait (for up to RECONNECT_GRACE); a switch that was connected and
+    went away fails its members' checks at once."""
+    service, switches, clock = lab
+    agent = service.agents["hv2"]
+    sw, agent.switch, agent.status.switch_connected_at = agent.switch, None, 0.0
+    web2 = "tenant/blue/load_balancer/www/member/web2"
+    for _ in range(4):  # fall is 2: twice what would take it out
+        _round(service, switches, clock, {"10.0.0.1": 0x12, "10.0.0.3": 0x12})
+    assert service.health.down() == frozenset()
+    assert service.health.snapshot()[web2].last.startswith("not checked yet")
+    clock.now = service.health._started + RECONNECT_GRACE  # it never came
+    for _ in range(2):
+        _round(service, switches, clock, {"10.0.0.1": 0x12, "10.0.0.3": 0x12})
+    assert service.health.down() == {web2}
+    agent.switch, agent.status.switch_connected_at = sw, 1.0  # back: checks run again
+    for _ in range(2):
+        _round(service, switches, clock, {"10.0.0.1": 0x12, "10.0.0.2": 0x12, "10.0.0.3": 0x12})
+    assert service.health.down() == frozenset()
+    agent.switch = None  # met, and gone: no grace
+    for _ in range(2):
+        _round(service, switches, clock, {"10.0.0.1": 0x12, "10.0.0.3": 0x12})
+    assert service.health.down() == {web2}
+    assert service.health.snapshot()[web2].last == "the member's switch is not connected"
 
 
 def _reply(service, to, flags, seq, payload=b""):
