@@ -406,8 +406,15 @@ def cmd_trace(args) -> int:
                 if down:
                     picks += f"; not {', '.join(down)} (its health checks fail)"
                 followed = next(c["to"] for c in s["choices"] if c["followed"])
-                print(f"  {'':<6} {'':<14} picks one of: {picks}; a connection's 5-tuple "
-                      f"hash decides, this trace follows {followed}")
+                decides = "a connection's 5-tuple hash decides"
+                if s.get("affinity_timeout"):
+                    decides = ("a client with no member learned in the last "
+                               f"{s['affinity_timeout']}s gets one by its 5-tuple hash")
+                print(f"  {'':<6} {'':<14} picks one of: {picks}; {decides}, this trace "
+                      f"follows {followed}")
+            if s.get("action") == "return":
+                print(f"  {'':<6} {'':<14} the model learns no flows: the switch may have "
+                      f"learned one here (--real shows it)")
         for rep in r[stage].get("real", []):
             verdict = "agrees" if rep.get("agree") else ("DISAGREES" if "real" in rep else "not run")
             print(f"  ofproto/trace on {rep['hypervisor']}: {verdict}"

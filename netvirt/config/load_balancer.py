@@ -65,6 +65,10 @@ def _tenant(t: Tenant, tp: tuple) -> Iterator[Problem]:
                 yield mp + ("port",), (f"port {m.port!r} is already member #{seen[m.port] + 1}; "
                                        f"list a member once")
             seen.setdefault(m.port, mi)
+        if lb.algorithm == "hash" and "affinity_timeout" in lb.model_fields_set:
+            yield lp + ("affinity_timeout",), (
+                "affinity_timeout is for algorithm source_ip; this load balancer hashes "
+                "each connection: set algorithm: source_ip, or drop affinity_timeout")
         hc = lb.health_check
         if hc is not None and lb.vip.protocol != "tcp":
             yield lp + ("health_check",), (

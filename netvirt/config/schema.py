@@ -297,12 +297,18 @@ class HealthCheck(_Model):
 class LoadBalancer(_Model):
     """A VIP that spreads new connections over its members by an OpenFlow select group
     (a hash of the 5-tuple, with the weights), DNATed through the tenant's conntrack zone
-    on the client's hypervisor."""
+    on the client's hypervisor; with source affinity, a learned flow keeps each client on
+    its member."""
 
     name: Name
     network: Name  # the VIP's network; its members are ports of it
     vip: Vip
     members: Annotated[list[Member], Field(min_length=1)]
+    # hash: each new connection by a hash of its 5-tuple; source_ip: a client's new
+    # connections go to the member its last one was given, while it opens one at least
+    # every affinity_timeout seconds and that member takes connections
+    algorithm: Literal["hash", "source_ip"] = "hash"
+    affinity_timeout: Annotated[int, Field(ge=1, le=65535)] = 300  # seconds (source_ip)
     health_check: HealthCheck | None = None  # none: every listed member takes connections
 
 

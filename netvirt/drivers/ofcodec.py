@@ -22,9 +22,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from netvirt.errors import PipelineError
 from netvirt.pipeline.records import (CT, INSTRUCTIONS, NAT, ClearInPort, Conjunction, DecTtl,
-                                      Flow, Goto, Group,
-                                      GroupAction, Meter, MeterAction, Move, Output, OutputReg,
-                                      Resubmit, SetField, WriteMetadata)
+                                      Flow, Goto, Group, GroupAction, Learn, Meter, MeterAction,
+                                      Move, Output, OutputReg, Resubmit, SetField, WriteMetadata)
 from netvirt.pipeline.layout import REG_OUT
 from netvirt.reconcile.diff import InstalledFlow
 
@@ -32,6 +31,8 @@ ALL_ONES_64 = 0xFFFFFFFFFFFFFFFF
 _PORTS = {"IN_PORT": ofp.OFPP_IN_PORT, "CONTROLLER": ofp.OFPP_CONTROLLER}
 # OVS's nx_nat_flags (lib/ofp-actions.c); os-ken names the range bits only
 NAT_F_SRC, NAT_F_DST = 1 << 0, 1 << 1
+# OVS's nx_learn_flags (include/openflow/nicira-ext.h); os-ken names none
+LEARN_F_DELETE_LEARNED = 1 << 1
 _GROUP_TYPES = {"all": ofp.OFPGT_ALL, "select": ofp.OFPGT_SELECT}
 _METER_UNITS = {"pktps": ofp.OFPMF_PKTPS, "kbps": ofp.OFPMF_KBPS}
 
@@ -53,6 +54,16 @@ def _ct(a: CT):
     return parser.NXActionCT(nicira_ext.NX_CT_F_COMMIT if a.commit else 0, src, zone,
                              nicira_ext.NX_CT_RECIRC_NONE if a.table is None else int(a.table),
                              0, inner)
+
+
+def _learn(a: Learn):
+    # OXM field names: OVS takes OXM headers in a learn's specs as it does NXM ones
+    specs = [parser.NXFlowSpecMatch(src=(f, 0) if v is None else v, dst=(f, 0), n_bits=n)
+             for f, n, v in a.matches]
+    specs += [parser.NXFlowSpecLoad(src=v, dst=(f, 0), n_bits=n) for f, n, v in a.loads]
+    return parser.NXActionLearn(table_id=int(a.table), specs=specs, idle_timeout=a.idle_timeout,
+                                priority=a.priority, cookie=a.cookie,
+                                flags=LEARN_F_DELETE_LEARNED)
 
 
 def _action(a):
@@ -77,6 +88,8 @@ def _action(a):
                                       value=0)
     if isinstance(a, CT):
         return _ct(a)
+    if isinstance(a, Learn):
+        return _learn(a)
     if isinstance(a, Conjunction):  # on the wire the clause counts from 0
         return parser.NXActionConjunction(a.clause - 1, a.n_clauses, a.conj_id)
     raise PipelineError(f"the codec has no encoding for {a!r} (a new action record?)")

@@ -16,6 +16,7 @@ from netvirt.config.schema import Hypervisor
 from netvirt.pipeline.layout import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_SNAT,
                                      CT_TRK)
 from netvirt.pipeline.records import origin_id
+from netvirt.pipeline.stages import switch_learned
 from netvirt.pipeline.tables import table_name
 from netvirt.inspect.simulate import Network
 
@@ -108,6 +109,15 @@ def compare(stage_entries: list[dict], net: Network, hypervisors: dict[str, Hype
         real = parse(r.stdout)
         if cut is not None:
             real = real[:len(model)]
+        learned = next((i for i, (t, prio, _) in enumerate(real) if switch_learned(t, prio)),
+                       None)
+        if learned is not None:
+            # a flow the switch learned (a client's affinity) is state the model does not
+            # have: compare up to it; the switch follows it from there
+            report["note"] = (f"compared up to {table_name(real[learned][0])}: the switch "
+                              f"follows a flow it learned there, which the model does not know")
+            model, real = model[:learned], real[:learned]
+            report["model"] = _named(model, origins)
         report["real"] = _named(real, origins)
         report["datapath_actions"] = next((ln.split(":", 1)[1].strip() for ln in
                                            r.stdout.splitlines()

@@ -29,8 +29,10 @@ from netvirt.pipeline.layout import TUNNEL_OFPORT, UNTAGGED
 from netvirt.pipeline.records import (CT, ClearInPort, Conjunction, DecTtl, Flow, Goto,
                                       GroupAction, MeterAction, Move, Output, OutputReg, Resubmit,
                                       SetField, WriteMetadata)
+from netvirt.pipeline.stages import STAGES, Miss
 from netvirt.pipeline.tables import Table
 
+_RETURNS = frozenset(t for t, s in STAGES.items() if s.miss is Miss.RETURN)
 MAX_HOPS = 64  # tables visited per packet, across hypervisors; a loop is a compiler bug
 _NOT_DELIVERED = ("metadata", "in_port", "ct_state", "ct_zone", "ct_mark")
 
@@ -151,6 +153,11 @@ class Network:
         """The network of ``cfg``'s hypervisors, joined by their underlay IPs."""
         return Network(per_hv, {h.name: str(h.underlay_ip.ip) for h in cfg.hypervisors})
 
+    def flows(self, hv: str, table: Table) -> list[Flow]:
+        """``table``'s flows on ``hv``, highest priority first."""
+        return [f for lv in self.tables[hv].get(int(table), [])
+                for f in lv.plain + lv.clauses + [g for fs in lv.conj.values() for g in fs]]
+
     def lookup(self, hv: str, table: Table, pkt: dict) -> Flow | None:
         for lv in self.tables[hv].get(int(table), []):
             for f in lv.plain:
@@ -193,7 +200,8 @@ class Network:
         step = Step(hv, table, flow)
         res.steps.append(step)
         if flow is None or not flow.actions:
-            res.dropped_at.append(step)
+            if table not in _RETURNS:  # a lookup table's caller goes on: no drop
+                res.dropped_at.append(step)
             return
         self._actions(hv, _ordered(flow.actions), pkt, res, hops, step)
 
@@ -232,7 +240,9 @@ class Network:
                 self._ct(hv, a, pkt, res, hops)
             elif isinstance(a, Goto):
                 self._run(hv, a.table, pkt, res, hops + 1)
-            # MeterAction: a meter lets the packet through (the model has no rates)
+            # MeterAction: a meter lets the packet through (the model has no rates);
+            # Learn: the model learns nothing, so an affinity lookup always finds no member
+            # and the select group answers, as for a client's first connection
 
     def _ct(self, hv: str, ct: CT, pkt: dict, res: Result, hops: int) -> None:
         if isinstance(ct.zone, str):  # the zone is a register's low 16 bits

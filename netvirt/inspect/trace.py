@@ -16,7 +16,8 @@ from netvirt.errors import UsageError
 from netvirt.nfv.firewall import P_CUT as ACL_CUT
 from netvirt.pipeline.layout import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_SNAT,
                                      CT_TRK, ICMP_ECHO_REQUEST, IP_PROTOCOLS, REG_OUT)
-from netvirt.pipeline.records import CT, GroupAction, format_actions
+from netvirt.pipeline.records import CT, GroupAction, Learn, Resubmit, SetField, format_actions
+from netvirt.pipeline.stages import STAGES, Miss
 from netvirt.pipeline.tables import Table
 from netvirt.topology import Topology
 
@@ -82,23 +83,56 @@ _CT_BITS = ((CT_TRK, "trk"), (CT_NEW, "new"), (CT_EST, "est"), (CT_REL, "rel"),
             (CT_RPL, "rpl"), (CT_INV, "inv"), (CT_SNAT, "snat"), (CT_DNAT, "dnat"))
 
 
-def _choices(f, groups: dict) -> list[dict] | None:
+def _choices(f, net: Network, hv: str) -> list[dict] | None:
     """A select group's buckets (a load balancer's members), the one this trace follows
     (the heaviest: which one a real connection gets depends on its 5-tuple's hash) marked."""
-    ids = [a.group_id for a in f.actions if isinstance(a, GroupAction)] if f else []
-    group = groups.get(ids[0]) if ids else None
-    if group is None or group.kind != "select":
+    group = _select_group(f, net, hv)
+    if group is None:
         return None
     heaviest = max(range(len(group.buckets)), key=lambda i: group.weights[i])
     out = []
     for i, (bucket, weight) in enumerate(zip(group.buckets, group.weights, strict=True)):
-        nat = next((a.nat for a in bucket if isinstance(a, CT) and a.nat), None)
+        nat = next((a.nat for a in _bucket_actions(bucket, f, net, hv)
+                    if isinstance(a, CT) and a.nat), None)
         to = f"{nat.ip_min}:{nat.port_min}" if nat else format_actions(bucket)
         out.append({"to": to, "weight": weight, "followed": i == heaviest})
     return out
 
 
-def _steps(res: Result, loaded: LoadedConfig, groups: dict) -> list[dict]:
+def _select_group(f, net: Network, hv: str):
+    ids = [a.group_id for a in f.actions if isinstance(a, GroupAction)] if f else []
+    group = net.groups[hv].get(ids[0]) if ids else None
+    return group if group is not None and group.kind == "select" else None
+
+
+def _bucket_actions(bucket: tuple, f, net: Network, hv: str) -> tuple:
+    """A bucket's actions, or (one that names its member in registers and resubmits, as
+    source affinity's do) the actions of the flow it resubmits to for that member: the one
+    whose match is the group's flow's plus the registers the bucket sets."""
+    again = next((a.table for a in bucket if isinstance(a, Resubmit)), None)
+    if again is None:
+        return bucket
+    named = {a.field: a.value for a in bucket if isinstance(a, SetField)}
+    want = tuple(sorted({**dict(f.match), **named}.items()))
+    return next((g.actions for g in net.flows(hv, again) if g.match == want), bucket)
+
+
+def _affinity(f, net: Network, hv: str) -> int | None:
+    """The idle timeout of the source affinity a select group's members are learned with."""
+    group = _select_group(f, net, hv)
+    learns = [a for b in group.buckets for a in _bucket_actions(b, f, net, hv)
+              if isinstance(a, Learn)] if group else []
+    return learns[0].idle_timeout if learns else None
+
+
+def _action(s) -> str:
+    if s.flow is not None and s.flow.actions:
+        return "continue"
+    # a lookup table the pipeline resubmits to: what finds nothing there goes on
+    return "return" if STAGES[s.table].miss is Miss.RETURN else "drop"
+
+
+def _steps(res: Result, loaded: LoadedConfig, net: Network) -> list[dict]:
     out = []
     after_ct = {i: (hv, state) for hv, state, _, i in res.recirculations}
     for n, s in enumerate(res.steps):
@@ -112,8 +146,9 @@ def _steps(res: Result, loaded: LoadedConfig, groups: dict) -> list[dict]:
                     "cookie": f"{f.cookie:#x}" if f else None,
                     "origin": f.origin if f else None,
                     "defined_at": str(loc) if loc else None,
-                    "action": "drop" if f is None or not f.actions else "continue",
-                    "choices": _choices(f, groups.get(s.hv, {}))})
+                    "action": _action(s),
+                    "choices": _choices(f, net, s.hv),
+                    "affinity_timeout": _affinity(f, net, s.hv)})
     return out
 
 
@@ -122,10 +157,10 @@ def _delivered(res: Result, topo: Topology, inventories: dict) -> list[dict]:
             for hv, port in sorted(res.ports())]
 
 
-def _stage(res: Result, loaded, topo, inventories, groups: dict) -> dict:
+def _stage(res: Result, loaded, topo, inventories, net: Network) -> dict:
     # what the firewall denies goes to the controller only for the drop log: a drop
     denied = [s for s in res.punted_at if s.table in ACL_TABLES]
-    return {"steps": _steps(res, loaded, groups), "delivered": _delivered(res, topo, inventories),
+    return {"steps": _steps(res, loaded, net), "delivered": _delivered(res, topo, inventories),
             "dropped_by": [_dropped_by(s, loaded, topo, inventories)
                            for s in res.dropped_at + denied],
             "punted_by": [f"{s.hv} {s.table.name}: {s.flow}" for s in res.punted_at
@@ -168,7 +203,7 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
                                   "arp_op": 1, "arp_sha": mac, "arp_spa": ip,
                                   "arp_tpa": nexthop})
     result = {"from": req.source, "hypervisor": hv, "request": vars(req),
-              "arp": _stage(arp, loaded, topo, inventories, net.groups)}
+              "arp": _stage(arp, loaded, topo, inventories, net)}
     answer = next((dict(p) for h, port, p in arp.delivered
                    if (h, port) == (hv, ofport) and dict(p).get("arp_op") == 2), None)
     if answer is None:
@@ -185,7 +220,7 @@ def trace(req: TraceRequest, loaded: LoadedConfig, topo: Topology, net: Network,
     if req.dst_port is not None and req.proto != "icmp":
         pkt[f"{req.proto}_dst"] = int(req.dst_port)
     res = net.inject(hv, ofport, pkt)
-    result["packet"] = _stage(res, loaded, topo, inventories, net.groups)
+    result["packet"] = _stage(res, loaded, topo, inventories, net)
     result["delivered"] = result["packet"]["delivered"]
     result["verdict"] = _verdict(result["packet"], hv)
     return result

@@ -21,17 +21,27 @@ MAC floods nowhere.  Members whose health checks fail (controller/health.py) hav
 with none left, a new connection goes to the controller, which refuses it with a TCP reset.
 The checks' answers come back to the VIP's probe port and LB_CT sends them to the
 controller.  A member that calls its own VIP: _hairpin below.
+
+With source affinity (algorithm: source_ip) a new connection asks LB_AFFINITY first: a
+flow there, learned when the client's last connection was given its member, loads that
+member's address into reg7, and LB_AFFINE's flow for the member DNATs to it (and learns it
+again).  With no such flow (a first call, a lapsed one), or one naming a member that takes
+no connections now (no LB_AFFINE flow for it), LB_AFFINE sends the connection to the group,
+whose bucket names a member in reg7 and resubmits to LB_AFFINE.  The learned flows are the
+client's hypervisor's, as its conntrack entries are; no controller round trip makes them.
 """
 from __future__ import annotations
 
+from ipaddress import IPv4Address
+
 from netvirt.pipeline.actions import arp_reply
 from netvirt.pipeline.layout import (ARP_REQUEST, CT_NEW, CT_TRK, ETH_ARP, ETH_IP, IPPROTO_TCP,
-                                     PUNT_METER_ID, VNI_MASK)
-from netvirt.pipeline.records import (CT, NAT, ClearInPort, Flow, Goto, Group, GroupAction, Meter,
-                                      MeterAction, Output, SetField)
+                                     PUNT_METER_ID, REG_AFFINE, VNI_MASK)
+from netvirt.pipeline.records import (CT, NAT, ClearInPort, Flow, Goto, Group, GroupAction, Learn,
+                                      Meter, MeterAction, Output, Resubmit, SetField, origin_id)
 from netvirt.pipeline.stages import following
 from netvirt.pipeline.tables import Table
-from netvirt.topology.balancer import PROBE_PORT, LbOnHv
+from netvirt.topology.balancer import PROBE_PORT, LbMember, LbOnHv
 
 
 def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
@@ -39,14 +49,18 @@ def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
     to_vip = {"eth_type": ETH_IP, "ipv4_dst": lb.vip, "ip_proto": lb.ip_proto,
               f"{l4}_dst": lb.port}
     picked = [m for m in lb.members if m.weight > 0 and m.origin not in lb.down]
-    groups = [Group(tuple((CT(commit=True, zone=lb.zone, table=Table.LB_TO_MEMBER,
-                              nat=NAT("dst", m.ip, None, m.target_port, None)),)
-                          for m in picked), lb.origin, "select", tuple(m.weight for m in picked))
+    # with source affinity a bucket only names its member (reg7) for LB_AFFINE, whose
+    # member flow learns it: a learn in a flow, not in a group, so that OVS deletes what it
+    # learned when that flow goes (delete_learned counts flows' actions only)
+    buckets = tuple((SetField(REG_AFFINE, _as_int(m.ip)), Resubmit(Table.LB_AFFINE))
+                    if lb.affinity else (_dnat(lb, m),) for m in picked)
+    groups = [Group(buckets, lb.origin, "select", tuple(m.weight for m in picked))
               ] if picked else []
     # a new connection: to a member, or (none is up) to the controller, which answers it a
     # TCP reset: the VIP refuses, it does not swallow the connection
     new = [GroupAction(groups[0].group_id)] if groups else [MeterAction(PUNT_METER_ID),
                                                             Output("CONTROLLER")]
+    affine = bool(lb.affinity and groups)
     flows = []
     for vni in lb.client_vnis:
         net = {"metadata": (vni, VNI_MASK)}
@@ -55,13 +69,21 @@ def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
                       [CT(zone=lb.zone, nat=NAT(), table=Table.LB_PICK)], lb.origin),
             Flow.make(Table.LB_PICK, 100, {**net, **to_vip, "ct_state": (CT_NEW | CT_TRK,
                                                                         CT_NEW | CT_TRK)},
-                      new, lb.origin),
+                      [Resubmit(Table.LB_AFFINITY), Goto(Table.LB_AFFINE)] if affine else new,
+                      lb.origin),
             # a DNATed packet is a member's now and goes on (the miss); what is still to
             # the VIP and not new (invalid) drops, and so does the rest of the VIP's traffic
             Flow.make(Table.LB_PICK, 90, {**net, **to_vip}, [], lb.origin),
             Flow.make(Table.LB_PICK, 80, {**net, "eth_type": ETH_IP, "ipv4_dst": lb.vip}, [],
                       lb.origin),
         ]
+        if affine:
+            # the client's member (reg7: from a learned flow, or the group's bucket) while it
+            # takes connections, learned (again) for the client's next; else the group
+            flows += [Flow.make(Table.LB_AFFINE, 100,
+                                {**net, **to_vip, REG_AFFINE: _as_int(m.ip)},
+                                [_learn(lb, m, l4), _dnat(lb, m)], m.origin) for m in picked]
+            flows.append(Flow.make(Table.LB_AFFINE, 90, {**net, **to_vip}, new, lb.origin))
         for m in lb.members:
             flows.append(Flow.make(
                 Table.LB_REPLY, 100, {**net, "eth_type": ETH_IP, "ipv4_src": m.ip,
@@ -91,12 +113,38 @@ def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
     return flows, groups, []
 
 
+def _dnat(lb: LbOnHv, m: LbMember) -> CT:
+    """A new connection given to ``m``: DNATed to it, committed in the tenant's zone."""
+    return CT(commit=True, zone=lb.zone, table=Table.LB_TO_MEMBER,
+              nat=NAT("dst", m.ip, None, m.target_port, None))
+
+
+def _as_int(ip: str) -> int:
+    return int(IPv4Address(ip))
+
+
+def _learn(lb: LbOnHv, m: LbMember, l4: str) -> Learn:
+    """A flow in LB_AFFINITY that names ``m`` for this client's next connections to the VIP
+    (the client's address in its network; not its port), until the client opens none for
+    the affinity timeout (an idle timeout, as OVN's commit_lb_aff learns).  Its cookie is
+    the member's origin, with no digest (the switch made the flow): when the member's
+    LB_AFFINE flow goes (down, drained, removed), OVS deletes the affinities to it at once."""
+    return Learn(Table.LB_AFFINITY, 100, lb.affinity, origin_id(m.origin) << 32,
+                 (("eth_type", 16, ETH_IP), ("ip_proto", 8, lb.ip_proto),
+                  ("metadata", 24, None), ("ipv4_src", 32, None),
+                  ("ipv4_dst", 32, _as_int(lb.vip)), (f"{l4}_dst", 16, lb.port)),
+                 ((REG_AFFINE, 32, _as_int(m.ip)),))
+
+
 def _hairpin(lb: LbOnHv, l4: str) -> list[Flow]:
     """A member here that calls its own VIP and is given itself: the packet would come back
     from its own address (which its kernel drops) to the port it came in by (which OpenFlow
     does not do).  SNATed to the VIP in the hairpin zone, it comes from the VIP, and leaves by
     its ingress port; the reply undoes the SNAT there, then the DNAT in the tenant's zone,
-    and goes back the same way.  (OVN SNATs hairpinned connections to the VIP too.)"""
+    and goes back the same way.  (OVN SNATs hairpinned connections to the VIP too.)  A
+    member of several VIPs at one port is SNATed to the lowest of them whichever it called
+    (m.hairpin_ip): the flows are the same for each, and the tenant's zone gives the reply
+    the VIP it called."""
     net = {"metadata": (lb.vip_vni, VNI_MASK), "eth_type": ETH_IP, "ip_proto": lb.ip_proto}
     flows = []
     for m in lb.members:
@@ -105,11 +153,11 @@ def _hairpin(lb: LbOnHv, l4: str) -> list[Flow]:
         flows.append(Flow.make(
             Table.LB_HAIRPIN, 100, {**net, "ipv4_src": m.ip, "ipv4_dst": m.ip,
                                     f"{l4}_dst": m.target_port},
-            [ClearInPort(), CT(commit=True, zone=lb.hairpin_zone, nat=NAT("src", lb.vip),
+            [ClearInPort(), CT(commit=True, zone=lb.hairpin_zone, nat=NAT("src", m.hairpin_ip),
                                table=Table.ARP_RESPONDER)], m.origin))
         flows.append(Flow.make(
             Table.LB_CT, 100, {**net, "ipv4_src": m.ip, f"{l4}_src": m.target_port,
-                               "ipv4_dst": lb.vip},
+                               "ipv4_dst": m.hairpin_ip},
             [ClearInPort(), CT(zone=lb.hairpin_zone, nat=NAT(), table=Table.LB_UNHAIRPIN)],
             m.origin))
         flows.append(Flow.make(

@@ -16,6 +16,8 @@ reg6: which firewall stage judges the packet (FW_FROM_VM, FW_TO_VM in bits 0-1),
 stages' fixed flows (invalid, related, cut) apply only to packets a firewalled port's ct()
 tracked (a routed packet arrives tracked by its router's zone), and the tenant's key in
 bits 2-31, which the tenant's rule clauses match.
+reg7: the member a source-affinity load balancer gave this client last (its IPv4 address as
+an integer; 0: none, or it lapsed), loaded by a flow LB_AFFINITY learned, read by LB_AFFINE.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ REG_ROUTER = "reg3"  # the router whose MAC the packet was sent to (its VNI)
 REG_SCRATCH = "reg4"  # a swap's temporary
 REG_ZONE = "reg5"  # the firewalled port's conntrack zone (its low 16 bits)
 REG_FW = "reg6"  # the tenant's key << 2 | FW_FROM_VM or FW_TO_VM: who judges the packet
+REG_AFFINE = "reg7"  # the member a client's affinity names (its IPv4 address), or 0
 FW_FROM_VM, FW_TO_VM, FW_STAGE_MASK = 1, 2, 0x3
 
 # The single VXLAN port of br-int (remote_ip=flow, key=flow) is requested at this ofport,

@@ -16,6 +16,7 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache, total_ordering
 
+from netvirt.pipeline.layout import REG_AFFINE
 from netvirt.pipeline.tables import Table
 
 MatchValue = int | str | tuple  # tuple = (value, mask)
@@ -208,6 +209,38 @@ class CT:
                 None if self.nat is None else self.nat.canon(), self.mark)
 
 
+@_action
+class Learn:
+    """Add a flow to ``table`` made from this packet, or refresh the one it made before
+    (NXAST_LEARN).  It matches each of ``matches``, (field, bits, value): the value given,
+    or with None the packet's own; it loads each of ``loads``, (field, bits, value); it
+    lapses ``idle_timeout`` seconds after it last matched.  ``cookie`` leads it back to its
+    origin.  OVS checks the learned match's prerequisites as it reads the specs, so eth_type
+    and ip_proto come first and with values (a copied one is unknown at that time).
+    What a flow's learns made goes when the last flow with a learn of that cookie and table
+    goes (OVS's delete_learned, which counts flows only: a learn in a group bucket would
+    leave its flows behind)."""
+
+    table: Table
+    priority: int
+    idle_timeout: int
+    cookie: int
+    matches: tuple  # ((field, n_bits, int value or None: the packet's), ...)
+    loads: tuple  # ((field, n_bits, int value), ...)
+
+    def __str__(self) -> str:
+        specs = [f"{f}[0..{n - 1}]" if v is None else f"{f}={v:#x}"
+                 for f, n, v in self.matches]
+        specs += [f"load:{v:#x}->{f}" for f, _, v in self.loads]
+        return (f"learn(table={self.table.name},priority={self.priority},"
+                f"idle_timeout={self.idle_timeout},delete_learned,cookie={self.cookie:#x},"
+                f"{','.join(specs)})")
+
+    def canon(self) -> tuple:
+        return ("learn", int(self.table), self.priority, self.idle_timeout, self.cookie,
+                self.matches, self.loads)
+
+
 # Instructions, not actions, in OpenFlow: the codec places them; the order in a flow's
 # actions tuple does not matter for these three.
 @_action
@@ -247,7 +280,7 @@ class MeterAction:
 
 
 Action = (Output | OutputReg | SetField | Move | GroupAction | DecTtl | ClearInPort | Resubmit
-          | Conjunction | CT | WriteMetadata | Goto | MeterAction)
+          | Conjunction | CT | Learn | WriteMetadata | Goto | MeterAction)
 INSTRUCTIONS = (WriteMetadata, Goto, MeterAction)
 
 
@@ -273,7 +306,7 @@ def jump_targets(actions) -> list[Table]:
     return out
 
 
-_HEX_FIELDS = {"metadata", "tunnel_id", "eth_type", "ct_state", "ct_mark", "conj_id"}
+_HEX_FIELDS = {"metadata", "tunnel_id", "eth_type", "ct_state", "ct_mark", "conj_id", REG_AFFINE}
 
 
 def fmt_value(field: str, v) -> str:

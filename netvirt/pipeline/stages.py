@@ -7,6 +7,10 @@ from these declarations, and every compiled flow is checked against its stage, a
 ValveTable checks flow mods: a flow that matches a field its stage does not allow, or
 continues in a stage it may not, is refused at compile time, not installed.
 
+A branch stage is reached only by a goto or resubmit of a named stage, never by a miss, so
+following() passes it by; a learned stage's flows (above its miss) are the switch's own, made
+by a learn action, and the reconcile leaves them alone (a restart deletes none of them).
+
 A feature that needs a new table adds its Stage here, between the ones it sits between.
 """
 from __future__ import annotations
@@ -15,8 +19,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from netvirt.errors import PipelineError
-from netvirt.pipeline.layout import REG_FW, REG_NEXTHOP, REG_OUT, REG_ROUTER
-from netvirt.pipeline.records import (CT, PIPELINE_ORIGIN, Flow, Goto, Group, GroupAction,
+from netvirt.pipeline.layout import REG_AFFINE, REG_FW, REG_NEXTHOP, REG_OUT, REG_ROUTER
+from netvirt.pipeline.records import (CT, PIPELINE_ORIGIN, Flow, Goto, Group, GroupAction, Learn,
                                       OutputReg, Resubmit, jump_targets)
 from netvirt.pipeline.tables import Table
 
@@ -24,12 +28,14 @@ from netvirt.pipeline.tables import Table
 class Direction(Enum):
     INGRESS = "in"
     EGRESS = "out"
+    BRANCH = "branch"  # entered from a named stage only; no miss continues into it
 
 
 class Miss(Enum):
     DROP = "drop"
     CONTINUE = "continue"  # on to the next stage of the same direction
     OUTPUT = "output"  # out of the port in the output register
+    RETURN = "return"  # nothing: the table is resubmitted to, and its caller goes on
 
 
 @dataclass(frozen=True)
@@ -40,20 +46,21 @@ class Stage:
     next: tuple[Table, ...]  # stages its flows may continue in (goto, resubmit, ct table)
     miss: Miss
     job: str  # one line, for dumps and docs
+    learned: bool = False  # its flows above the miss are learned by the switch, not ours
 
     def miss_flow(self) -> Flow:
         if self.miss == Miss.CONTINUE:
             actions = (Goto(following(self.table)),)
         else:
-            actions = () if self.miss == Miss.DROP else (OutputReg(REG_OUT),)
+            actions = (OutputReg(REG_OUT),) if self.miss == Miss.OUTPUT else ()
         return Flow.make(self.table, 0, {}, actions, PIPELINE_ORIGIN)
 
 
-def _stage(table, direction, matches, next_, miss, job) -> Stage:
-    return Stage(table, direction, frozenset(matches), tuple(next_), miss, job)
+def _stage(table, direction, matches, next_, miss, job, learned=False) -> Stage:
+    return Stage(table, direction, frozenset(matches), tuple(next_), miss, job, learned)
 
 
-_IN, _OUT = Direction.INGRESS, Direction.EGRESS
+_IN, _OUT, _BRANCH = Direction.INGRESS, Direction.EGRESS, Direction.BRANCH
 # what a firewall rule's flows may match, besides the port and the remote address
 _ACL_FIELDS = ("ct_state", "ct_mark", "eth_type", "ip_proto", "tcp_dst", "udp_dst",
                "icmpv4_type", "icmpv4_code")
@@ -87,9 +94,11 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            "redone); a member's reply to its own call of the VIP -> the hairpin zone; the "
            "rest goes on"),
     _stage(Table.LB_PICK, _IN, {"metadata", "ct_state", "eth_type", "ipv4_dst", "ip_proto",
-                                "tcp_dst", "udp_dst"}, [Table.LB_TO_MEMBER], Miss.CONTINUE,
+                                "tcp_dst", "udp_dst"},
+           [Table.LB_TO_MEMBER, Table.LB_AFFINITY, Table.LB_AFFINE], Miss.CONTINUE,
            "a new connection to a VIP -> the select group (a member by weight, DNATed and "
-           "committed); a DNATed one goes on; anything else to the VIP drops"),
+           "committed), or with source affinity the client's member first; a DNATed one "
+           "goes on; anything else to the VIP drops"),
     _stage(Table.LB_TO_MEMBER, _IN, {"metadata", "eth_dst", "eth_type", "ipv4_dst"},
            [Table.LB_HAIRPIN], Miss.CONTINUE,
            "sent to the VIP's MAC and DNATed -> the member's MAC; the rest goes on"),
@@ -103,6 +112,16 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            [Table.LB_TO_MEMBER, Table.ARP_RESPONDER], Miss.CONTINUE,
            "the reply to that call, its SNAT undone -> the tenant's zone undoes its DNAT; "
            "the rest goes on"),
+    _stage(Table.LB_AFFINITY, _BRANCH, {"metadata", "eth_type", "ip_proto", "ipv4_src",
+                                        "ipv4_dst", "tcp_dst", "udp_dst"}, [], Miss.RETURN,
+           "learned: a client of a VIP with source affinity -> its member's address in "
+           "reg7, until the client opens no connection for the affinity timeout",
+           learned=True),
+    _stage(Table.LB_AFFINE, _BRANCH, {"metadata", REG_AFFINE, "eth_type", "ipv4_dst",
+                                      "ip_proto", "tcp_dst", "udp_dst"},
+           [Table.LB_TO_MEMBER, Table.LB_AFFINE], Miss.DROP,
+           "the client's member, while it takes connections -> learned for its next, DNAT "
+           "to it, committed; else the select group, whose bucket names one and comes back"),
     _stage(Table.ARP_RESPONDER, _IN, {"in_port", "metadata", "eth_type", "arp_op", "arp_tpa"},
            [Table.L2_LOOKUP], Miss.CONTINUE,
            "the hypervisor that hosts an address answers ARP for it; other opcodes than "
@@ -158,9 +177,18 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
 )}
 
 
+def switch_learned(table: int, priority: int) -> bool:
+    """A flow a learn action made (a learned stage's, above its miss): the switch's, not
+    the reconcile's to compare or delete."""
+    stage = STAGES.get(table)
+    return stage is not None and stage.learned and priority > 0
+
+
 def following(table: Table) -> Table:
     """The next declared stage of the same direction."""
     stage = STAGES[table]
+    if stage.direction == Direction.BRANCH:
+        raise PipelineError(f"{table.name} is a branch: it continues only where it says")
     later = [t for t, s in STAGES.items() if s.direction == stage.direction and t > table]
     if not later:
         raise PipelineError(f"{table.name} is the last {stage.direction.name.lower()} stage; "
@@ -192,7 +220,7 @@ def check_flow(flow: Flow, groups: dict[int, Group] | None = None) -> None:
         if name not in allowed:
             raise PipelineError(f"{flow}: {flow.table.name} flows may not match {name} "
                                 f"(allowed: {', '.join(sorted(allowed)) or 'nothing'})")
-    targets = []
+    targets, learns = [], []
     for a in flow.actions:
         kind = type(a)
         if kind in _JUMPS:
@@ -207,6 +235,13 @@ def check_flow(flow: Flow, groups: dict[int, Group] | None = None) -> None:
                 raise PipelineError(f"{flow}: group {a.group_id:#x} was not compiled with it")
             for bucket in group.buckets:
                 targets += jump_targets(bucket)
+                learns += [b for b in bucket if type(b) is Learn]
+        elif kind is Learn:
+            learns.append(a)
+    for learn in learns:
+        if not STAGES[learn.table].learned:
+            raise PipelineError(f"{flow}: a learn may add flows to a learned stage only, not "
+                                f"{learn.table.name}, whose flows the reconcile owns")
     for t in targets:
         if t not in stage.next:
             raise PipelineError(f"{flow}: {flow.table.name} may not continue in {t.name} "

@@ -23,6 +23,9 @@ class Table(IntEnum):
     LB_TO_MEMBER = 42  # sent to the VIP's MAC, now to a member's address -> the member's MAC
     LB_HAIRPIN = 43  # a member's connection to its own VIP, given to itself -> SNAT to the VIP
     LB_UNHAIRPIN = 44  # that connection's reply, its SNAT undone -> its DNAT undone
+    # branches of LB_PICK for a VIP with source affinity (no stage's miss leads here)
+    LB_AFFINITY = 45  # flows the switch learned: client -> the member it was given last
+    LB_AFFINE = 46  # that member, if it still takes connections; else the select group
     ARP_RESPONDER = 50  # the hypervisor that hosts an address answers ARP for it
     L2_LOOKUP = 60  # dst MAC -> output register + egress, or a tunnel; floods -> FLOOD
     FLOOD = 62  # the network's flood group (one flow, whatever its ports)

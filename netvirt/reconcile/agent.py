@@ -25,6 +25,7 @@ from netvirt.errors import NetvirtError, OvsdbError
 from netvirt.gcpause import gc_paused
 from netvirt.overlay.ovsdb import compile_ovsdb, is_bridge_mac, new_bridge_mac
 from netvirt.pipeline.layout import INT_BRIDGE
+from netvirt.pipeline.stages import switch_learned
 from netvirt.reconcile import diff
 from netvirt.reconcile.compiler import Compiler
 from netvirt.reconcile.diff import InstalledFlow
@@ -318,7 +319,8 @@ class HypervisorAgent:
         if sw is None:
             return
         if self._read_flows:
-            installed = {f.key: f for f in sw.read_flows()}
+            installed = {f.key: f for f in sw.read_flows()
+                         if not switch_learned(f.table, f.priority)}
             groups, meters = sw.read_groups(), sw.read_meters()
             with self._mirror_lock:
                 self._installed = installed

@@ -5,6 +5,7 @@ Plain values, so its compile is remembered until a member, the VIP or a client n
 changes."""
 from __future__ import annotations
 
+from ipaddress import IPv4Address
 from typing import NamedTuple
 
 from netvirt.config.allocate import router_mac
@@ -21,6 +22,10 @@ class LbMember(NamedTuple):
     mac: str
     target_port: int
     weight: int
+    # what its call to its own VIP is SNATed to: the lowest VIP that has this member at this
+    # port and protocol, so that every such VIP compiles one hairpin for it (after the DNAT
+    # nothing says which VIP was called; the reply gets that back from the tenant's zone)
+    hairpin_ip: str
 
 
 class LbOnHv(NamedTuple):
@@ -36,6 +41,7 @@ class LbOnHv(NamedTuple):
     client_vnis: tuple[int, ...]  # networks here whose ports may call the VIP
     members: tuple[LbMember, ...]  # all: an established connection keeps its member
     local: tuple[str, ...]  # origins of the members here (who may call their own VIP)
+    affinity: int  # source affinity's idle timeout in seconds; 0: a hash of each connection
     checked: bool  # health checks: their answers (from members here) go to the controller
     down: tuple[str, ...]  # members whose checks fail: no new connection goes to them
 
@@ -60,6 +66,7 @@ def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
     here = {(r.tenant, r.network.name) for r in topo.ports_on(hv)}
     out = []
     for t in topo.config.tenants:
+        hairpin = _hairpin_ips(t)
         for lb in t.load_balancers:
             router = topo.router_of(t.name, lb.network)
             reach = [lb.network] if router is None else [i.network.name for i in router.interfaces]
@@ -69,7 +76,8 @@ def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
             origin = lb_origin(t.name, lb.name)
             members = tuple(LbMember(member_origin(t.name, lb.name, m.port),
                                      str(topo.port(t.name, m.port).port.ips[0]),
-                                     topo.port(t.name, m.port).port.mac, m.target_port, m.weight)
+                                     topo.port(t.name, m.port).port.mac, m.target_port, m.weight,
+                                     hairpin[m.port, m.target_port, lb.vip.protocol])
                             for m in lb.members)
             local = tuple(member_origin(t.name, lb.name, m.port) for m in lb.members
                           if topo.port(t.name, m.port).port.hypervisor == hv)
@@ -77,6 +85,17 @@ def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
                               lb.vip.port, vip_mac(t.name, lb.name),
                               topo.network(t.name, lb.network).vni,
                               (t.name, lb.network) in here, tuple(clients), members, local,
+                              lb.affinity_timeout if lb.algorithm == "source_ip" else 0,
                               lb.health_check is not None,
                               tuple(m.origin for m in members if m.origin in inv.down_members)))
     return out
+
+
+def _hairpin_ips(t) -> dict[tuple, str]:
+    """(member port, target port, protocol) -> the lowest VIP of the tenant that has it."""
+    out: dict[tuple, IPv4Address] = {}
+    for lb in t.load_balancers:
+        for m in lb.members:
+            key = (m.port, m.target_port, lb.vip.protocol)
+            out[key] = min(out.get(key, lb.vip.ip), lb.vip.ip)
+    return {k: str(v) for k, v in out.items()}

@@ -42,7 +42,8 @@ def tree(t: dict) -> list[str]:
         for lb in ten.get("load_balancers", ()):
             v = lb["vip"]
             lines.append(f"    load balancer {lb['name']}  {v['protocol']} {v['ip']}:{v['port']}"
-                         f"  on {lb['network']}  zone {lb['zone']}{_check(lb['health_check'])}")
+                         f"  on {lb['network']}  zone {lb['zone']}{_affinity(lb)}"
+                         f"{_check(lb['health_check'])}")
             for m in lb["members"]:
                 health = f"  {m['health']} since {m['since']}" if m.get("health") else ""
                 if m.get("health") == "down" and m.get("last_check"):
@@ -50,6 +51,11 @@ def tree(t: dict) -> list[str]:
                 lines.append(f"      member {m['port']:<12} {m['ip']}:{m['target_port']}  "
                              f"weight {m['weight']}{health}")
     return lines
+
+
+def _affinity(lb: dict) -> str:
+    t = lb.get("affinity_timeout")
+    return f"  source affinity {t}s" if t else ""
 
 
 def _check(hc: dict | None) -> str:

@@ -1,6 +1,7 @@
 """The load balancer on real switches: a tenant "gold" added to the session's lab, three
-HTTP members on three hypervisors behind a VIP (weights 1:1:2), a client on the VIP's
-network and one behind the tenant's router, real connections through the VIP."""
+HTTP members on three hypervisors behind a VIP (weights 1:1:2) and behind a second VIP with
+source affinity, a client on the VIP's network and one behind the tenant's router, real
+connections through the VIPs."""
 from __future__ import annotations
 
 import copy
@@ -24,7 +25,10 @@ CLIENTS = {"c1": ("hv1", "10.6.0.10", "lan"), "c2": ("hv2", "10.7.0.10", "office
 CHECK = {"type": "tcp", "interval": 0.5, "timeout": 0.3, "rise": 2, "fall": 2}
 
 
-def _gold(d: dict, check: dict = CHECK) -> None:
+STICKY = "10.6.0.102"  # the same members with source affinity
+
+
+def _gold(d: dict, check: dict = CHECK, sticky: bool = True) -> None:
     def net(name, cidr):
         return {"name": name, "subnets": [{"cidr": f"{cidr}.0/24", "gateway": f"{cidr}.254"}]}
 
@@ -42,6 +46,11 @@ def _gold(d: dict, check: dict = CHECK) -> None:
                             "members": [{"port": n, "target_port": 8080, "weight": w}
                                         for n, (_, _, w) in MEMBERS.items()],
                             "health_check": check}]})
+    if sticky:
+        lbs = d["tenants"][-1]["load_balancers"]
+        lbs.append({**copy.deepcopy(lbs[0]), "name": "sticky", "vip": {"ip": STICKY, "protocol": "tcp",
+                                                        "port": 80},
+                    "algorithm": "source_ip", "affinity_timeout": 600})
 
 
 @pytest.fixture(scope="module")
@@ -78,22 +87,23 @@ def _serve(env, name: str) -> None:
     assert p.stdout.readline().strip() == "READY", name
 
 
-def _health(env) -> dict:
+def _health(env, lb: str = "www") -> dict:
     gold = next(t for t in env.client.topology()["tenants"] if t["name"] == "gold")
-    return {m["port"]: m["health"] for m in gold["load_balancers"][0]["members"]}
+    (view,) = [v for v in gold["load_balancers"] if v["name"] == lb]
+    return {m["port"]: m["health"] for m in view["members"]}
 
 
-def _wait_health(env, want: dict, timeout: float = 10.0) -> float:
+def _wait_health(env, want: dict, timeout: float = 10.0, lb: str = "www") -> float:
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if _health(env) == want:
+        if _health(env, lb) == want:
             return time.monotonic() - t0
         time.sleep(0.05)
-    raise AssertionError(f"health {_health(env)}, not {want} after {timeout}s")
+    raise AssertionError(f"health {_health(env, lb)}, not {want} after {timeout}s")
 
 
-def _fetch(env, client: str, n: int, pause: float = 0.0) -> dict:
-    r = env.run(f"gold/{client}", sys.executable, PROBE, "fetch", f"http://{VIP}/", str(n),
+def _fetch(env, client: str, n: int, pause: float = 0.0, vip: str = VIP) -> dict:
+    r = env.run(f"gold/{client}", sys.executable, PROBE, "fetch", f"http://{vip}/", str(n),
                 str(pause), timeout=120)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -180,8 +190,9 @@ def test_an_http_check_takes_out_a_member_that_accepts_but_answers_503(gold):
         _say_to(gold.lb_servers["m2"], "sick")
         took = _wait_health(gold, {"m1": "up", "m2": "down", "m3": "up"})
         assert took <= CHECK["interval"] * CHECK["fall"] + CHECK["timeout"] + 0.5, took
-        (down,) = gold.client.status()["load_balancer_members_down"]
-        assert down["member"] == "gold/www/m2" and down["last_check"] == "HTTP 503", down
+        downs = gold.client.status()["load_balancer_members_down"]  # www's and sticky's
+        assert {d["member"] for d in downs} == {"gold/www/m2", "gold/sticky/m2"}, downs
+        assert all(d["last_check"] == "HTTP 503" for d in downs), downs
         time.sleep(0.3)  # the agents' recompile
         counts = _fetch(gold, "c1", 40)
         assert counts.get("m2", 0) == 0 and sum(counts.get(m, 0) for m in MEMBERS) == 40, \
@@ -190,6 +201,55 @@ def test_an_http_check_takes_out_a_member_that_accepts_but_answers_503(gold):
         _wait_health(gold, {m: "up" for m in MEMBERS})
     finally:
         apply(CHECK, "gold-tcp-again.yaml")
+
+
+def _learned(env, hv: str) -> list[str]:
+    """The affinities hv's switch learned (LB_AFFINITY above its miss), without counters."""
+    lines = env.ofctl(hv, "dump-flows", "table=45", "--no-stats").splitlines()
+    return sorted(ln.strip() for ln in lines if "priority=100" in ln)
+
+
+def test_source_affinity_keeps_a_client_on_one_member_across_a_restart_and_a_death(gold):
+    """sticky is www's members with source affinity: each client's 30 connections go to one
+    member (www spreads them); a controller restart keeps what the switches learned (they
+    are the switches' flows: none deleted, none sent); when the client's member dies it
+    moves to one other and stays there; removing the load balancer removes what it learned."""
+    api = gold.client.base.removeprefix("http://")
+    c1 = _fetch(gold, "c1", 30, vip=STICKY)
+    (first,) = c1
+    assert first in MEMBERS and c1[first] == 30, c1
+    c2 = _fetch(gold, "c2", 30, vip=STICKY)  # behind the router: learned on its hv2
+    assert len(c2) == 1 and sum(c2.get(m, 0) for m in MEMBERS) == 30, c2
+    (learned,) = _learned(gold, "hv1")  # c1's, keyed on its address and the VIP
+    assert "nw_src=10.6.0.10" in learned and f"nw_dst={STICKY}" in learned, learned
+    gold.ctl.stop()
+    gold.ctl.start()
+    st = gold.wait_in_sync(20)
+    assert all(h["flow_mods_sent"] == 0 for h in st["hypervisors"].values()), st
+    assert _learned(gold, "hv1") == [learned]
+    assert _fetch(gold, "c1", 10, vip=STICKY) == {first: 10}
+    try:
+        gold.lb_servers.pop(first).kill()
+        _wait_health(gold, {m: "down" if m == first else "up" for m in MEMBERS}, lb="sticky")
+        time.sleep(0.3)  # the agents' recompile: the member's LB_AFFINE flow goes
+        moved = _fetch(gold, "c1", 20, vip=STICKY)
+        assert len(moved) == 1 and first not in moved and sum(
+            moved.get(m, 0) for m in MEMBERS) == 20, moved
+    finally:
+        if first not in gold.lb_servers:
+            _serve(gold, first)
+        _wait_health(gold, {m: "up" for m in MEMBERS}, lb="sticky")
+    data = copy.deepcopy(gold.data)
+    _gold(data, sticky=False)
+    f = gold.write(data, "no-sticky.yaml")
+    assert main(["apply", str(f), "--api", api]) == 0
+    gold.wait_in_sync(20, revision=gold.client.status()["revision"])
+    assert all(_learned(gold, hv) == [] for hv in ("hv1", "hv2", "hv3"))
+    data = copy.deepcopy(gold.data)
+    _gold(data)
+    f = gold.write(data, "sticky-again.yaml")
+    assert main(["apply", str(f), "--api", api]) == 0
+    gold.wait_in_sync(20, revision=gold.client.status()["revision"])
 
 
 def _say_to(p: subprocess.Popen, line: str) -> None:

@@ -2,6 +2,7 @@
 from netvirt.config import load_file
 from netvirt.reconcile.agent import HypervisorAgent
 from netvirt.errors import NetvirtError
+from netvirt.pipeline.tables import Table
 from netvirt.reconcile.diff import InstalledFlow
 from netvirt.testing.fakes import FakeSwitch
 from netvirt.topology import Topology
@@ -67,6 +68,24 @@ def test_foreign_and_deleted_flows_are_repaired():
     a.reconcile_once()
     assert a.status.in_sync and (0, 7, (("in_port", 99),)) not in sw.flows
     assert len(sw.flows) == DEMO_FLOWS
+
+
+def test_flows_the_switch_learned_are_left_alone_across_a_restart():
+    """A source-affinity load balancer's learned flows (LB_AFFINITY above its miss) are the
+    switch's: a new agent (a controller restart) reads them and sends nothing."""
+    service, sw = _setup()
+    _agent(service, sw).reconcile_once()
+    learned = (int(Table.LB_AFFINITY), 100, (("ipv4_src", "10.0.0.10"),))
+    sw.flows[learned] = InstalledFlow(*learned[:2], 0x1234 << 32, learned[2])
+    before = sw.flow_mods_sent
+    a = _agent(service, sw)
+    a.reconcile_once()
+    assert a.status.in_sync and sw.flow_mods_sent == before and learned in sw.flows
+    # a flow in a table the reconcile owns is still repaired: only learned stages are spared
+    sw.flows[(0, 7, (("in_port", 99),))] = InstalledFlow(0, 7, 0xBAD, (("in_port", 99),))
+    a = _agent(service, sw)
+    a.reconcile_once()
+    assert (0, 7, (("in_port", 99),)) not in sw.flows and learned in sw.flows
 
 
 def test_own_deletions_do_not_trigger_a_reread():

@@ -3,12 +3,18 @@ DNATed on the client's hypervisor to a member (the select group's heaviest bucke
 simulator picks), from the VIP's network and through the router; the member's reply gets
 the VIP back on the client's hypervisor; the other tenant's same address is nobody; every
 check of the YAML is located; the isolation proof holds with load balancers."""
+from ipaddress import ip_address
+
 import pytest
 import yaml
 
 from netvirt.config import load_file
 from netvirt.errors import ConfigError
 from netvirt.inspect.isolation import prove
+from netvirt.inspect.trace import TraceRequest, trace
+from netvirt.pipeline.layout import REG_AFFINE
+from netvirt.pipeline.records import CT, GroupAction, Learn, Resubmit, SetField, origin_id
+from netvirt.pipeline.tables import Table
 from netvirt.topology.balancer import vip_mac
 
 from .helpers import ROOT_EXAMPLES, compile_all, load_data, matches_golden
@@ -101,6 +107,60 @@ def test_the_isolation_proof_holds_with_a_load_balancer(lab):
     assert prove(topo, per_hv, inv) == []
 
 
+SHOP = "10.0.0.101"  # blue's source-affinity VIP, port 443 -> 8443
+
+
+def test_each_member_of_an_affinity_vip_is_learned_for_the_client_it_is_given(lab):
+    topo, inv, per_hv, net = lab
+    d = per_hv["hv1"]
+    (via,) = [f for f in d.flows if f.table == Table.LB_AFFINE and f.priority == 90]
+    (group,) = [g for g in d.groups if GroupAction(g.group_id) in via.actions]
+    # a bucket names its member and comes back; the member's flow learns and DNATs
+    assert {b for b in group.buckets} == {
+        (SetField(REG_AFFINE, int(ip_address(ip))), Resubmit(Table.LB_AFFINE))
+        for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3")}
+    members = [f for f in d.flows if f.table == Table.LB_AFFINE and f.priority == 100]
+    assert len(members) == 3
+    for f in members:
+        learn, dnat = f.actions
+        assert isinstance(learn, Learn) and isinstance(dnat, CT)
+        assert learn.table == Table.LB_AFFINITY and learn.idle_timeout == 600
+        # keyed on who calls which VIP, in which network; not on the client's port
+        assert learn.matches == (("eth_type", 16, 0x800), ("ip_proto", 8, 6),
+                                 ("metadata", 24, None), ("ipv4_src", 32, None),
+                                 ("ipv4_dst", 32, int(ip_address(SHOP))), ("tcp_dst", 16, 443))
+        assert learn.loads == ((REG_AFFINE, 32, dict(f.match)[REG_AFFINE]),)
+        assert dict(f.match)[REG_AFFINE] == int(ip_address(dnat.nat.ip_min))
+        # the member's origin: its affinities go with its flow (OVS's delete_learned)
+        assert learn.cookie >> 32 == origin_id(f.origin) and "/member/" in f.origin
+
+
+def test_a_client_with_a_learned_member_gets_it_and_one_without_gets_the_group(lab):
+    topo, inv, per_hv, net = lab
+    client, at = _at(topo, inv, "blue/client")
+    web1, web1_at = _at(topo, inv, "blue/web1")
+    web3, web3_at = _at(topo, inv, "blue/web3")
+    first = net.fresh().inject(*at, _tcp(client, vip_mac("blue", "www"), SHOP, 443))
+    assert first.ports() == {web3_at}  # nothing learned: the group's heaviest bucket
+    looked = [s for s in first.steps if s.table == Table.LB_AFFINITY]
+    assert looked and not any(s.table == Table.LB_AFFINITY for s in first.dropped_at)
+    # what web1's learned flow loads: the client's connection goes to web1, at its port
+    pkt = {**_tcp(client, vip_mac("blue", "www"), SHOP, 443), REG_AFFINE: int(ip_address("10.0.0.1"))}
+    (hv, port, out), = net.fresh().inject(*at, pkt).delivered
+    assert (hv, port) == web1_at and dict(out)["tcp_dst"] == 8443
+    assert dict(out)["eth_dst"] == web1.port.mac
+
+
+def test_an_affinity_to_a_member_that_takes_no_connections_is_not_honoured():
+    data = yaml.safe_load(BALANCED.read_text())
+    data["tenants"][0]["load_balancers"][1]["members"][0]["weight"] = 0  # web1 drains
+    topo, inv, per_hv, net = compile_all(load_data(data, "drain.yaml"))
+    client, at = _at(topo, inv, "blue/client")
+    _, web3_at = _at(topo, inv, "blue/web3")
+    pkt = {**_tcp(client, vip_mac("blue", "www"), SHOP, 443), REG_AFFINE: int(ip_address("10.0.0.1"))}
+    assert net.inject(*at, pkt).ports() == {web3_at}  # the group again, which learns anew
+
+
 def _errors(mutate) -> list[str]:
     data = yaml.safe_load(BALANCED.read_text())
     mutate(data["tenants"][0]["load_balancers"][0], data)
@@ -130,6 +190,12 @@ def _errors(mutate) -> list[str]:
      "health_check.expect[0]", "less than or equal to 599"),
     (lambda lb, d: lb["vip"].update(protocol="udp") or lb.update(health_check={}),
      "load_balancers[0].health_check", "a udp VIP's members do not answer"),
+    (lambda lb, d: lb.update(affinity_timeout=30), "load_balancers[0].affinity_timeout",
+     "affinity_timeout is for algorithm source_ip"),
+    (lambda lb, d: lb.update(algorithm="round_robin"), "load_balancers[0].algorithm",
+     "'hash' or 'source_ip'"),
+    (lambda lb, d: lb.update(algorithm="source_ip", affinity_timeout=0),
+     "load_balancers[0].affinity_timeout", "greater than or equal to 1"),
 ])
 def test_every_load_balancer_check_is_located(mutate, where, says):
     errors = _errors(mutate)
@@ -159,3 +225,38 @@ def test_a_member_that_calls_its_own_vip_and_gets_itself_gets_its_answer_from_th
     assert (hv, port) == at
     assert (back["ipv4_src"], back["tcp_src"], back["ipv4_dst"], back["tcp_dst"]) == \
         (VIP, 80, "10.0.0.1", 40000)
+
+
+def test_a_trace_to_an_affinity_vip_names_its_members_and_the_learned_lookup(lab):
+    topo, inv, per_hv, net = lab
+    r = trace(TraceRequest.from_json({"from": "blue/client", "to_ip": SHOP, "proto": "tcp",
+                                      "dst_port": 443}), load_file(BALANCED), topo, net, inv)
+    steps = r["packet"]["steps"]
+    (lookup,) = [s for s in steps if s["table"] == "LB_AFFINITY"]
+    assert lookup["action"] == "return"  # nothing learned in the model: not a drop
+    (pick,) = [s for s in steps if s.get("choices")]
+    assert {c["to"]: c["weight"] for c in pick["choices"]} == {
+        "10.0.0.1:8443": 1, "10.0.0.2:8443": 1, "10.0.0.3:8443": 2}
+    assert pick["affinity_timeout"] == 600
+    assert r["verdict"].startswith("delivered"), r["verdict"]
+
+
+def test_a_member_of_two_vips_at_one_port_calls_either_and_gets_that_vip_back():
+    """After the DNAT nothing says which VIP a hairpinned call was for: both VIPs SNAT it to
+    the lowest of them (one set of flows, not two that claim one packet), and the tenant's
+    zone gives the reply the VIP that was called."""
+    data = yaml.safe_load(BALANCED.read_text())
+    shop = data["tenants"][0]["load_balancers"][1]
+    for m in shop["members"]:
+        m["target_port"] = 8080  # www's members, at www's port
+    shop["members"][0]["weight"] = 5  # web1: the heaviest, so the model gives it itself
+    topo, inv, per_hv, net = compile_all(load_data(data, "two-vips.yaml"))
+    web1, at = _at(topo, inv, "blue/web1")
+    (hv, port, pkt), = net.inject(*at, _tcp(web1, vip_mac("blue", "www"), SHOP, 443)).delivered
+    pkt = dict(pkt)
+    assert (hv, port) == at and (pkt["ipv4_dst"], pkt["tcp_dst"]) == ("10.0.0.1", 8080)
+    assert pkt["ipv4_src"] == VIP  # www's 10.0.0.100 < shop's 10.0.0.101
+    reply = _tcp(web1, vip_mac("blue", "www"), VIP, pkt["tcp_src"], sport=8080, flags=0x12)
+    (hv, port, back), = net.inject(*at, reply).delivered
+    back = dict(back)
+    assert (back["ipv4_src"], back["tcp_src"], back["tcp_dst"]) == (SHOP, 443, 40000)

@@ -8,7 +8,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from netvirt.config import load_file
 from netvirt.drivers import ofcodec
-from netvirt.pipeline.records import (CT, NAT, ClearInPort, Conjunction, DecTtl, Flow, Goto, Group, Meter,
+from netvirt.pipeline.records import (CT, NAT, ClearInPort, Conjunction, DecTtl, Flow, Goto, Group, Learn, Meter,
                                       MeterAction,
                                       Output, OutputReg, Resubmit, SetField, WriteMetadata)
 from netvirt.pipeline.tables import Table
@@ -103,6 +103,16 @@ NEW_ACTIONS = [
     (CT(commit=True, zone="reg5", mark=0x1234),
      lambda: parser.NXActionCT(1, "reg5", 15, 255, 0, [parser.OFPActionSetField(ct_mark=0x1234)])),
     (Conjunction(0xABCD, 2, 3), lambda: parser.NXActionConjunction(1, 3, 0xABCD)),
+    (Learn(Table.LB_AFFINITY, 100, 60, 0x1234 << 32,
+           (("eth_type", 16, 0x800), ("metadata", 24, None), ("ipv4_src", 32, None)),
+           (("reg7", 32, 0x0A000001),)),
+     lambda: parser.NXActionLearn(45, [
+         parser.NXFlowSpecMatch(0x800, ("eth_type", 0), 16),
+         parser.NXFlowSpecMatch(("metadata", 0), ("metadata", 0), 24),
+         parser.NXFlowSpecMatch(("ipv4_src", 0), ("ipv4_src", 0), 32),
+         parser.NXFlowSpecLoad(0x0A000001, ("reg7", 0), 32)],
+         idle_timeout=60, priority=100, cookie=0x1234 << 32,
+         flags=2)),  # NX_LEARN_F_DELETE_LEARNED
 ]
 
 

@@ -9,9 +9,10 @@ import pytest
 from netvirt.config import load_file
 from netvirt.errors import PipelineError
 from netvirt.pipeline.layout import REG_OUT
-from netvirt.pipeline.records import (CT, NAT, Flow, Goto, Group, GroupAction, Output,
+from netvirt.pipeline.records import (CT, NAT, Flow, Goto, Group, GroupAction, Learn, Output,
                                       OutputReg, Resubmit, SetField)
-from netvirt.pipeline.stages import STAGES, Direction, check_flow, first_egress, miss_flows
+from netvirt.pipeline.stages import (STAGES, Direction, check_flow, first_egress, following,
+                                     miss_flows, switch_learned)
 from netvirt.pipeline.tables import Table
 from netvirt.reconcile.compiler import Compiler
 from netvirt.reconcile.features import Feature
@@ -53,6 +54,23 @@ def test_a_group_is_held_to_the_stage_of_the_flow_that_uses_it():
     good = Group(((SetField(REG_OUT, 1), Resubmit(first_egress())),), "t")
     check_flow(Flow.make(Table.L2_LOOKUP, 5, {}, [GroupAction(good.group_id)], "t"),
                {good.group_id: good})
+
+
+def test_a_learn_may_fill_a_learned_stage_only_and_a_branch_has_no_following_stage():
+    learn = Learn(Table.L2_LOOKUP, 100, 10, 0, (("ipv4_src", 32, None),), ())
+    group = Group(((learn,),), "t", "select", (1,))
+    flow = Flow.make(Table.LB_AFFINE, 90, {}, [GroupAction(group.group_id)], "t")
+    with pytest.raises(PipelineError, match="learned stage only, not L2_LOOKUP"):
+        check_flow(flow, {group.group_id: group})
+    ok = Group(((Learn(Table.LB_AFFINITY, 100, 10, 0, (("ipv4_src", 32, None),), ()),),), "t",
+               "select", (1,))
+    check_flow(Flow.make(Table.LB_AFFINE, 90, {}, [GroupAction(ok.group_id)], "t"),
+               {ok.group_id: ok})
+    assert switch_learned(Table.LB_AFFINITY, 100) and not switch_learned(Table.LB_AFFINITY, 0)
+    assert not switch_learned(Table.L2_LOOKUP, 100)
+    assert following(Table.LB_UNHAIRPIN) == Table.ARP_RESPONDER  # branches are passed by
+    with pytest.raises(PipelineError, match="is a branch"):
+        following(Table.LB_AFFINE)
 
 
 def test_a_masked_and_an_exact_match_on_one_field_sort():
