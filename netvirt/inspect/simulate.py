@@ -22,6 +22,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from netvirt.errors import PipelineError
 from netvirt.inspect.conntrack import Conntrack, five_tuple
@@ -70,8 +71,10 @@ def _value_matches(have, want) -> bool:
     return have == want
 
 
+@lru_cache(maxsize=1 << 16)
 def _int(text) -> int:
-    """A MAC or an IPv4 address as an integer (-1 for none)."""
+    """A MAC or an IPv4 address as an integer (-1 for none); the same few recur in every
+    masked match a packet meets."""
     if text is None:
         return -1
     text = str(text)
@@ -108,28 +111,57 @@ def _ordered(actions: tuple) -> list:
     return meter + apply + meta + goto
 
 
+class _Index:
+    """Flows found by the fields they match exactly: grouped by which fields those are, and
+    each group a dict from their values to the flows, so a lookup meets the flows that may
+    match, not the table (L2_LOOKUP has a flow per MAC, the firewall a clause per member)."""
+
+    def __init__(self, flows: list[Flow]):
+        self.flows = flows  # in the order compiled
+        self.groups: dict[tuple, dict[tuple, list[int]]] = {}
+        for i, f in enumerate(flows):
+            sig = tuple(k for k, v in f.match if not isinstance(v, tuple))
+            key = tuple(v for _, v in f.match if not isinstance(v, tuple))
+            self.groups.setdefault(sig, {}).setdefault(key, []).append(i)
+
+    def matching(self, pkt: dict) -> list[Flow]:
+        """The flows that match ``pkt``, in the order compiled."""
+        found: list[int] = []
+        for sig, by in self.groups.items():
+            found += by.get(tuple(pkt.get(k) for k in sig), ())
+        found.sort()
+        return [self.flows[i] for i in found if matches(self.flows[i], pkt)]
+
+    def __iter__(self):
+        return iter(self.flows)
+
+    def __bool__(self) -> bool:
+        return bool(self.flows)
+
+
 @dataclass
 class _Level:
     """A table's flows of one priority, sorted out for the conjunction rule."""
 
     priority: int
-    plain: list = field(default_factory=list)  # in the order compiled
-    clauses: list = field(default_factory=list)  # flows whose actions are conjunctions
+    plain: _Index  # in the order compiled
+    clauses: _Index  # flows whose actions are conjunctions
     conj: dict = field(default_factory=dict)  # conj_id -> the flows that match on it
 
 
 def _levels(flows: list[Flow]) -> list[_Level]:
-    levels: dict[int, _Level] = {}
+    by_priority: dict[int, tuple[list, list, dict]] = {}
     for f in flows:
-        lv = levels.setdefault(f.priority, _Level(f.priority))
+        plain, clauses, conj = by_priority.setdefault(f.priority, ([], [], {}))
         conj_id = next((v for k, v in f.match if k == "conj_id"), None)
         if conj_id is not None:
-            lv.conj.setdefault(conj_id, []).append(f)
+            conj.setdefault(conj_id, []).append(f)
         elif f.actions and isinstance(f.actions[0], Conjunction):
-            lv.clauses.append(f)
+            clauses.append(f)
         else:
-            lv.plain.append(f)
-    return sorted(levels.values(), key=lambda lv: -lv.priority)
+            plain.append(f)
+    return [_Level(prio, _Index(plain), _Index(clauses), conj)
+            for prio, (plain, clauses, conj) in sorted(by_priority.items(), key=lambda kv: -kv[0])]
 
 
 class Network:
@@ -156,22 +188,21 @@ class Network:
     def flows(self, hv: str, table: Table) -> list[Flow]:
         """``table``'s flows on ``hv``, highest priority first."""
         return [f for lv in self.tables[hv].get(int(table), [])
-                for f in lv.plain + lv.clauses + [g for fs in lv.conj.values() for g in fs]]
+                for f in [*lv.plain, *lv.clauses, *(g for fs in lv.conj.values() for g in fs)]]
 
     def lookup(self, hv: str, table: Table, pkt: dict) -> Flow | None:
         for lv in self.tables[hv].get(int(table), []):
-            for f in lv.plain:
-                if matches(f, pkt):
-                    return f
+            hit = lv.plain.matching(pkt)
+            if hit:
+                return hit[0]
             if not lv.clauses:
                 continue
             met: dict[int, set] = {}
             need: dict[int, int] = {}
-            for f in lv.clauses:
-                if matches(f, pkt):
-                    for c in f.actions:
-                        met.setdefault(c.conj_id, set()).add(c.clause)
-                        need[c.conj_id] = c.n_clauses
+            for f in lv.clauses.matching(pkt):
+                for c in f.actions:
+                    met.setdefault(c.conj_id, set()).add(c.clause)
+                    need[c.conj_id] = c.n_clauses
             for conj_id in sorted(met):
                 if len(met[conj_id]) == need[conj_id]:
                     probe = {**pkt, "conj_id": conj_id}
