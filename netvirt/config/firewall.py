@@ -94,27 +94,38 @@ def permits(t: Tenant, src, dst, proto: str, dport: int | None = None,
     """Whether tenant ``t``'s security groups let a new connection from port ``src`` to
     port ``dst`` (both of ``t``) through: ``src``'s egress rules, then ``dst``'s ingress
     rules, evaluated on the config itself.  The reference the compiled firewall is held to
-    (tests), and what `lab matrix` expects of a ping."""
-    members: dict[str, set] = {}
-    for p in t.ports:
-        for g in p.security_groups or ():
-            members.setdefault(g, set()).update(
-                [*p.ips, *(a.ip for a in p.allowed_address_pairs)])
-    packet = (proto, dport, icmp_type, icmp_code)
-    return (_side(t, src, "egress", dst.ips[0], packet, members)
-            and _side(t, dst, "ingress", src.ips[0], packet, members))
+    (the isolation proof, the tests), and what `lab matrix` expects of a ping."""
+    return Intent(t).permits(src, dst, proto, dport, icmp_type, icmp_code)
 
 
-def _side(t: Tenant, port, direction: str, remote, packet, members) -> bool:
-    if port.security_groups is None:
-        return True
-    groups = {g.name: g for g in t.security_groups}
-    for name in port.security_groups:
-        for r in groups[name].rules:
-            if r.direction == direction and _matches(r, remote, packet, members):
-                return True
-    default = t.firewall.ingress if direction == "ingress" else t.firewall.egress
-    return default == "allow"
+class Intent:
+    """``permits`` for one tenant, its groups' members worked out once (the isolation proof
+    asks it about every pair of ports)."""
+
+    def __init__(self, t: Tenant):
+        self.t = t
+        self.groups = {g.name: g for g in t.security_groups}
+        self.members: dict[str, set] = {}
+        for p in t.ports:
+            for g in p.security_groups or ():
+                self.members.setdefault(g, set()).update(
+                    [*p.ips, *(a.ip for a in p.allowed_address_pairs)])
+
+    def permits(self, src, dst, proto: str, dport: int | None = None,
+                icmp_type: int | None = None, icmp_code: int | None = None) -> bool:
+        packet = (proto, dport, icmp_type, icmp_code)
+        return (self._side(src, "egress", dst.ips[0], packet)
+                and self._side(dst, "ingress", src.ips[0], packet))
+
+    def _side(self, port, direction: str, remote, packet) -> bool:
+        if port.security_groups is None:
+            return True
+        for name in port.security_groups:
+            for r in self.groups[name].rules:
+                if r.direction == direction and _matches(r, remote, packet, self.members):
+                    return True
+        fw = self.t.firewall
+        return (fw.ingress if direction == "ingress" else fw.egress) == "allow"
 
 
 def _matches(r: Rule, remote, packet, members) -> bool:

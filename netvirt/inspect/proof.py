@@ -2,7 +2,8 @@
 hypervisor with the inventories its switch reports, giving an interface that has no ofport
 yet (a port this revision adds) a provisional one above the others, so that every flow the
 revision will install is in the proof with only its port number differing; then prove the
-result apart (netvirt.inspect.isolation).
+result apart (netvirt.inspect.isolation), and each tenant's firewall against its security
+groups (netvirt.inspect.groups).
 
 One IsolationProof lives as long as the controller: its compilers and its walk keep what
 the last revision had, so a one-port change recompiles and re-walks that port's network."""
@@ -13,7 +14,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from netvirt.inspect.groups import FirewallViolation, GroupsProver, describe_breach
 from netvirt.inspect.isolation import Prover, Violation, describe
+from netvirt.inspect.simulate import Network
 from netvirt.pipeline.layout import TUNNEL_OFPORT
 from netvirt.reconcile.compiler import Compiler
 from netvirt.topology import Topology
@@ -24,22 +27,28 @@ SHOWN = 5  # violations an error names in full; the count says how many more
 
 @dataclass(frozen=True)
 class Proof:
-    violations: tuple[Violation, ...]
+    violations: tuple[Violation | FirewallViolation, ...]
     ports: int
     flows: int
     hypervisors: int
     seconds: float
+    groups: bool = False  # whether the firewalls were held to the security groups too
 
     def summary(self) -> str:
         what = (f"{self.ports} port(s), {self.flows} flow(s) on {self.hypervisors} "
                 f"hypervisor(s), {self.seconds:.2f}s")
         if not self.violations:
-            return f"isolation proven: no port reaches what the intent does not allow ({what})"
+            held = ("; every firewall opens no connection its security groups do not allow"
+                    if self.groups else "")
+            return (f"isolation proven: no port reaches what the intent does not allow{held} "
+                    f"({what})")
         return f"isolation NOT proven: {len(self.violations)} reach(es) the intent does not allow ({what})"
 
     def explain(self, loaded) -> str:
         """The summary and the first violations, each with its path and YAML lines."""
-        parts = [self.summary()] + [describe(v, loaded) for v in self.violations[:SHOWN]]
+        parts = [self.summary()] + [
+            describe_breach(v, loaded) if isinstance(v, FirewallViolation) else describe(v, loaded)
+            for v in self.violations[:SHOWN]]
         if len(self.violations) > SHOWN:
             parts.append(f"... and {len(self.violations) - SHOWN} more")
         return "\n".join(parts)
@@ -67,8 +76,12 @@ class IsolationProof:
         self._lock = threading.Lock()
         self._compilers: dict[str, Compiler] = {}
         self._prover = Prover()
+        self._groups = GroupsProver()
 
-    def run(self, topo: Topology, known: Mapping[str, Inventory]) -> Proof:
+    def run(self, topo: Topology, known: Mapping[str, Inventory], groups: bool = False) -> Proof:
+        """``groups``: also hold each tenant's firewall to its security groups (plan and
+        validate --deep; not apply, where its cost, seconds for a tenant of hundreds of
+        firewalled ports, would hold every change: docs/architecture.md says more)."""
         with self._lock:
             t0 = time.perf_counter()
             inventories = provisional(topo, known)
@@ -77,6 +90,9 @@ class IsolationProof:
             per_hv = {hv: self._compilers.setdefault(hv, Compiler()).compile(topo, hv, inv)
                       for hv, inv in inventories.items()}
             violations = self._prover.prove(topo, per_hv, inventories)
+            if groups:  # inside each tenant: what its firewall passes, against its groups
+                violations += self._groups.prove(
+                    topo, per_hv, Network.of_config(per_hv, topo.config), inventories)
             return Proof(tuple(violations), sum(len(topo.ports_on(hv)) for hv in topo.hypervisors),
                          sum(len(d.by_key) for d in per_hv.values()), len(per_hv),
-                         time.perf_counter() - t0)
+                         time.perf_counter() - t0, groups)

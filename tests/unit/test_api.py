@@ -305,7 +305,8 @@ def test_plan_cites_yaml_lines_and_changes_nothing(controller, tmp_path, capsys)
     out = capsys.readouterr().out
     assert "hv1: no change" in out and "hv2: 6 change(s)" in out  # the owner answers its ARP
     assert "hv3: no change" in out and "6 change(s) in total; nothing was applied" in out
-    assert "isolation proven: no port reaches what the intent does not allow (6 port(s)" in out
+    assert ("isolation proven: no port reaches what the intent does not allow; every firewall "
+            "opens no connection its security groups do not allow (6 port(s)") in out
     assert "arp_tpa=10.0.0.12" in out and f"[tenant/blue/port/web2]  {changed}:28:9" in out
     assert f"[tenant/blue/port/web2]  {DEMO}:28:9" in out  # the flow it replaces, from the current file
     assert sum(s.flow_mods_sent for s in switches.values()) == mods

@@ -124,4 +124,5 @@ def test_validate_deep_proves_a_file_without_a_controller(capsys):
     assert main(["validate", "--deep", str(ROOT_EXAMPLES / "showcase.yaml")]) == 0
     out = capsys.readouterr().out
     assert "valid: 3 hypervisors" in out
-    assert "isolation proven: no port reaches what the intent does not allow (6 port(s), " in out
+    assert ("isolation proven: no port reaches what the intent does not allow; every firewall "
+            "opens no connection its security groups do not allow (6 port(s), ") in out
