@@ -25,6 +25,8 @@ def _tenant(t: Tenant, tp: tuple) -> Iterator[Problem]:
         for i in r.interfaces:
             if i.ip is not None:
                 taken[i.network, i.ip] = f"router {r.name!r}'s interface"
+    joined = {(a.network, b.network) for r in t.routers for a in r.interfaces
+              for b in r.interfaces}  # networks one router joins, each to each
     vips: dict[tuple, str] = {}
     for li, lb in enumerate(t.load_balancers):  # (unique names: config.checks)
         lp = tp + ("load_balancers", li)
@@ -57,10 +59,12 @@ def _tenant(t: Tenant, tp: tuple) -> Iterator[Problem]:
                 yield mp + ("port",), (f"port {m.port!r} is not a port of tenant {t.name!r}: "
                                        f"a member is a port of the load balancer's own tenant; "
                                        f"known ports: {', '.join(sorted(ports)) or 'none'}")
-            elif port.network != lb.network:
-                yield mp + ("port",), (f"port {m.port!r} is on network {port.network!r}, not "
-                                       f"on the VIP's network {lb.network!r}; members must be "
-                                       f"on it (clients may be anywhere the router reaches)")
+            elif port.network != lb.network and (lb.network, port.network) not in joined:
+                yield mp + ("port",), (f"port {m.port!r} is on network {port.network!r}, which "
+                                       f"no router joins to the VIP's network {lb.network!r}: "
+                                       f"a member is on the VIP's network or on one its router "
+                                       f"joins to it; add an interface to the router, or pick "
+                                       f"another port")
             if m.port in seen:
                 yield mp + ("port",), (f"port {m.port!r} is already member #{seen[m.port] + 1}; "
                                        f"list a member once")

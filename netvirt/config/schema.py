@@ -273,7 +273,7 @@ class Vip(_Model):
 
 
 class Member(_Model):
-    port: Name  # a port of the tenant, on the load balancer's network
+    port: Name  # a port of the tenant: on the VIP's network, or one its router joins to it
     target_port: Annotated[int, Field(ge=1, le=65535)]
     weight: Annotated[int, Field(ge=0, le=100)] = 1  # 0: takes no new connection
 

@@ -10,8 +10,9 @@ the load balancer's select group, whose buckets (one per member with a weight, w
 commit it DNATed to the member's address and target port; OVS picks the bucket by a hash of
 the packet's 5-tuple.  A client on the VIP's network sent the packet to the VIP's MAC
 (ARP_RESPONDER answers for the VIP where that network has ports), which LB_TO_MEMBER turns
-into the member's; a client on another network of the VIP's router sent it to the router,
-which routes the member's address as any other.  A reply comes from the member's address and
+into the member's, or the router's for a member on another network of the VIP's router; a
+client on another network of the router sent it to the router, which routes the member's
+address as any other.  A reply comes from the member's address and
 target port: in egress, on the client's hypervisor, the same zone gives it the VIP's address
 and port back.  The conntrack entry is on the client's hypervisor, so the DNAT and its
 undoing meet there, as OVN's distributed load balancers do.
@@ -94,7 +95,7 @@ def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
         for m in lb.members:
             flows.append(Flow.make(Table.LB_TO_MEMBER, 100,
                                    {**on_vip_net, "eth_type": ETH_IP, "ipv4_dst": m.ip},
-                                   [SetField("eth_dst", m.mac),
+                                   [SetField("eth_dst", m.next_mac),
                                     Goto(following(Table.LB_TO_MEMBER))], m.origin))
         flows.append(Flow.make(Table.L2_LOOKUP, 100, on_vip_net, [], lb.origin))
     flows += _hairpin(lb, l4)
@@ -103,13 +104,15 @@ def compile_balancer(lb: LbOnHv) -> tuple[list[Flow], list[Group], list[Meter]]:
                                {"metadata": (lb.vip_vni, VNI_MASK), "eth_type": ETH_ARP,
                                 "arp_op": ARP_REQUEST, "arp_tpa": lb.vip},
                                arp_reply(lb.vip_mac, lb.vip), lb.origin))
-    if lb.checked and lb.local and lb.vip_vni in lb.client_vnis:
-        # the members' answers to health checks (sent from the VIP's probe port), before
-        # the hairpin's catch of what a member sends the VIP from its target port
-        flows.append(Flow.make(Table.LB_CT, 110, {
-            "metadata": (lb.vip_vni, VNI_MASK), "eth_type": ETH_IP, "ip_proto": IPPROTO_TCP,
-            "ipv4_dst": lb.vip, "tcp_dst": PROBE_PORT},
-            [MeterAction(PUNT_METER_ID), Output("CONTROLLER")], lb.origin))
+    if lb.checked:
+        # the answers of the members here to health checks (sent from the VIP's probe port),
+        # in each member's network, before the hairpin's catch of what a member sends the
+        # VIP from its target port
+        for vni in sorted({m.vni for m in lb.members if m.origin in lb.local}):
+            flows.append(Flow.make(Table.LB_CT, 110, {
+                "metadata": (vni, VNI_MASK), "eth_type": ETH_IP, "ip_proto": IPPROTO_TCP,
+                "ipv4_dst": lb.vip, "tcp_dst": PROBE_PORT},
+                [MeterAction(PUNT_METER_ID), Output("CONTROLLER")], lb.origin))
     return flows, groups, []
 
 
@@ -145,11 +148,11 @@ def _hairpin(lb: LbOnHv, l4: str) -> list[Flow]:
     member of several VIPs at one port is SNATed to the lowest of them whichever it called
     (m.hairpin_ip): the flows are the same for each, and the tenant's zone gives the reply
     the VIP it called."""
-    net = {"metadata": (lb.vip_vni, VNI_MASK), "eth_type": ETH_IP, "ip_proto": lb.ip_proto}
     flows = []
     for m in lb.members:
         if m.origin not in lb.local:
             continue
+        net = {"metadata": (m.vni, VNI_MASK), "eth_type": ETH_IP, "ip_proto": lb.ip_proto}
         flows.append(Flow.make(
             Table.LB_HAIRPIN, 100, {**net, "ipv4_src": m.ip, "ipv4_dst": m.ip,
                                     f"{l4}_dst": m.target_port},

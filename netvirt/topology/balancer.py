@@ -22,6 +22,10 @@ class LbMember(NamedTuple):
     mac: str
     target_port: int
     weight: int
+    vni: int  # its network: the VIP's, or one the VIP's router joins to it
+    # where a client on the VIP's network sends a packet DNATed to it: its own MAC on the
+    # VIP's network, else the router's there (which routes the member's address on)
+    next_mac: str
     # what its call to its own VIP is SNATed to: the lowest VIP that has this member at this
     # port and protocol, so that every such VIP compiles one hairpin for it (after the DNAT
     # nothing says which VIP was called; the reply gets that back from the tenant's zone)
@@ -74,11 +78,7 @@ def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
             if not clients:
                 continue  # no port here may call it
             origin = lb_origin(t.name, lb.name)
-            members = tuple(LbMember(member_origin(t.name, lb.name, m.port),
-                                     str(topo.port(t.name, m.port).port.ips[0]),
-                                     topo.port(t.name, m.port).port.mac, m.target_port, m.weight,
-                                     hairpin[m.port, m.target_port, lb.vip.protocol])
-                            for m in lb.members)
+            members = tuple(_member(topo, t.name, lb, m, router, hairpin) for m in lb.members)
             local = tuple(member_origin(t.name, lb.name, m.port) for m in lb.members
                           if topo.port(t.name, m.port).port.hypervisor == hv)
             out.append(LbOnHv(origin, t.zone, t.hairpin_zone, str(lb.vip.ip), lb.vip.protocol,
@@ -89,6 +89,15 @@ def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
                               lb.health_check is not None,
                               tuple(m.origin for m in members if m.origin in inv.down_members)))
     return out
+
+
+def _member(topo: Topology, tenant: str, lb, m, router, hairpin: dict) -> LbMember:
+    ref = topo.port(tenant, m.port)
+    next_mac = ref.port.mac if ref.network.name == lb.network else next(
+        i.mac for i in router.interfaces if i.network.name == lb.network)
+    return LbMember(member_origin(tenant, lb.name, m.port), ref.ips[0], ref.port.mac,
+                    m.target_port, m.weight, vni=ref.network.vni, next_mac=next_mac,
+                    hairpin_ip=hairpin[m.port, m.target_port, lb.vip.protocol])
 
 
 def _hairpin_ips(t) -> dict[tuple, str]:

@@ -109,6 +109,21 @@ def _fetch(env, client: str, n: int, pause: float = 0.0, vip: str = VIP) -> dict
     return json.loads(r.stdout)
 
 
+def _apply(env, data: dict, name: str) -> None:
+    """Write ``data`` as ``name``, apply it and wait until every switch has it."""
+    f = env.write(data, name)
+    assert main(["apply", str(f), "--api", env.client.base.removeprefix("http://")]) == 0
+    env.wait_in_sync(20, revision=env.client.status()["revision"])
+
+
+def _apply_gold(env, name: str, **kw) -> dict:
+    """Apply the session's config with gold (``kw``: _gold's), and return it."""
+    data = copy.deepcopy(env.data)
+    _gold(data, **kw)
+    _apply(env, data, name)
+    return data
+
+
 def test_300_requests_spread_over_the_members_by_their_weights(gold):
     counts = _fetch(gold, "c1", 300)
     assert sum(counts.get(m, 0) for m in MEMBERS) == 300, counts  # none failed
@@ -176,16 +191,9 @@ def test_with_every_member_down_the_vip_refuses_at_once(gold):
 def test_an_http_check_takes_out_a_member_that_accepts_but_answers_503(gold):
     """m2 still accepts connections (a tcp check would pass it) but its /health says 503:
     the http check marks it down, and up again when it answers 200."""
-    api = gold.client.base.removeprefix("http://")
-
-    def apply(check: dict, name: str) -> None:
-        data = copy.deepcopy(gold.data)
-        _gold(data, check)
-        f = gold.write(data, name)
-        assert main(["apply", str(f), "--api", api]) == 0
-        gold.wait_in_sync(20, revision=gold.client.status()["revision"])
     try:
-        apply({**CHECK, "type": "http", "path": "/health", "expect": [200]}, "http-check.yaml")
+        _apply_gold(gold, "http-check.yaml",
+                    check={**CHECK, "type": "http", "path": "/health", "expect": [200]})
         _wait_health(gold, {m: "up" for m in MEMBERS})
         _say_to(gold.lb_servers["m2"], "sick")
         took = _wait_health(gold, {"m1": "up", "m2": "down", "m3": "up"})
@@ -200,7 +208,7 @@ def test_an_http_check_takes_out_a_member_that_accepts_but_answers_503(gold):
         _say_to(gold.lb_servers["m2"], "well")
         _wait_health(gold, {m: "up" for m in MEMBERS})
     finally:
-        apply(CHECK, "gold-tcp-again.yaml")
+        _apply_gold(gold, "gold-tcp-again.yaml")
 
 
 def _learned(env, hv: str) -> list[str]:
@@ -214,7 +222,6 @@ def test_source_affinity_keeps_a_client_on_one_member_across_a_restart_and_a_dea
     member (www spreads them); a controller restart keeps what the switches learned (they
     are the switches' flows: none deleted, none sent); when the client's member dies it
     moves to one other and stays there; removing the load balancer removes what it learned."""
-    api = gold.client.base.removeprefix("http://")
     c1 = _fetch(gold, "c1", 30, vip=STICKY)
     (first,) = c1
     assert first in MEMBERS and c1[first] == 30, c1
@@ -239,17 +246,33 @@ def test_source_affinity_keeps_a_client_on_one_member_across_a_restart_and_a_dea
         if first not in gold.lb_servers:
             _serve(gold, first)
         _wait_health(gold, {m: "up" for m in MEMBERS}, lb="sticky")
-    data = copy.deepcopy(gold.data)
-    _gold(data, sticky=False)
-    f = gold.write(data, "no-sticky.yaml")
-    assert main(["apply", str(f), "--api", api]) == 0
-    gold.wait_in_sync(20, revision=gold.client.status()["revision"])
+    _apply_gold(gold, "no-sticky.yaml", sticky=False)
     assert all(_learned(gold, hv) == [] for hv in ("hv1", "hv2", "hv3"))
+    _apply_gold(gold, "sticky-again.yaml")
+
+
+def test_a_member_on_another_network_of_the_router_serves_the_vip(gold):
+    """c2 (office, hv2) behind a VIP on lan: clients on lan reach it through the router, and
+    its health checks come back through its gateway."""
     data = copy.deepcopy(gold.data)
     _gold(data)
-    f = gold.write(data, "sticky-again.yaml")
-    assert main(["apply", str(f), "--api", api]) == 0
-    gold.wait_in_sync(20, revision=gold.client.status()["revision"])
+    data["tenants"][-1]["load_balancers"].append(
+        {"name": "far", "network": "lan", "vip": {"ip": "10.6.0.103", "protocol": "tcp",
+                                                  "port": 80},
+         "members": [{"port": "c2", "target_port": 8080}], "health_check": dict(CHECK)})
+    p = subprocess.Popen(gold.lab.exec_argv("gold/c2", [
+        sys.executable, PROBE, "serve", "c2", CLIENTS["c2"][1], "8080"]),
+        stdout=subprocess.PIPE, stdin=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "READY"
+        _apply(gold, data, "far.yaml")
+        _wait_health(gold, {"c2": "up"}, lb="far")
+        for client in ("c1", "m3"):  # lan, on hv1 and hv3
+            assert _fetch(gold, client, 10, vip="10.6.0.103") == {"c2": 10}
+    finally:
+        p.kill()
+        p.wait()
+        _apply_gold(gold, "gold-without-far.yaml")
 
 
 def _say_to(p: subprocess.Popen, line: str) -> None:
@@ -264,7 +287,6 @@ def test_changing_the_members_moves_no_established_connection(gold):
     """An echo VIP over m1 and m2: a session opened through it keeps echoing while the
     member set changes (weights, a member added): a moved connection would meet a member
     that does not know it, and be reset."""
-    api = gold.client.base.removeprefix("http://")
     echo = []
     try:
         for name in ("m1", "m2", "m3"):
@@ -281,9 +303,7 @@ def test_changing_the_members_moves_no_established_connection(gold):
                 {"name": "echo", "network": "lan",
                  "vip": {"ip": "10.6.0.101", "protocol": "tcp", "port": 7},
                  "members": [{"port": m, "target_port": 7007, "weight": w} for m, w in members]})
-            f = gold.write(data, name)
-            assert main(["apply", str(f), "--api", api]) == 0
-            gold.wait_in_sync(20, revision=gold.client.status()["revision"])
+            _apply(gold, data, name)
         apply([("m1", 1), ("m2", 1)], "echo1.yaml")
         s = subprocess.Popen(gold.lab.exec_argv("gold/c1", [
             sys.executable, FW_PROBE, "session", "10.6.0.101", "7"]),
@@ -302,11 +322,7 @@ def test_changing_the_members_moves_no_established_connection(gold):
         for p in echo:
             p.kill()
             p.wait()
-        data = copy.deepcopy(gold.data)
-        _gold(data)
-        f = gold.write(data, "gold-again.yaml")
-        assert main(["apply", str(f), "--api", api]) == 0
-        gold.wait_in_sync(20, revision=gold.client.status()["revision"])
+        _apply_gold(gold, "gold-again.yaml")
 
 
 def _say(p: subprocess.Popen, word: str) -> str:

@@ -176,8 +176,12 @@ def _errors(mutate) -> list[str]:
      "outside network 'web'"),
     (lambda lb, d: lb["members"][0].update(port="app9"), "members[0].port",
      "port 'app9' is not a port of tenant 'blue'"),
-    (lambda lb, d: lb["members"][0].update(port="laptop"), "members[0].port",
-     "not on the VIP's network 'web'"),
+    (lambda lb, d: d["tenants"][0]["networks"].append(
+        {"name": "lab", "vni": 1009, "subnets": [{"cidr": "10.9.0.0/24"}]})
+        or d["tenants"][0]["ports"].append({"name": "pc", "network": "lab", "hypervisor": "hv1",
+                                            "ips": ["10.9.0.1"], "mac": "02:00:00:00:01:99"})
+        or lb["members"][0].update(port="pc"), "members[0].port",
+     "on network 'lab', which no router joins to the VIP's network 'web'"),
     (lambda lb, d: [m.update(weight=0) for m in lb["members"]], "load_balancers[0].members",
      "every member has weight 0"),
     (lambda lb, d: lb.update(network="lan"), "load_balancers[0].network",
@@ -260,3 +264,34 @@ def test_a_member_of_two_vips_at_one_port_calls_either_and_gets_that_vip_back():
     (hv, port, back), = net.inject(*at, reply).delivered
     back = dict(back)
     assert (back["ipv4_src"], back["tcp_src"], back["tcp_dst"]) == (SHOP, 443, 40000)
+
+
+def test_a_member_on_another_network_of_the_router_is_reached_routed_and_answers_as_the_vip():
+    """laptop (office, hv2) is a member of a VIP on web: a client on web sends to the VIP's
+    MAC and the DNATed packet goes to the router, which routes it to laptop; laptop's reply
+    comes back routed and gets the VIP back on the client's hypervisor."""
+    data = yaml.safe_load(BALANCED.read_text())
+    data["tenants"][0]["load_balancers"][0]["members"] = [
+        {"port": "laptop", "target_port": 8080}]
+    data["tenants"][0]["load_balancers"][0]["health_check"] = {}
+    topo, inv, per_hv, net = compile_all(load_data(data, "off-net.yaml"))
+    client, at = _at(topo, inv, "blue/client")  # web, hv1
+    laptop, laptop_at = _at(topo, inv, "blue/laptop")  # office, hv2
+    (hv, port, pkt), = net.inject(*at, _tcp(client, vip_mac("blue", "www"), VIP, 80)).delivered
+    pkt = dict(pkt)
+    assert (hv, port) == laptop_at
+    assert (pkt["ipv4_dst"], pkt["tcp_dst"], pkt["eth_dst"]) == ("10.2.0.5", 8080, laptop.port.mac)
+    assert pkt["ipv4_src"] == "10.0.0.10" and pkt["nw_ttl"] == 63  # routed
+    gw = next(i for i in topo.router_of("blue", "office").interfaces if i.network.name == "office")
+    reply = _tcp(laptop, gw.mac, "10.0.0.10", 40000, sport=8080, flags=0x12)
+    (hv, port, back), = net.inject(*laptop_at, reply).delivered
+    back = dict(back)
+    assert (hv, port) == at and (back["ipv4_src"], back["tcp_src"]) == (VIP, 80)
+    # its health checks' answers, to the VIP through its gateway, reach the controller
+    probe_answer = {**_tcp(laptop, gw.mac, VIP, 65100, sport=8080, flags=0x12)}
+    assert net.fresh().inject(*laptop_at, probe_answer).to_controller
+    # laptop calls the VIP (through its gateway) and is given itself: back to it, from the VIP
+    (hv, port, own), = net.fresh().inject(*laptop_at, _tcp(laptop, gw.mac, VIP, 80)).delivered
+    own = dict(own)
+    assert (hv, port) == laptop_at and (own["ipv4_src"], own["ipv4_dst"]) == (VIP, "10.2.0.5")
+    assert prove(topo, per_hv, inv) == []
