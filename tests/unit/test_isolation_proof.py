@@ -72,11 +72,12 @@ def test_a_port_admitted_into_another_tenants_network_is_found():
 
 def test_generated_routed_firewalled_and_balanced_configs_at_1000_ports_are_proven_fast():
     data = gen.config(1000, 3, routed=True)
-    for t in data["tenants"]:  # a VIP in every tenant, on its first network's .200
-        net = t["networks"][0]
+    for i, t in enumerate(data["tenants"]):  # a VIP in every tenant, on its first network's
+        net = t["networks"][0]                # .200; every other one with source affinity
         vip = net["subnets"][0]["cidr"].rsplit(".", 1)[0] + ".200"
         t["load_balancers"] = [{"name": "www", "network": net["name"],
                                 "vip": {"ip": vip, "protocol": "tcp", "port": 80},
+                                "algorithm": "source_ip" if i % 2 else "hash",
                                 "members": [{"port": p["name"], "target_port": 8080}
                                             for p in t["ports"] if p["network"] == net["name"]][:3]}]
     t = data["tenants"][0]
