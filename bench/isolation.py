@@ -2,8 +2,7 @@
 controller's start, or a first apply), and the proof of the next revision that adds one
 port (what every churn apply pays).  Baseline in the same run: compiling every hypervisor
 from scratch (what the proof compiles, and what the agents compile anyway), as a ratio.
-With a firewalled tenant, also the proof plan and validate --deep run, which holds every
-firewall to its security groups (up to GROUPS_UP_TO ports).
+The proof includes holding every firewall to its security groups (inspect/groups.py).
 
     python -m bench.isolation [--sizes 1000 10000] [--hypervisors 3 10] [--repeat 3]
 """
@@ -19,8 +18,6 @@ from netvirt.inspect.proof import IsolationProof, provisional
 from netvirt.reconcile.compiler import compile_flows
 from netvirt.testing import gen
 from netvirt.topology import Topology
-
-GROUPS_UP_TO = 1000  # ports: the security-group half of the proof costs pairs x classes
 
 
 def _config(n: int, h: int, firewalled: bool) -> dict:
@@ -55,13 +52,9 @@ def run(n: int, h: int, firewalled: bool, repeat: int) -> dict:
         cold.append(first.seconds)
         again.append(second.seconds)
         flows = sum(len(d.by_key) for d in per_hv)
-    groups = "-"
-    if firewalled and n <= GROUPS_UP_TO:  # plan's and validate --deep's proof (one run)
-        groups = IsolationProof().run(topo, switches, groups=True).seconds
     return {"ports": n, "hypervisors": h, "routed_firewalled": firewalled, "flows": flows,
             "compile_s": median(compile_s), "proof_cold_s": median(cold),
-            "proof_add_port_s": median(again), "cold_vs_compile": median(cold) / median(compile_s),
-            "with_groups_cold_s": groups}
+            "proof_add_port_s": median(again), "cold_vs_compile": median(cold) / median(compile_s)}
 
 
 def main() -> None:
@@ -73,8 +66,7 @@ def main() -> None:
     rows = [run(n, h, fw, args.repeat) for n in args.sizes for h in args.hypervisors
             for fw in (False, True)]
     print(table(rows, ["ports", "hypervisors", "routed_firewalled", "flows", "compile_s",
-                       "proof_cold_s", "proof_add_port_s", "cold_vs_compile",
-                       "with_groups_cold_s"]))
+                       "proof_cold_s", "proof_add_port_s", "cold_vs_compile"]))
     print(f"wrote {save('isolation', rows)}")
 
 

@@ -219,7 +219,7 @@ def cmd_validate(args) -> int:
     from netvirt.inspect.proof import IsolationProof
     from netvirt.topology import Topology
 
-    proof = IsolationProof().run(Topology(cfg), {}, groups=True)  # as on switches with no port yet
+    proof = IsolationProof().run(Topology(cfg), {})  # as on switches that have no port yet
     print(proof.explain(lc))
     return 1 if proof.violations else 0
 

@@ -114,10 +114,13 @@ class Intent:
     def permits(self, src, dst, proto: str, dport: int | None = None,
                 icmp_type: int | None = None, icmp_code: int | None = None) -> bool:
         packet = (proto, dport, icmp_type, icmp_code)
-        return (self._side(src, "egress", dst.ips[0], packet)
-                and self._side(dst, "ingress", src.ips[0], packet))
+        return (self.side(src, "egress", dst.ips[0], packet)
+                and self.side(dst, "ingress", src.ips[0], packet))
 
-    def _side(self, port, direction: str, remote, packet) -> bool:
+    def side(self, port, direction: str, remote, packet) -> bool:
+        """Whether ``port``'s rules of ``direction`` (or the tenant's default) let a new
+        connection ``packet`` (protocol, port, ICMP type, code) to or from address
+        ``remote`` through."""
         if port.security_groups is None:
             return True
         for name in port.security_groups:

@@ -120,7 +120,7 @@ class ControllerService:
         """What applying ``loaded`` would change on each hypervisor, with the flows we know
         by key (to print deletions in full), and its isolation proof; changes nothing."""
         topo = Topology(loaded.config)
-        proof = self.isolation.run(topo, self._inventories(), groups=True)
+        proof = self.isolation.run(topo, self._inventories())
         out = {}
         for name in topo.hypervisors:
             a = self.agents.get(name)

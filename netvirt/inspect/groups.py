@@ -1,44 +1,56 @@
-"""The isolation proof inside a tenant: whether the compiled firewall lets through more new
-connections than the tenant's security groups allow.
+"""The isolation proof inside a tenant: whether a compiled firewall lets through more new
+connections than its port's security groups allow.
 
 The walk (netvirt.inspect.isolation) proves tenants, networks and routers apart, taking every
 header field it does not track as any value, so it cannot tell what a firewall passes.  Here
-the simulator (netvirt.inspect.simulate, which models conntrack and conjunctions) sends, from
-every port of the tenant to every other it may reach (its network, or its router's), the
-first packet of a new connection of each protocol class, and compares the verdict with the
-rules read from the config itself (config.firewall.permits).  A class is a protocol and a
-destination port (or ICMP type and code): the ends of every rule's port range, and of every
-port or block of ports a compiled firewall flow matches, the ports just outside them and one
-port nothing names, per protocol, so that every range is crossed at both edges; what lies
-between two edges is decided alike by the rules and by the flows.  Sources are the ports'
-own first addresses (port security drops any other, address pairs aside).  Only a pair with a firewalled
-end is sent; a pair with none has no firewall to judge it.
+each side of each firewalled port is judged on its own, as the pipeline judges it: its egress
+in ACL_FROM_VM_CT/ACL_FROM_VM on its hypervisor, its ingress in ACL_TO_VM_CT/ACL_TO_VM (the
+rest of a path is the walk's).  The simulator (netvirt.inspect.simulate: conntrack,
+conjunctions) runs those stages alone on the first packet of a new connection of each
+*class*, to or from each other port the port may reach (its network, or its router's), and
+the verdict is compared with the port's rules read from the config (config.firewall.Intent).
 
-A tenant is sent again only when its flows changed (a digest of the flows whose origin is
+A class is a protocol and a destination port (or ICMP type and code): the ends of every
+rule's port range, and of every port or block of ports a compiled firewall flow matches, the
+ports just outside them and one port nothing names, per protocol, so that every range is
+crossed at both edges; what lies between two edges is decided alike by the rules and by the
+flows.  The remote address is sent once per *atom*: addresses that every firewall flow
+matching on it treats alike (the same flows but for the address itself: one member of a
+remote group is as good as another) give the same verdict, so a port is judged against
+atoms x classes, not ports x classes, and the rules' answer for every actual remote port is
+compared with its atom's.  Remote addresses are the ports' first ones (port security drops
+any other, allowed address pairs aside).
+
+A tenant is judged again only when its flows changed (a digest of the flows whose origin is
 the tenant's, on every hypervisor): an apply that changes one tenant re-proves that tenant.
 """
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from netvirt.config.firewall import Intent, port_range
 from netvirt.inspect.simulate import Network, Step
-from netvirt.pipeline.layout import ICMP_ECHO_REQUEST, IP_PROTOCOLS
+from netvirt.pipeline.layout import ICMP_ECHO_REQUEST, IP_PROTOCOLS, REG_OUT, TUNNEL_OFPORT
+from netvirt.pipeline.records import Flow
 from netvirt.pipeline.tables import Table
 from netvirt.topology import Topology
 
 PROBE_SPORT = 40000  # the source port of every probe: no rule matches source ports
-FIREWALL_TABLES = (Table.ACL_FROM_VM, Table.ACL_TO_VM)
+# (its conntrack stage, its judging stage, the rules' direction, the remote address's field)
+SIDES = ((Table.ACL_FROM_VM_CT, Table.ACL_FROM_VM, "egress", "ipv4_dst"),
+         (Table.ACL_TO_VM_CT, Table.ACL_TO_VM, "ingress", "ipv4_src"))
 
 
 @dataclass(frozen=True)
 class FirewallViolation:
-    source: str  # tenant/port
-    target: str  # tenant/port
-    packet: str  # the class: "tcp 22", "icmp type 8"
-    steps: tuple[Step, ...]  # the simulator's path, each flow with its origin
+    port: str  # tenant/port whose firewall lets it through
+    side: str  # "egress" (the port's connection out) or "ingress" (in to it)
+    remote: str  # tenant/port at the other end
+    packet: str  # the class: "tcp 22", "icmp type 8 code 0"
+    steps: tuple[Step, ...]  # the firewall stages' flows that let it through, with origins
 
 
 Class = tuple  # (protocol, destination port, ICMP type, ICMP code), as permits takes them
@@ -86,9 +98,9 @@ class GroupsProver:
 
     def __init__(self):
         self._done: dict[str, tuple[str, list[FirewallViolation]]] = {}
-        self.sent = 0  # probes sent so far, for the tests and the cost
+        self.sent = 0  # packets run through firewall stages so far, for the tests and the cost
 
-    def prove(self, topo: Topology, per_hv: Mapping[str, object], net: Network,
+    def prove(self, topo: Topology, per_hv: Mapping[str, object],
               inventories: Mapping[str, object]) -> list[FirewallViolation]:
         out = []
         firewalled = [t for t in topo.config.tenants
@@ -96,64 +108,107 @@ class GroupsProver:
         for name in set(self._done) - {t.name for t in firewalled}:
             del self._done[name]  # gone, or nothing firewalled: the walk's proof is whole
         digests = _digests(per_hv) if firewalled else {}
+        stages = None
         for t in firewalled:
             digest = digests.get(t.name, "")
             done = self._done.get(t.name)
             if done is None or done[0] != digest:
-                done = self._done[t.name] = (digest, self._tenant(topo, t, net, inventories))
+                if stages is None:  # the firewall stages alone, where a packet stops after
+                    stages = Network.of_config({hv: _Stages(d) for hv, d in per_hv.items()},
+                                               topo.config)
+                done = self._done[t.name] = (digest, self._tenant(topo, t, stages, inventories))
             out += done[1]
         return out
 
-    def _tenant(self, topo: Topology, t, net: Network, inventories) -> list[FirewallViolation]:
-        refs = [topo.port(t.name, p.name) for p in t.ports]
+    def _tenant(self, topo: Topology, t, stages: Network, inventories) -> list[FirewallViolation]:
         placed = []
-        for ref in refs:
-            ofport = inventories[ref.port.hypervisor].ofports.get(ref.port.interface)
+        for p in t.ports:
+            ref = topo.port(t.name, p.name)
+            ofport = inventories[p.hypervisor].ofports.get(p.interface)
             if ofport:
                 placed.append((ref, ofport))
         prefix = f"tenant/{t.name}/"
-        kinds = classes(t, [f for table in FIREWALL_TABLES for hv in net.tables
-                            for f in net.flows(hv, table) if f.origin.startswith(prefix)])
+        flows = [f for side in SIDES for table in side[:2] for hv in stages.tables
+                 for f in stages.flows(hv, table) if f.origin.startswith(prefix)]
+        kinds = classes(t, flows)
         intent = Intent(t)
         out = []
-        for src, ofport in placed:
-            for dst, dst_at in placed:
-                if dst is src or (src.port.security_groups is None
-                                  and dst.port.security_groups is None):
+        for side in SIDES:
+            ct_table, table, direction, field = side
+            atom = _atoms([f for f in flows if f.table in (ct_table, table)], field)
+            for port, ofport in placed:
+                if port.port.security_groups is None:
                     continue
-                eth_dst = _next_hop_mac(topo, src, dst)
-                if eth_dst is None:
-                    continue  # no router between them: the walk proves they never meet
-                for c in kinds:
-                    if intent.permits(src.port, dst.port, *c):
-                        continue  # less than allowed is a fault, not a breach of isolation
-                    res = net.fresh().inject(src.port.hypervisor, ofport,
-                                             _packet(src, dst, eth_dst, c))
-                    self.sent += 1
-                    if (dst.port.hypervisor, dst_at) in res.ports():
-                        out.append(FirewallViolation(f"{t.name}/{src.port.name}",
-                                                     f"{t.name}/{dst.port.name}",
-                                                     describe_class(c),
-                                                     tuple(s for s in res.steps if s.flow)))
+                judged: dict[tuple, tuple] = {}
+                for remote, _ in placed:
+                    if remote is port or not topo.should_reach(port, remote):
+                        continue
+                    rip = remote.ips[0]
+                    for c in kinds:
+                        if intent.side(port.port, direction, remote.port.ips[0], c):
+                            continue  # less than allowed is a fault, not a breach
+                        key = (atom(rip), c)
+                        if key not in judged:
+                            judged[key] = self._judge(stages, side, port, ofport, rip, c)
+                        steps = judged[key]
+                        if steps is not None:
+                            out.append(FirewallViolation(
+                                f"{t.name}/{port.port.name}", direction,
+                                f"{t.name}/{remote.port.name}", describe_class(c), steps))
         return out
 
+    def _judge(self, stages: Network, side, port, ofport: int, remote_ip: str, c: Class):
+        """The flows that let the class through ``port``'s firewall on ``side``, or None."""
+        ct_table, table, direction, _ = side
+        src, dst = (port.ips[0], remote_ip) if direction == "egress" else (remote_ip, port.ips[0])
+        pkt = {**_packet(src, dst, c), "metadata": port.network.vni,
+               "in_port": ofport if direction == "egress" else TUNNEL_OFPORT}
+        if direction == "ingress":
+            pkt[REG_OUT] = ofport
+        res = stages.run(port.port.hypervisor, ct_table, pkt)
+        self.sent += 1
+        if not any(s.table > table for s in res.steps):
+            return None  # stopped in the firewall
+        return tuple(s for s in res.steps if s.flow and s.table <= table)
 
-def _next_hop_mac(topo: Topology, src, dst) -> str | None:
-    """Where ``src`` sends a packet for ``dst``: its MAC on one network, the router's
-    interface on src's network across a router; None when nothing joins them."""
-    if src.network.name == dst.network.name:
-        return dst.port.mac
-    router = topo.router_of(src.tenant, src.network.name)
-    if router is None or topo.router_of(dst.tenant, dst.network.name) is not router:
-        return None
-    return next(i.mac for i in router.interfaces if i.network.name == src.network.name)
+
+class _Stages:
+    """A hypervisor's firewall stages alone: a packet that passes them meets no table."""
+
+    def __init__(self, d):
+        tables = {t for side in SIDES for t in side[:2]}
+        self.flows = [f for f in d.flows if f.table in tables]
+        self.groups = d.groups
 
 
-def _packet(src, dst, eth_dst: str, c: Class) -> dict:
+def _atoms(flows: list[Flow], field: str):
+    """A function from an address to its atom: the flows that match ``field`` and this
+    address, each without the address (so that every member of one remote group, matched by
+    one clause flow each, is one atom)."""
+    remote = [(f, v) for f in flows for k, v in f.match if k == field]
+    nets = [(f, _network(v)) for f, v in remote]
+    cache: dict[str, frozenset] = {}
+
+    def atom(ip: str) -> frozenset:
+        if ip not in cache:
+            addr = ipaddress.IPv4Address(ip)
+            cache[ip] = frozenset(
+                (f.table, f.priority, tuple(m for m in f.match if m[0] != field), f.actions)
+                for f, net in nets if addr in net)
+        return cache[ip]
+    return atom
+
+
+def _network(v) -> ipaddress.IPv4Network:
+    if isinstance(v, tuple):
+        return ipaddress.IPv4Network(f"{v[0]}/{v[1]}", strict=False)
+    return ipaddress.IPv4Network(f"{v}/32")
+
+
+def _packet(src: str, dst: str, c: Class) -> dict:
     proto, dport, icmp_type, icmp_code = c
-    pkt = {"eth_src": src.port.mac, "eth_dst": eth_dst, "eth_type": 0x0800,
-           "ipv4_src": src.ips[0], "ipv4_dst": dst.ips[0], "ip_proto": IP_PROTOCOLS[proto],
-           "nw_ttl": 64}
+    pkt = {"eth_type": 0x0800, "ipv4_src": src, "ipv4_dst": dst,
+           "ip_proto": IP_PROTOCOLS[proto], "nw_ttl": 64}
     if proto == "icmp":
         pkt.update(icmpv4_type=icmp_type, icmpv4_code=icmp_code)
     else:
@@ -175,8 +230,11 @@ def _digests(per_hv: Mapping[str, object]) -> dict[str, str]:
 
 
 def describe_breach(v: FirewallViolation, loaded) -> str:
-    lines = [f"{v.source} can open a {v.packet} connection to {v.target}, which its security "
-             f"groups do not allow", "  its path:"]
+    how = (f"lets a {v.packet} connection out to {v.remote}, which its egress rules"
+           if v.side == "egress" else
+           f"lets a {v.packet} connection in from {v.remote}, which its ingress rules")
+    lines = [f"{v.port}'s firewall {how} (and its tenant's default) do not allow",
+             "  the flows that let it through:"]
     for step in v.steps:
         loc = loaded.location(step.flow.origin) if loaded is not None else None
         lines.append(f"  {step.hv} {step.flow}" + (f"  ({loc})" if loc else ""))

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from netvirt.inspect.groups import FirewallViolation, GroupsProver, describe_breach
 from netvirt.inspect.isolation import Prover, Violation, describe
-from netvirt.inspect.simulate import Network
 from netvirt.pipeline.layout import TUNNEL_OFPORT
 from netvirt.reconcile.compiler import Compiler
 from netvirt.topology import Topology
@@ -32,16 +31,13 @@ class Proof:
     flows: int
     hypervisors: int
     seconds: float
-    groups: bool = False  # whether the firewalls were held to the security groups too
 
     def summary(self) -> str:
         what = (f"{self.ports} port(s), {self.flows} flow(s) on {self.hypervisors} "
                 f"hypervisor(s), {self.seconds:.2f}s")
         if not self.violations:
-            held = ("; every firewall opens no connection its security groups do not allow"
-                    if self.groups else "")
-            return (f"isolation proven: no port reaches what the intent does not allow{held} "
-                    f"({what})")
+            return (f"isolation proven: no port reaches what the intent does not allow; every "
+                    f"firewall opens no connection its security groups do not allow ({what})")
         return f"isolation NOT proven: {len(self.violations)} reach(es) the intent does not allow ({what})"
 
     def explain(self, loaded) -> str:
@@ -78,10 +74,7 @@ class IsolationProof:
         self._prover = Prover()
         self._groups = GroupsProver()
 
-    def run(self, topo: Topology, known: Mapping[str, Inventory], groups: bool = False) -> Proof:
-        """``groups``: also hold each tenant's firewall to its security groups (plan and
-        validate --deep; not apply, where its cost, seconds for a tenant of hundreds of
-        firewalled ports, would hold every change: docs/architecture.md says more)."""
+    def run(self, topo: Topology, known: Mapping[str, Inventory]) -> Proof:
         with self._lock:
             t0 = time.perf_counter()
             inventories = provisional(topo, known)
@@ -90,9 +83,8 @@ class IsolationProof:
             per_hv = {hv: self._compilers.setdefault(hv, Compiler()).compile(topo, hv, inv)
                       for hv, inv in inventories.items()}
             violations = self._prover.prove(topo, per_hv, inventories)
-            if groups:  # inside each tenant: what its firewall passes, against its groups
-                violations += self._groups.prove(
-                    topo, per_hv, Network.of_config(per_hv, topo.config), inventories)
+            # inside each tenant: what its firewalls pass, against its security groups
+            violations += self._groups.prove(topo, per_hv, inventories)
             return Proof(tuple(violations), sum(len(topo.ports_on(hv)) for hv in topo.hypervisors),
                          sum(len(d.by_key) for d in per_hv.values()), len(per_hv),
-                         time.perf_counter() - t0, groups)
+                         time.perf_counter() - t0)

@@ -219,6 +219,13 @@ class Network:
                     res, 0)
         return res
 
+    def run(self, hv: str, table: Table, pkt: dict) -> Result:
+        """``pkt`` (with the metadata and registers a packet has there) from ``table`` on,
+        on this switch only: one stage, as the isolation proof judges a firewall."""
+        res = Result(follow_tunnels=False)
+        self._run(hv, table, {"vlan_vid": UNTAGGED, **pkt}, res, 0)
+        return res
+
     def _enter(self, hv: str, pkt: dict, res: Result, hops: int) -> None:
         res.entries.append((hv, {k: v for k, v in pkt.items() if k != "metadata"}))
         self._run(hv, Table.CLASSIFY, pkt, res, hops)

@@ -1,7 +1,8 @@
-"""The isolation proof inside a tenant: the compiled firewall is sent the first packet of
-every class of new connection between every pair of ports and must let through nothing the
-security groups do not allow.  A flow that opens more (as a compiler bug would) is found,
-with the pair, the packet and the flows with their YAML lines."""
+"""The isolation proof inside a tenant: each side of each firewalled port is sent the first
+packet of every class of new connection to or from every port it may reach, and must let
+through nothing its security groups do not allow.  A flow that opens more (as a compiler
+bug would) is found, with the port, the side, the other port, the packet and the flows with
+their YAML lines."""
 from dataclasses import dataclass
 
 import yaml
@@ -9,7 +10,6 @@ import yaml
 from netvirt.cli import main
 from netvirt.config import load_file
 from netvirt.inspect.groups import GroupsProver, classes, describe_breach
-from netvirt.inspect.simulate import Network
 from netvirt.pipeline.layout import ETH_IP, IPPROTO_TCP, REG_OUT
 from netvirt.pipeline.records import Flow, Goto
 from netvirt.pipeline.tables import Table
@@ -35,10 +35,10 @@ def test_the_compiled_firewalls_hold_to_their_groups_and_a_second_proof_sends_no
     lc = load_file(FIREWALLED)
     topo, inv, per_hv, net = compile_all(lc)
     prover = GroupsProver()
-    assert prover.prove(topo, per_hv, net, inv) == []
+    assert prover.prove(topo, per_hv, inv) == []
     sent = prover.sent
     assert sent > 0
-    assert prover.prove(topo, per_hv, net, inv) == [] and prover.sent == sent  # unchanged
+    assert prover.prove(topo, per_hv, inv) == [] and prover.sent == sent  # unchanged
 
 
 def test_a_flow_that_opens_what_no_rule_allows_is_named_with_its_pair_packet_and_line():
@@ -51,14 +51,28 @@ def test_a_flow_that_opens_what_no_rule_allows_is_named_with_its_pair_packet_and
                                             "ip_proto": IPPROTO_TCP, "tcp_dst": 22},
                     [Goto(Table.OUTPUT)], "tenant/shop/security_group/db/rule/0")
     tampered = _tampered(per_hv, "hv1", bad)
-    found = GroupsProver().prove(topo, tampered, Network.of_config(tampered, topo.config), inv)
-    # client has no firewall; web1 and web2's own egress rules still stop ssh
-    assert [(v.source, v.target, v.packet) for v in found] == [
-        ("shop/client", "shop/db1", "tcp 22")]
-    text = describe_breach(found[0], lc)
-    assert "can open a tcp 22 connection to shop/db1, which its security groups do not allow" \
-        in text
+    found = GroupsProver().prove(topo, tampered, inv)
+    # db1's ingress lets ssh in from every port it may reach (web1's and web2's own egress
+    # rules would still stop theirs: each side is held to its own rules)
+    assert sorted((v.port, v.side, v.remote, v.packet) for v in found) == [
+        ("shop/db1", "ingress", f"shop/{p}", "tcp 22") for p in ("client", "web1", "web2")]
+    text = describe_breach(min(found, key=lambda v: v.remote), lc)
+    assert ("shop/db1's firewall lets a tcp 22 connection in from shop/client, which its "
+            "ingress rules (and its tenant's default) do not allow") in text
     assert "prio=1000" in text and "firewalled.yaml:30:13" in text  # the flow and its line
+
+
+def test_an_egress_flow_that_lets_out_what_no_rule_allows_is_found_too():
+    lc = load_file(FIREWALLED)
+    topo, inv, per_hv, _ = compile_all(lc)
+    web1 = topo.port("shop", "web1")
+    ofport = inv["hv1"].ofports[web1.port.interface]
+    bad = Flow.make(Table.ACL_FROM_VM, 1000, {"in_port": ofport, "eth_type": ETH_IP,
+                                              "ip_proto": IPPROTO_TCP, "tcp_dst": 22},
+                    [Goto(Table.LB_CT)], "tenant/shop/security_group/web/rule/3")
+    found = GroupsProver().prove(topo, _tampered(per_hv, "hv1", bad), inv)
+    assert sorted((v.port, v.side, v.remote, v.packet) for v in found) == [
+        ("shop/web1", "egress", f"shop/{p}", "tcp 22") for p in ("client", "db1", "web2")]
 
 
 def test_classes_cross_every_range_at_both_edges():
