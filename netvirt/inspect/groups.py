@@ -21,8 +21,9 @@ atoms x classes, not ports x classes, and the rules' answer for every actual rem
 compared with its atom's.  Remote addresses are the ports' first ones (port security drops
 any other, allowed address pairs aside).
 
-A tenant is judged again only when its flows changed (a digest of the flows whose origin is
-the tenant's, on every hypervisor): an apply that changes one tenant re-proves that tenant.
+The classes and atoms come from the flows that may take the tenant's packets, whoever made
+them (a stray flow is what the proof is for).  A tenant is judged again only when its rules,
+its ports or those flows changed: an apply that changes one tenant re-proves that tenant.
 """
 from __future__ import annotations
 
@@ -33,8 +34,9 @@ from dataclasses import dataclass
 
 from netvirt.config.firewall import Intent, port_range
 from netvirt.inspect.simulate import Network, Step
-from netvirt.pipeline.layout import ICMP_ECHO_REQUEST, IP_PROTOCOLS, REG_OUT, TUNNEL_OFPORT
-from netvirt.pipeline.records import Flow
+from netvirt.pipeline.layout import (ICMP_ECHO_REQUEST, IP_PROTOCOLS, REG_FW, REG_OUT,
+                                     TUNNEL_OFPORT)
+from netvirt.pipeline.records import Flow, SetField
 from netvirt.pipeline.tables import Table
 from netvirt.topology import Topology
 
@@ -102,34 +104,36 @@ class GroupsProver:
 
     def prove(self, topo: Topology, per_hv: Mapping[str, object],
               inventories: Mapping[str, object]) -> list[FirewallViolation]:
-        out = []
         firewalled = [t for t in topo.config.tenants
                       if any(p.security_groups is not None for p in t.ports)]
         for name in set(self._done) - {t.name for t in firewalled}:
             del self._done[name]  # gone, or nothing firewalled: the walk's proof is whole
-        digests = _digests(per_hv) if firewalled else {}
+        if not firewalled:
+            return []
+        tables = {t for side in SIDES for t in side[:2]}
+        acl = {hv: [f for f in d.flows if f.table in tables] for hv, d in per_hv.items()}
         stages = None
+        out = []
         for t in firewalled:
-            digest = digests.get(t.name, "")
+            placed = [(topo.port(t.name, p.name), ofport) for p in t.ports
+                      if (ofport := inventories[p.hypervisor].ofports.get(p.interface))]
+            flows = _theirs(t.name, placed, acl)
+            # what its verdicts depend on: its rules and ports, and the flows of the firewall
+            # stages that may take its packets (whoever made them)
+            what = (t.model_dump_json(), [(r.port.hypervisor, o) for r, o in placed],
+                    sorted(f.key for f in flows))
+            digest = hashlib.blake2b(repr(what).encode(), digest_size=16).hexdigest()
             done = self._done.get(t.name)
             if done is None or done[0] != digest:
                 if stages is None:  # the firewall stages alone, where a packet stops after
-                    stages = Network.of_config({hv: _Stages(d) for hv, d in per_hv.items()},
+                    stages = Network.of_config({hv: _Stages(fs) for hv, fs in acl.items()},
                                                topo.config)
-                done = self._done[t.name] = (digest, self._tenant(topo, t, stages, inventories))
+                done = self._done[t.name] = (digest, self._tenant(topo, t, stages, placed, flows))
             out += done[1]
         return out
 
-    def _tenant(self, topo: Topology, t, stages: Network, inventories) -> list[FirewallViolation]:
-        placed = []
-        for p in t.ports:
-            ref = topo.port(t.name, p.name)
-            ofport = inventories[p.hypervisor].ofports.get(p.interface)
-            if ofport:
-                placed.append((ref, ofport))
-        prefix = f"tenant/{t.name}/"
-        flows = [f for side in SIDES for table in side[:2] for hv in stages.tables
-                 for f in stages.flows(hv, table) if f.origin.startswith(prefix)]
+    def _tenant(self, topo: Topology, t, stages: Network, placed: list,
+                flows: list[Flow]) -> list[FirewallViolation]:
         kinds = classes(t, flows)
         intent = Intent(t)
         out = []
@@ -161,6 +165,8 @@ class GroupsProver:
         """The flows that let the class through ``port``'s firewall on ``side``, or None."""
         ct_table, table, direction, _ = side
         src, dst = (port.ips[0], remote_ip) if direction == "egress" else (remote_ip, port.ips[0])
+        # in_port: the port's own for what it sends; for what it receives, one no flow of
+        # the stages looks at (they judge by the output register)
         pkt = {**_packet(src, dst, c), "metadata": port.network.vni,
                "in_port": ofport if direction == "egress" else TUNNEL_OFPORT}
         if direction == "ingress":
@@ -175,10 +181,32 @@ class GroupsProver:
 class _Stages:
     """A hypervisor's firewall stages alone: a packet that passes them meets no table."""
 
-    def __init__(self, d):
-        tables = {t for side in SIDES for t in side[:2]}
-        self.flows = [f for f in d.flows if f.table in tables]
-        self.groups = d.groups
+    def __init__(self, flows: list[Flow]):
+        self.flows, self.groups = flows, []  # (no firewall flow uses a group)
+
+
+def _theirs(tenant: str, placed: list, acl: dict[str, list[Flow]]) -> list[Flow]:
+    """The firewall stages' flows that may take a packet of ``tenant``'s ports, whatever
+    their origin (a stray flow is what the proof is for): those bound to none of another's
+    ports (in_port, the output register) nor to another tenant's key (REG_FW, which the
+    tenant's own conntrack-stage flows load)."""
+    prefix = f"tenant/{tenant}/"
+    ports = {(r.port.hypervisor, o) for r, o in placed}
+    keys = {a.value for fs in acl.values() for f in fs if f.origin.startswith(prefix)
+            for a in f.actions if isinstance(a, SetField) and a.field == REG_FW}
+    out = []
+    for hv, fs in acl.items():
+        for f in fs:
+            m = dict(f.match)
+            if any(k in m and (hv, m[k]) not in ports for k in ("in_port", REG_OUT)):
+                continue
+            want = m.get(REG_FW)
+            if want is not None:
+                value, mask = want if isinstance(want, tuple) else (want, 0xFFFFFFFF)
+                if not any(k & mask == value & mask for k in keys):
+                    continue
+            out.append(f)
+    return out
 
 
 def _atoms(flows: list[Flow], field: str):
@@ -216,17 +244,6 @@ def _packet(src: str, dst: str, c: Class) -> dict:
         if proto == "tcp":
             pkt["tcp_flags"] = 0x02  # a SYN
     return pkt
-
-
-def _digests(per_hv: Mapping[str, object]) -> dict[str, str]:
-    """tenant -> a digest of its flows on every hypervisor (one pass over the flows)."""
-    keys: dict[str, list] = {}
-    for hv, d in per_hv.items():
-        for f in d.flows:
-            if f.origin.startswith("tenant/"):
-                keys.setdefault(f.origin.split("/", 2)[1], []).append((hv, f.key))
-    return {t: hashlib.blake2b(repr(sorted(k)).encode(), digest_size=16).hexdigest()
-            for t, k in keys.items()}
 
 
 def describe_breach(v: FirewallViolation, loaded) -> str:
