@@ -11,13 +11,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from netvirt.controller.rule_hits import rule_hits
 from netvirt.errors import NetvirtError
 from netvirt.pipeline.layout import PUNT_METER_ID
+from netvirt.pipeline.stages import STAGES, Miss
 from netvirt.reconcile.compiler import fixed_flows
 
 log = logging.getLogger(__name__)
 ALL_ONES_64 = (1 << 64) - 1
 # The pipeline's fixed drop flows (an unknown tunnel source, a spoofed source, an ARP
 # request no one here answers, an unknown destination): the rest of its fixed flows continue.
-DROP_FLOWS = [f for f in fixed_flows() if not f.actions]
+# A lookup stage's empty miss is no drop: its resubmit returns and the packet goes on.
+DROP_FLOWS = [f for f in fixed_flows()
+              if not f.actions and STAGES[f.table].miss is not Miss.RETURN]
 PORT_COUNTERS = ("rx_packets", "tx_packets", "rx_bytes", "tx_bytes", "rx_dropped", "tx_dropped")
 
 

@@ -264,6 +264,9 @@ def test_metrics_exposition(controller):
     assert f'netvirt_flows{{hypervisor="hv2",state="installed"}} {DEMO_FLOWS}.0' in text
     assert 'netvirt_switch_connected{hypervisor="hv3"} 1.0' in text
     assert 'netvirt_reconciliations_total{hypervisor="hv1"}' in text
+    # each dropping stage's catch-all has a counter; a lookup stage's empty miss drops nothing
+    assert 'netvirt_pipeline_drops_packets_total{hypervisor="hv1",table="PORT_SECURITY"}' in text
+    assert 'table="LB_AFFINE"' in text and 'table="LB_AFFINITY"' not in text
 
 
 def test_openapi_lists_every_endpoint(controller):
