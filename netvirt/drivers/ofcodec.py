@@ -259,6 +259,28 @@ def packet_out_actions(dp, actions: tuple, data: bytes):
                                [_action(a) for a in actions], data)
 
 
+# An error type's codes, by the prefix OpenFlow 1.3 (and os-ken) names them with
+_ERROR_CODES = {ofp.OFPET_HELLO_FAILED: "OFPHFC_", ofp.OFPET_BAD_REQUEST: "OFPBRC_",
+                ofp.OFPET_BAD_ACTION: "OFPBAC_", ofp.OFPET_BAD_INSTRUCTION: "OFPBIC_",
+                ofp.OFPET_BAD_MATCH: "OFPBMC_", ofp.OFPET_FLOW_MOD_FAILED: "OFPFMFC_",
+                ofp.OFPET_GROUP_MOD_FAILED: "OFPGMFC_", ofp.OFPET_PORT_MOD_FAILED: "OFPPMFC_",
+                ofp.OFPET_TABLE_MOD_FAILED: "OFPTMFC_", ofp.OFPET_METER_MOD_FAILED: "OFPMMFC_"}
+
+
+def _const_name(prefix: str, value: int) -> str | None:
+    return next((n for n in dir(ofp) if n.startswith(prefix) and getattr(ofp, n) == value), None)
+
+
+def error_text(msg) -> str:
+    """An OpenFlow error as OpenFlow names it (what an operator can look up), with its
+    numbers: "OpenFlow error OFPET_BAD_ACTION/OFPBAC_MATCH_INCONSISTENT (type=2 code=10)"."""
+    kind = _const_name("OFPET_", msg.type)
+    code = _const_name(_ERROR_CODES[msg.type], msg.code) if msg.type in _ERROR_CODES else None
+    names = "/".join(n for n in (kind, code) if n)
+    return (f"OpenFlow error {names} (type={msg.type} code={msg.code})" if names
+            else f"OpenFlow error type={msg.type} code={msg.code}")
+
+
 def packet_in_fields(msg) -> tuple[int, int, int, bytes, int]:
     """(in_port, table, metadata, packet bytes, output register) of a PacketIn; the
     metadata says which network the packet was in (0: none yet), the register which port

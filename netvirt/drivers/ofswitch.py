@@ -47,7 +47,7 @@ class OFSwitch:
             p.done.set()
 
     def deliver_error(self, msg) -> None:
-        text = f"OpenFlow error type={msg.type} code={msg.code}"
+        text = ofcodec.error_text(msg)
         with self._lock:
             if msg.xid in self._batch_errors:
                 self._batch_errors[msg.xid] = text

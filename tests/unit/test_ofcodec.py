@@ -197,3 +197,13 @@ def test_every_message_is_as_long_as_it_says_and_a_multiple_of_8(name):
     for m in msgs:
         buf = ofcodec.encode(m)
         assert struct.unpack_from("!H", buf, 2)[0] == len(buf) and len(buf) % 8 == 0, m
+
+
+def test_an_openflow_error_is_named_as_openflow_names_it():
+    from types import SimpleNamespace
+
+    named = ofcodec.error_text(SimpleNamespace(type=2, code=10))
+    assert named == "OpenFlow error OFPET_BAD_ACTION/OFPBAC_MATCH_INCONSISTENT (type=2 code=10)"
+    # a type or code this version does not know still says its numbers
+    assert ofcodec.error_text(SimpleNamespace(type=0xFFFE, code=1)) == \
+        "OpenFlow error type=65534 code=1"
