@@ -311,6 +311,11 @@ class LoadBalancer(_Model):
     affinity_timeout: Annotated[int, Field(ge=1, le=65535)] = 300  # seconds (source_ip)
     health_check: HealthCheck | None = None  # none: every listed member takes connections
 
+    @property
+    def affinity(self) -> int | None:
+        """Source affinity's idle timeout in seconds; None when each connection is hashed."""
+        return self.affinity_timeout if self.algorithm == "source_ip" else None
+
 
 class Tenant(_Model):
     name: Name

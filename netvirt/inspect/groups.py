@@ -44,6 +44,7 @@ PROBE_SPORT = 40000  # the source port of every probe: no rule matches source po
 # (its conntrack stage, its judging stage, the rules' direction, the remote address's field)
 SIDES = ((Table.ACL_FROM_VM_CT, Table.ACL_FROM_VM, "egress", "ipv4_dst"),
          (Table.ACL_TO_VM_CT, Table.ACL_TO_VM, "ingress", "ipv4_src"))
+FIREWALL_TABLES = frozenset(t for side in SIDES for t in side[:2])
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,7 @@ def classes(tenant, flows=()) -> list[Class]:
             want = m.get(f"{proto}_dst")
             if want is not None:  # a port, or a block of them (value/mask): its edges
                 lo, mask = (want, 0xFFFF) if isinstance(want, int) else want
-                hi = lo | (~mask & 0xFFFF)
-                ports[proto] |= {p for p in (lo - 1, lo, hi, hi + 1) if 1 <= p <= 65535}
+                ports[proto] |= _edges(lo, lo | (~mask & 0xFFFF))
         if m.get("icmpv4_type") is not None:
             icmp.add((m["icmpv4_type"], m.get("icmpv4_code") or 0))
     for g in tenant.security_groups:
@@ -81,13 +81,17 @@ def classes(tenant, flows=()) -> list[Class]:
                     icmp |= {(r.icmp_type, code), ((r.icmp_type + 1) % 256, 0),
                              (r.icmp_type, (code + 1) % 256)}
                 elif proto != "icmp" and r.ports is not None:
-                    lo, hi = port_range(r)
-                    ports[proto] |= {p for p in (lo - 1, lo, hi, hi + 1) if 1 <= p <= 65535}
+                    ports[proto] |= _edges(*port_range(r))
     out: list[Class] = []
     for proto, named in ports.items():
         spare = next(p for p in (7, 9, 13, 19, 37, 2049, 65000) if p not in named)
         out += [(proto, p, None, None) for p in sorted(named | {spare})]
     return out + [("icmp", None, t, c) for t, c in sorted(icmp)]
+
+
+def _edges(lo: int, hi: int) -> set[int]:
+    """A port range's ends and the ports just outside it."""
+    return {p for p in (lo - 1, lo, hi, hi + 1) if 1 <= p <= 65535}
 
 
 def describe_class(c: Class) -> str:
@@ -110,8 +114,8 @@ class GroupsProver:
             del self._done[name]  # gone, or nothing firewalled: the walk's proof is whole
         if not firewalled:
             return []
-        tables = {t for side in SIDES for t in side[:2]}
-        acl = {hv: [f for f in d.flows if f.table in tables] for hv, d in per_hv.items()}
+        acl = {hv: [f for f in d.flows if f.table in FIREWALL_TABLES]
+               for hv, d in per_hv.items()}
         stages = None
         out = []
         for t in firewalled:

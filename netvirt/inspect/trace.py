@@ -17,7 +17,6 @@ from netvirt.nfv.firewall import P_CUT as ACL_CUT
 from netvirt.pipeline.layout import (CT_DNAT, CT_EST, CT_INV, CT_NEW, CT_REL, CT_RPL, CT_SNAT,
                                      CT_TRK, ICMP_ECHO_REQUEST, IP_PROTOCOLS, REG_OUT)
 from netvirt.pipeline.records import CT, GroupAction, Learn, Resubmit, SetField, format_actions
-from netvirt.pipeline.stages import STAGES, Miss
 from netvirt.pipeline.tables import Table
 from netvirt.topology import Topology
 
@@ -125,16 +124,10 @@ def _affinity(f, net: Network, hv: str) -> int | None:
     return learns[0].idle_timeout if learns else None
 
 
-def _action(s) -> str:
-    if s.flow is not None and s.flow.actions:
-        return "continue"
-    # a lookup table the pipeline resubmits to: what finds nothing there goes on
-    return "return" if STAGES[s.table].miss is Miss.RETURN else "drop"
-
-
 def _steps(res: Result, loaded: LoadedConfig, net: Network) -> list[dict]:
     out = []
     after_ct = {i: (hv, state) for hv, state, _, i in res.recirculations}
+    dropped = {id(s) for s in res.dropped_at}  # the simulator's verdict, not a second one
     for n, s in enumerate(res.steps):
         f = s.flow
         loc = loaded.location(f.origin) if f else None
@@ -146,7 +139,9 @@ def _steps(res: Result, loaded: LoadedConfig, net: Network) -> list[dict]:
                     "cookie": f"{f.cookie:#x}" if f else None,
                     "origin": f.origin if f else None,
                     "defined_at": str(loc) if loc else None,
-                    "action": _action(s),
+                    # an empty lookup that is no drop: a resubmitted table's, which returns
+                    "action": "continue" if f is not None and f.actions else
+                              "drop" if id(s) in dropped else "return",
                     "choices": _choices(f, net, s.hv),
                     "affinity_timeout": _affinity(f, net, s.hv)})
     return out

@@ -85,7 +85,7 @@ def balancer_views(topo: Topology, hv: str, inv: Inventory) -> list[LbOnHv]:
                               lb.vip.port, vip_mac(t.name, lb.name),
                               topo.network(t.name, lb.network).vni,
                               (t.name, lb.network) in here, tuple(clients), members, local,
-                              lb.affinity_timeout if lb.algorithm == "source_ip" else 0,
+                              lb.affinity or 0,
                               lb.health_check is not None,
                               tuple(m.origin for m in members if m.origin in inv.down_members)))
     return out

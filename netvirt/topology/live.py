@@ -110,7 +110,7 @@ def _balancer(t, lb, loaded: LoadedConfig, health: dict) -> dict:
     return {"name": lb.name, "network": lb.network, "defined_at": str(loc) if loc else None,
             "vip": {"ip": str(lb.vip.ip), "protocol": lb.vip.protocol, "port": lb.vip.port},
             "zone": t.zone, "algorithm": lb.algorithm,
-            "affinity_timeout": lb.affinity_timeout if lb.algorithm == "source_ip" else None,
+            "affinity_timeout": lb.affinity,
             "health_check": lb.health_check.model_dump()
             if lb.health_check else None,
             "members": [{"port": m.port, "ip": ips.get(m.port), "target_port": m.target_port,
