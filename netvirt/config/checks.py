@@ -6,6 +6,7 @@ from ipaddress import IPv4Address
 
 from netvirt.config.firewall import check_firewall
 from netvirt.config.load_balancer import check_load_balancers
+from netvirt.config.qos import check_qos
 from netvirt.config.routing import check_routing
 from netvirt.config.schema import Config
 from netvirt.config.unknown import not_defined
@@ -28,6 +29,7 @@ def check(cfg: Config) -> Iterator[Problem]:
         yield from _unique(t.ports, tp + ("ports",), "port")
         yield from _unique(t.routers, tp + ("routers",), "router")
         yield from _unique(t.load_balancers, tp + ("load_balancers",), "load balancer")
+        yield from _unique(t.qos_policies, tp + ("qos_policies",), "QoS policy")
         yield from _subnets(t, tp)
         nets = {n.name: n for n in t.networks}
         seen_mac: dict[tuple[str, str], str] = {}
@@ -74,6 +76,7 @@ def check(cfg: Config) -> Iterator[Problem]:
     yield from check_routing(cfg)
     yield from check_firewall(cfg)
     yield from check_load_balancers(cfg)
+    yield from check_qos(cfg)
 
 
 def _unique(items, path: tuple, what: str) -> Iterator[Problem]:

@@ -323,6 +323,8 @@ def _origins(cfg: Config, smap: SourceMap) -> dict:
         out[f"tenant/{t.name}/firewall"] = loc(("tenants", ti, "firewall"))  # else the tenant's
         for fi, f in enumerate(t.floating_ips):
             out[f"tenant/{t.name}/floating_ip/{f.ip}"] = loc(("tenants", ti, "floating_ips", fi))
+        for qi, q in enumerate(t.qos_policies):
+            out[f"tenant/{t.name}/qos_policy/{q.name}"] = loc(("tenants", ti, "qos_policies", qi))
         for li, lb in enumerate(t.load_balancers):
             lp, lo = ("tenants", ti, "load_balancers", li), f"tenant/{t.name}/load_balancer/{lb.name}"
             out[lo] = loc(lp)

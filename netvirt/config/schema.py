@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
+from netvirt.config import units
+
 NAME_RE = r"^[a-z][a-z0-9-]{0,30}$"
 Name = Annotated[str, Field(pattern=NAME_RE)]
 # Every pattern is used with fullmatch and spells out ASCII: `$` also matches before a final
@@ -132,6 +134,12 @@ IPv4Net = Annotated[ipaddress.IPv4Network, _written("10.0.0.0/24")]
 IPv4Iface = Annotated[ipaddress.IPv4Interface, _written("192.168.50.1/24")]
 
 
+Rate = Annotated[int, BeforeValidator(units.rate)]  # bits per second
+Size = Annotated[int, BeforeValidator(units.size)]  # bytes
+Duration = Annotated[int, BeforeValidator(units.duration)]  # microseconds
+Percent = Annotated[float, BeforeValidator(units.percent)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -168,6 +176,7 @@ class Network(_Model):
     subnets: Annotated[list[Subnet], Field(min_length=1)]
     dhcp: bool = False  # answer its ports' DHCP with their configured addresses
     flood_limit: FloodLimit = FloodLimit()
+    qos_policy: Name | None = None  # each of its ports', unless a port names its own
 
 
 class AddressPair(_Model):
@@ -194,6 +203,7 @@ class Port(_Model):
     # the port's conntrack zone, allocated when absent for a firewalled port (unique among
     # ports and routers: no two share one)
     zone: Annotated[int, Field(ge=1, le=0xFFFF)] | None = None
+    qos_policy: Name | None = None  # default: its network's
 
 
 class RouterInterface(_Model):
@@ -317,6 +327,27 @@ class LoadBalancer(_Model):
         return self.affinity_timeout if self.algorithm == "source_ip" else None
 
 
+class QosDirection(_Model):
+    """What one direction of a port's traffic gets, seen from the VM.  to_vm: a rate (tc
+    htb) and latency, jitter and loss (tc netem) on the hypervisor's side of the VM's
+    device; from_vm: a rate (an OpenFlow meter) and a DSCP mark."""
+
+    rate: Rate | None = None
+    burst: Size | None = None  # default: to_vm 10 ms of the rate; from_vm 500 ms of it
+    latency: Duration | None = None
+    jitter: Duration | None = None  # +- around latency
+    jitter_correlation: Percent | None = None  # how much each delay depends on the last
+    loss: Percent | None = None
+    loss_correlation: Percent | None = None
+    dscp: Annotated[int, Field(ge=0, le=63)] | None = None  # from_vm: the IPv4 DSCP to set
+
+
+class QosPolicy(_Model):
+    name: Name
+    to_vm: QosDirection | None = None
+    from_vm: QosDirection | None = None
+
+
 class Tenant(_Model):
     name: Name
     networks: list[Network] = []
@@ -326,6 +357,10 @@ class Tenant(_Model):
     security_groups: list[SecurityGroup] = []
     firewall: FirewallDefaults = FirewallDefaults()
     load_balancers: list[LoadBalancer] = []
+    qos_policies: list[QosPolicy] = []
+    # a policy whose rates the tenant's ports on each hypervisor share (rate and burst
+    # only): one OpenFlow meter per hypervisor and direction
+    aggregate_qos_policy: Name | None = None
     # the tenant's conntrack zones for its load balancers, allocated when absent and the
     # tenant has one (unique among ports', routers' and tenants'): connections to VIPs are
     # DNATed in `zone`; a member's call to its own VIP is SNATed to the VIP in `hairpin_zone`

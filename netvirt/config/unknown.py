@@ -7,5 +7,6 @@ from collections.abc import Iterable
 
 def not_defined(kind: str, name: str, tenant: str, known: Iterable[str]) -> str:
     """``kind`` is singular ("network"); the list of known names says what to write instead."""
-    return (f"{kind} {name!r} is not defined in tenant {tenant!r}; known {kind}s: "
+    kinds = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+    return (f"{kind} {name!r} is not defined in tenant {tenant!r}; known {kinds}: "
             f"{', '.join(sorted(known)) or 'none'}")
