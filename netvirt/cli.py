@@ -264,6 +264,9 @@ def cmd_apply(args) -> int:
     if st["revision"] >= r["revision"] and st["in_sync"]:
         print(f"converged in {time.monotonic() - t0:.2f}s on {len(st['hypervisors'])} "
               f"hypervisor(s)")
+        for g in st.get("qos_not_enforced", ()):
+            print(f"warning: qos: {g['port']} on {g['hypervisor']}: {', '.join(g['parts'])} "
+                  f"not enforced ({g['why']})", file=sys.stderr)
         return 0
     _print_status(st)
     print(f"netvirt: error: not in sync after {args.timeout}s; see the lines above and the "
@@ -286,6 +289,9 @@ def _print_status(st: dict) -> bool:
         for host, r in h["refused"].items():
             print(f"{'':<12} refused {r['count']} connection(s) from {host}, the last at "
                   f"{r['last']}: {r['why']}")
+    for g in st.get("qos_not_enforced", ()):
+        print(f"qos: {g['port']} on {g['hypervisor']}: {', '.join(g['parts'])} not enforced "
+              f"({g['why']})")
     for m in st.get("load_balancer_members_down", ()):
         print(f"load balancer member {m['member']} is down since {m['since']}: its health "
               f"checks fail (the last: {m['last_check']}), it takes no new connection")

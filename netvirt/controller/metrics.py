@@ -115,6 +115,7 @@ class NetvirtCollector:
             _, t, _, lb, _, m = origin.split("/")
             members.add_metric([t, lb, m], 1 if h.up else 0)
         yield members
+        yield from _qos(agents)
         yield from (connected, in_sync, flows, recs, rec_s, mods, refused, drops, punts,
                     punt_drops)
         yield from port.values()
@@ -125,3 +126,21 @@ def exposition(service, api: dict[str, int]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(NetvirtCollector(service, api))
     return generate_latest(registry)
+
+
+def _qos(agents: dict):
+    """The node agents' counters of netvirt's qdiscs on each VM device (as they reported
+    them last: at most every few seconds), labelled by port."""
+    families = {c: CounterMetricFamily(f"netvirt_qos_qdisc_{c}",
+                                       f"{what} of the qdisc (to the VM) on a port's device",
+                                       labels=["tenant", "port", "hypervisor", "qdisc"])
+                for c, what in (("bytes", "bytes sent"), ("packets", "packets sent"),
+                                ("drops", "packets dropped"),
+                                ("overlimits", "times a packet was over the rate"))}
+    for hv, a in sorted(agents.items()):
+        for report in a.node_qos.values():
+            _, tenant, _, port = report["origin"].split("/")
+            for kind, counters in sorted(report["counters"].items()):
+                for c, family in families.items():
+                    family.add_metric([tenant, port, hv, kind], counters.get(c, 0))
+    return families.values()

@@ -31,7 +31,7 @@ from netvirt.topology import Topology
 from netvirt.topology.inventory import Inventory
 from netvirt.controller.rule_hits import rule_hits
 from netvirt.topology.balancer import lb_origin, member_origin
-from netvirt.topology.live import live_topology, utc
+from netvirt.topology.live import live_topology, qos_gaps, utc
 
 log = logging.getLogger(__name__)
 
@@ -195,13 +195,20 @@ class ControllerService:
             fn()
 
     def status(self) -> dict:
-        rev, loaded, _ = self.snapshot()
+        rev, loaded, topo = self.snapshot()
         hvs = {n: vars(a.status).copy() for n, a in sorted(self.agents.items())}
         for h in hvs.values():
             # what `netvirt status` and monitoring call healthy
             h["healthy"] = (h["in_sync"] and h["applied_revision"] == rev and h["switch_connected"]
                             and h["ovsdb_connected"] and not h["ports_down"]
                             and not h["port_errors"])
+        gaps = []
+        if loaded is not None:
+            for hv in topo.hypervisors:
+                for g in qos_gaps(topo, hv, self.agents.get(hv)).values():
+                    if g["parts"]:
+                        gaps.append({"port": "/".join(g["origin"].split("/")[1::2]),
+                                     "hypervisor": hv, "parts": g["parts"], "why": g["why"]})
         return {
             "revision": rev,
             "config": {"file": loaded.filename, "digest": loaded.revision} if loaded else None,
@@ -216,6 +223,9 @@ class ControllerService:
                 {"member": "/".join(o.split("/")[1::2]), "since": utc(h.since),
                  "last_check": h.last}
                 for o, h in sorted(self.health.snapshot().items()) if not h.up],
+            # the parts of QoS policies a hypervisor cannot enforce (no netem there, no node
+            # agent): not netvirt's health either, but never silent
+            "qos_not_enforced": gaps,
         }
 
     # -- os-ken events (os-ken's thread) ------------------------------------------------

@@ -11,7 +11,8 @@ from ovsdbapp.schema.open_vswitch import impl_idl
 from netvirt.errors import OvsdbError
 from netvirt.pipeline.layout import INT_BRIDGE
 from netvirt.pipeline.rows import (DATAPATH_HINT_KEY, KERNEL_QDISCS_KEY, NEIGHBOUR_PREFIX, NODE_KEY,
-                                   BridgeRow, OvsdbState, PortRow)
+                                   OWNED_BRIDGE_IDS, QOS_KEY, QOS_STATE_KEY, BridgeRow,
+                                   OvsdbState, PortRow)
 from netvirt.reconcile.ovsdb_plan import RowPlan
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,20 @@ class OvsdbDriver:
         value = self._external_id(KERNEL_QDISCS_KEY)
         return None if value is None else [q for q in value.split(",") if q]
 
+    def qos_state(self) -> str | None:
+        """What the node agent last reported of its devices' tc (JSON), or None."""
+        return self._external_id(QOS_STATE_KEY)
+
+    def qos_specs(self) -> str | None:
+        """The to_vm QoS the controller wrote into br-int's external_ids (JSON), or None
+        (none, or not connected yet)."""
+        if self.api is None:
+            return None
+        for br in self.api.tables["Bridge"].rows.values():
+            if br.name == INT_BRIDGE:
+                return br.external_ids.get(QOS_KEY)
+        return None
+
     def bridge_mac(self, name: str) -> str | None:
         """A bridge's other_config:hwaddr, or None (no such bridge, or no such key)."""
         for br in self.api.tables["Bridge"].rows.values():
@@ -132,7 +147,9 @@ class OvsdbDriver:
             bridges.add(BridgeRow(
                 br.name, br.datapath_type, (br.fail_mode or [""])[0], tuple(sorted(br.protocols)),
                 tuple(sorted(br.other_config.items())),
-                br.controller[0].target if br.controller else None))
+                br.controller[0].target if br.controller else None,
+                tuple(sorted((k, v) for k, v in br.external_ids.items()
+                             if k in OWNED_BRIDGE_IDS))))
             for port in br.ports:
                 for iface in port.interfaces:
                     ports.add(PortRow(br.name, iface.name, iface.type,
@@ -152,6 +169,8 @@ class OvsdbDriver:
                 infra.append(api.add_br(b.name, may_exist=True, datapath_type=b.datapath_type))
             if c.columns:
                 infra.append(api.db_set("Bridge", b.name, *c.columns))
+            if c.remove_ids:
+                infra.append(api.db_remove("Bridge", b.name, "external_ids", *c.remove_ids))
             if c.controller:
                 infra.append(api.set_controller(b.name, [b.controller]))
                 infra.append(api.db_set("Controller", b.name,

@@ -10,30 +10,36 @@ credentials of its own and no new port, and works while the controller is down.
 
 It reconciles the way the switch agents do: read what the hypervisor has, diff against
 what it should have, apply only the difference, read back.  A restart with nothing
-changed writes nothing.  Today its state is the kernel report (pipeline/rows.py keys) and
-the VM ports' devices: a guest's device deleted and made again under the same name (a VM
+changed writes nothing.  Its state is the kernel report (pipeline/rows.py keys), the VM
+devices' tc (to_vm QoS, host/qos.py: the controller writes the policies into br-int's row)
+and the VM ports' devices: a guest's device deleted and made again under the same name (a VM
 restarted, the lab's `lab up`) is not reopened by the userspace ovs-vswitchd, whose port
 then carries nothing while it looks up; the node sees that no packet socket reads the
 device (what the kernel says, not a record of its own that could be taken before the
 device changed) and adds the port again.  On the userspace datapath it also puts back the
 tunnel neighbours (host/tunnel_neighbours.py), which ovs-vswitchd flushes every time a
 device comes or goes.  It makes a pass every interval and whenever a device appears or goes (netlink link events).  Taps
-and tc (the KVM and QoS issues) are more of the same.
+(the KVM issue) are more of the same.
 """
 from __future__ import annotations
 
 import logging
 import signal
 import threading
+import time
 
 from netvirt import __version__
 from netvirt.errors import NodeError, OvsdbError
-from netvirt.host import kernel, tunnel_neighbours
+from netvirt.host import kernel, tc, tunnel_neighbours
+from netvirt.host.qos import QosPass
 from netvirt.pipeline.layout import INT_BRIDGE, PHY_BRIDGE
 from netvirt.pipeline.rows import DATAPATH_HINT_KEY, KERNEL_QDISCS_KEY, NODE_KEY, PortRow
 
 log = logging.getLogger(__name__)
 SETTLE_SECONDS = 1.0
+# how often a waiting node looks at br-int's QoS word in its OVSDB (in memory: the IDL
+# follows the server), so that a policy applied reaches tc within this, not an interval
+WATCH_SECONDS = 0.25
 
 
 def kernel_report() -> dict[str, str]:
@@ -76,7 +82,8 @@ def report_changes(want: dict[str, str], have: dict[str, str]) -> dict[str, str]
 class NodeAgent:
     def __init__(self, ovsdb, interval: float = 5.0, report=kernel_report,
                  ifindexes=kernel.ifindexes, bound=kernel.packet_socket_devices,
-                 neighbours=None, kernel_neighbours=tunnel_neighbours.kernel_neighbours):
+                 neighbours=None, kernel_neighbours=tunnel_neighbours.kernel_neighbours,
+                 kernel_tc=None):
         self.ovsdb = ovsdb  # an OvsdbDriver of this hypervisor's own OVSDB
         self.interval = interval
         self._report = report
@@ -85,6 +92,7 @@ class NodeAgent:
         self._neighbours = neighbours  # a TunnelNeighbours (None: not this node's job)
         self._kernel_neighbours = kernel_neighbours
         self._want: dict[str, str] | None = None  # probed once: the kernel does not change
+        self.qos = QosPass(ovsdb, kernel_tc or tc.KernelTc())
         self.passes = 0
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -107,11 +115,14 @@ class NodeAgent:
             log.warning("node: ovs-vswitchd does not read %s (the device was made again under "
                         "its name): adding its port again", row.name)
             self.ovsdb.readd_port(row)
+        vms = vm_ports(state)
+        shaped = self.qos.run(self._ifindexes([r.name for r in vms]) if vms else {},
+                              "netem" in self._want[KERNEL_QDISCS_KEY].split(","))
         restored = []
         if self._neighbours is not None and _userspace(state):
             restored = self._neighbours.restore(self._kernel_neighbours(PHY_BRIDGE))
         self.passes += 1
-        done = (sorted(changes) + [f"re-added {r.name}" for r in readd]
+        done = (sorted(changes) + [f"re-added {r.name}" for r in readd] + shaped
                 + [f"tunnel neighbour {ip} put back" for ip in restored])
         # neighbour events wake it often: quiet passes after the first go to the debug log
         log.log(logging.INFO if done or self.passes == 1 else logging.DEBUG,
@@ -131,6 +142,17 @@ class NodeAgent:
         return unread_ports(rows, self.ovsdb.ofports(names), self._ifindexes(names),
                             self._bound())
 
+    def _wait(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True if woken by an event or by new QoS in OVSDB."""
+        end = time.monotonic() + seconds
+        specs = self.ovsdb.qos_specs()
+        while (left := end - time.monotonic()) > 0:
+            if self._wake.wait(min(left, WATCH_SECONDS)):
+                return True
+            if self.ovsdb.qos_specs() != specs:
+                return True
+        return False
+
     def run(self) -> int:
         def stop(*_):
             self._stop.set()
@@ -149,7 +171,8 @@ class NodeAgent:
             except (OvsdbError, NodeError) as e:
                 log.warning("node: %s; retrying in 1s", e)
                 wait = 1.0
-            follow_up = self._wake.wait(wait) and not self._stop.is_set()
+            follow_up = self._wait(wait) and not self._stop.is_set()
             self._wake.clear()
         self.ovsdb.close()
+        self.qos.kernel.close()
         return 0

@@ -6,8 +6,9 @@ import secrets
 
 from netvirt.config.allocate import digest
 from netvirt.pipeline.layout import INT_BRIDGE, PHY_BRIDGE, TUNNEL_OFPORT, TUNNEL_PORT_NAME
-from netvirt.pipeline.rows import EXTERNAL_KEY, OWNER_KEY, BridgeRow, OvsdbState, PortRow
+from netvirt.pipeline.rows import EXTERNAL_KEY, OWNER_KEY, QOS_KEY, BridgeRow, OvsdbState, PortRow
 from netvirt.topology import Topology
+from netvirt.topology.qos import encode_specs, to_vm_specs
 
 
 def datapath_id(hv: str) -> int:
@@ -33,10 +34,14 @@ def is_bridge_mac(value: str | None) -> bool:
 
 def compile_ovsdb(topo: Topology, hv: str, datapath_type: str, bridge_mac: str) -> OvsdbState:
     ctl = topo.config.controller.openflow
+    # the to_vm QoS of this hypervisor's VM devices, for its node agent to put in tc: in
+    # br-int's row, not in each port's (a port libvirt made is not netvirt's to write)
+    specs = to_vm_specs(topo, hv)
+    qos = ((QOS_KEY, encode_specs(specs)),) if specs else ()
     bridges = {
         BridgeRow(INT_BRIDGE, datapath_type, "secure", ("OpenFlow13",),
                   (("datapath-id", f"{datapath_id(hv):016x}"), ("disable-in-band", "true"),
-                   ("hwaddr", bridge_mac)), ctl),
+                   ("hwaddr", bridge_mac)), ctl, qos),
         BridgeRow(PHY_BRIDGE, datapath_type, "standalone"),
     }
     owned = ((OWNER_KEY, "true"),)

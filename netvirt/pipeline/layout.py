@@ -67,6 +67,22 @@ FLOOD_METER_BASE = 0x10000
 def flood_meter_id(ofport: int) -> int:
     return FLOOD_METER_BASE + ofport
 
+
+# A port's from_vm QoS rate: a meter of its own, numbered as its flood meter is.  A tenant's
+# aggregate: two meters (from and to its VMs) per hypervisor, numbered by the tenant's place
+# among the tenants that have one.  All below 0x40000: the userspace datapath's meter table
+# holds 2^18.
+QOS_METER_BASE, QOS_AGGREGATE_BASE = 0x20000, 0x30000
+
+
+def qos_port_meter_id(ofport: int) -> int:
+    return QOS_METER_BASE + ofport
+
+
+def qos_aggregate_meter_id(index: int, direction: int) -> int:
+    """``direction``: 0 from the VMs, 1 to them."""
+    return QOS_AGGREGATE_BASE + 2 * index + direction
+
 # ct_state bits, as OVS numbers them (match as (bits, mask))
 CT_NEW, CT_EST, CT_REL, CT_RPL, CT_INV, CT_TRK, CT_SNAT, CT_DNAT = (
     0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80)

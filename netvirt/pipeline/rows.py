@@ -18,6 +18,13 @@ NEIGHBOUR_PREFIX = "netvirt-neighbour-"
 DATAPATH_HINT_KEY = "netvirt-datapath-type"  # netdev where the kernel has no OVS module
 KERNEL_QDISCS_KEY = "netvirt-kernel-qdiscs"  # e.g. "htb,tbf": no netem there
 NODE_KEY = "netvirt-node"  # the version of the node agent that reported
+# What the node reports of its VM devices' tc (JSON: interface -> what the kernel holds)
+QOS_STATE_KEY = "netvirt-qos-state"
+# br-int's external_ids: the to_vm QoS of this hypervisor's VM devices, for its node agent
+# (JSON, topology/qos.py).  Keys netvirt owns on a bridge: absent from the desired row,
+# they are removed.
+QOS_KEY = "netvirt-qos"
+OWNED_BRIDGE_IDS = frozenset({QOS_KEY})
 
 
 class BridgeRow(NamedTuple):
@@ -27,6 +34,7 @@ class BridgeRow(NamedTuple):
     protocols: tuple = ()
     other_config: tuple = ()  # ((key, value), ...): keys netvirt sets; others are left alone
     controller: str | None = None
+    external_ids: tuple = ()  # ((key, value), ...) of OWNED_BRIDGE_IDS
 
 
 class PortRow(NamedTuple):

@@ -77,8 +77,15 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
            [Table.DHCP], Miss.DROP,
            "a VM port's frames are untagged, from its own MAC/IP/ARP; admits into its network"),
     _stage(Table.DHCP, _IN, {"metadata", "eth_type", "ip_proto", "udp_dst"},
-           [Table.ACL_FROM_VM_CT], Miss.CONTINUE,
+           [Table.QOS_FROM_VM], Miss.CONTINUE,
            "a DHCP request to the controller, metered; everything else goes on"),
+    _stage(Table.QOS_FROM_VM, _IN, {"in_port", "eth_type"}, [Table.QOS_SHARED_FROM_VM],
+           Miss.CONTINUE,
+           "a port with a from_vm policy: its meter (rate), its DSCP mark on IPv4; the rest "
+           "goes on"),
+    _stage(Table.QOS_SHARED_FROM_VM, _IN, {"in_port"}, [Table.ACL_FROM_VM_CT], Miss.CONTINUE,
+           "a port of a tenant with an aggregate policy: the tenant's meter on this "
+           "hypervisor, which all its ports here share; the rest goes on"),
     _stage(Table.ACL_FROM_VM_CT, _IN, {"in_port", "eth_type"}, [Table.ACL_FROM_VM],
            Miss.CONTINUE,
            "IPv4 from a firewalled port -> conntrack in the port's own zone; the rest goes on"),
@@ -170,8 +177,11 @@ STAGES: dict[Table, Stage] = {s.table: s for s in (
     _stage(Table.ACL_TO_VM_CT, _OUT, {REG_OUT, "eth_type"}, [Table.ACL_TO_VM], Miss.CONTINUE,
            "IPv4 to a firewalled port -> conntrack in the port's own zone; the rest goes on"),
     _stage(Table.ACL_TO_VM, _OUT, {REG_OUT, REG_FW, "conj_id", *_ACL_FIELDS, "ipv4_src"},
-           [Table.OUTPUT], Miss.CONTINUE,
+           [Table.QOS_SHARED_TO_VM], Miss.CONTINUE,
            "as ACL_FROM_VM, with the port's ingress rules"),
+    _stage(Table.QOS_SHARED_TO_VM, _OUT, {REG_OUT}, [Table.OUTPUT], Miss.CONTINUE,
+           "to a port of a tenant with an aggregate policy: the tenant's meter to its ports "
+           "on this hypervisor; the rest goes on"),
     _stage(Table.OUTPUT, _OUT, set(), [], Miss.OUTPUT,
            "out of the port in the output register"),
 )}

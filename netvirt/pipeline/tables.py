@@ -14,6 +14,8 @@ class Table(IntEnum):
     CLASSIFY = 0  # tunnel key + source -> network; VM ports go on to PORT_SECURITY
     PORT_SECURITY = 10  # in_port + source MAC/IP/ARP -> network (anti-spoofing); else drop
     DHCP = 15  # a DHCP request -> the controller (metered); the rest goes on
+    QOS_FROM_VM = 16  # a port's QoS on what its VM sends: its rate (a meter), DSCP mark
+    QOS_SHARED_FROM_VM = 17  # the tenant's aggregate on this hypervisor: one shared meter
     # the firewall's judgement of what a firewalled VM port sends (its egress rules)
     ACL_FROM_VM_CT = 20  # IPv4 from a firewalled port -> conntrack in the port's zone
     ACL_FROM_VM = 21  # established and live, or a new connection a rule allows; else drop
@@ -42,6 +44,7 @@ class Table(IntEnum):
     LB_REPLY = 79  # from a member's address and port -> conntrack undoes the DNAT (VIP again)
     ACL_TO_VM_CT = 80  # IPv4 to a firewalled port -> conntrack in the port's zone
     ACL_TO_VM = 81  # as ACL_FROM_VM, with the port's ingress rules
+    QOS_SHARED_TO_VM = 85  # the tenant's aggregate to its ports here: one shared meter
     OUTPUT = 90  # out of the port in the output register
 
 

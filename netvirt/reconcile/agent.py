@@ -14,6 +14,7 @@ not stop the flows of a switch that is connected from being repaired.
 """
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -116,6 +117,11 @@ class HypervisorAgent:
         self._ovsdb: OvsdbDriverProtocol | None = None
         self._ovsdb_done_rev = -1
         self._ovsdb_applied = None  # the OvsdbState last made true on the switch
+        # what the node agent reports of its VM devices' tc (host/qos.py), as parsed; kept
+        # out of AgentStatus: it is as large as the hypervisor's policies and status is
+        # polled
+        self.node_qos: dict = {}
+        self._node_qos_raw: str | None = None
         self._thread = threading.Thread(target=self._run, name=f"agent-{name}", daemon=True)
 
     # -- events (any thread) -----------------------------------------------------------
@@ -439,12 +445,27 @@ class HypervisorAgent:
 
     def _watch_ovsdb(self) -> None:
         """A session that went down is reported at once, not at the next write: between
-        revisions and audits nothing else would look."""
-        if (self._ovsdb is not None and self.status.ovsdb_connected
-                and not self._ovsdb.connected()):
+        revisions and audits nothing else would look.  The node's QoS report is taken
+        here too: it changes without a revision."""
+        if self._ovsdb is None or not self.status.ovsdb_connected:
+            return
+        if not self._ovsdb.connected():
             self._ovsdb_failed(f"lost the connection to OVSDB at {self._ovsdb.endpoint}; is "
                                f"ovsdb-server running there?")
             self.service.notify()
+            return
+        self._read_node_qos()
+
+    def _read_node_qos(self) -> None:
+        raw = self._ovsdb.qos_state()
+        if raw == self._node_qos_raw:
+            return
+        try:
+            self.node_qos = json.loads(raw) if raw else {}
+        except json.JSONDecodeError:
+            log.warning("%s: the node's QoS report in OVSDB is not JSON; ignored", self.name)
+            self.node_qos = {}
+        self._node_qos_raw = raw
 
     def _ovsdb_failed(self, msg: str) -> None:
         st = self.status
@@ -499,6 +520,7 @@ class HypervisorAgent:
         st.bridges = sorted(b.name for b in state.bridges)
         st.kernel_qdiscs = self._ovsdb.kernel_qdiscs()
         st.node = self._ovsdb.node_version()
+        self._read_node_qos()
         if n:
             st.last_ovsdb_seconds = time.monotonic() - t0
             log.info("%s: OVSDB: %d change(s) in %.2fs", self.name, n, st.last_ovsdb_seconds)

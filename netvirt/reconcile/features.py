@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from netvirt import overlay
 from netvirt.nfv import dhcp, firewall, gateway, load_balancer, router
+from netvirt.qos.flows import compile_qos
 from netvirt.pipeline.layout import PUNT_BURST, PUNT_METER_ID, PUNT_RATE
 from netvirt.pipeline.records import PIPELINE_ORIGIN, Flow, Group, Meter
 from netvirt.topology.balancer import balancer_views
+from netvirt.topology.qos import qos_views
 from netvirt.topology.security import firewall_views
 from netvirt.topology.views import external_views, network_views, router_views
 
@@ -44,4 +46,5 @@ FEATURES: tuple[Feature, ...] = (
     Feature("external", external_views, gateway.compile_external),
     Feature("firewall", firewall_views, firewall.compile_firewall),
     Feature("load-balancer", balancer_views, load_balancer.compile_balancer),
+    Feature("qos", qos_views, compile_qos),
 )

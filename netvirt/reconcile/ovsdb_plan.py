@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netvirt.pipeline.layout import INT_BRIDGE
-from netvirt.pipeline.rows import OWNER_KEY, BridgeRow, OvsdbState, PortRow
+from netvirt.pipeline.rows import OWNED_BRIDGE_IDS, OWNER_KEY, BridgeRow, OvsdbState, PortRow
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,7 @@ class BridgeChange:
     create: bool
     columns: tuple = ()  # ((column, value), ...) to set on the Bridge row
     controller: bool = False  # (re)point the bridge at row.controller
+    remove_ids: tuple[str, ...] = ()  # netvirt's external_ids keys the row no longer wants
 
 
 @dataclass(frozen=True)
@@ -55,10 +56,15 @@ def _bridge_change(want: BridgeRow, have: BridgeRow | None) -> BridgeChange | No
     other = dict(have.other_config) if have else {}
     if any(other.get(k) != v for k, v in want.other_config):
         cols.append(("other_config", {**other, **dict(want.other_config)}))
+    ids = dict(have.external_ids) if have else {}
+    if any(ids.get(k) != v for k, v in want.external_ids):
+        cols.append(("external_ids", dict(want.external_ids)))  # merged: others' keys stay
+    wanted = {k for k, _ in want.external_ids}
+    remove = tuple(sorted(k for k in ids if k in OWNED_BRIDGE_IDS and k not in wanted))
     controller = bool(want.controller) and (have is None or have.controller != want.controller)
-    if have is not None and not cols and not controller:
+    if have is not None and not cols and not controller and not remove:
         return None
-    return BridgeChange(want, have is None, tuple(cols), controller)
+    return BridgeChange(want, have is None, tuple(cols), controller, remove)
 
 
 def same_port(have: PortRow, want: PortRow) -> bool:

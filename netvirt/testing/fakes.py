@@ -132,6 +132,9 @@ class FakeOvsdb:
     def node_version(self) -> str | None:
         return "test"
 
+    def qos_state(self) -> str | None:
+        return None
+
     def saved_neighbours(self) -> dict[tuple[int, str], str]:
         self._check()
         return dict(self.neighbours)
@@ -163,6 +166,9 @@ class FakeOvsdb:
                 cols["other_config"] = tuple(sorted(cols["other_config"].items()))
             if "protocols" in cols:
                 cols["protocols"] = tuple(cols["protocols"])
+            ids = dict(old.external_ids if old else ()) | cols.pop("external_ids", {})
+            cols["external_ids"] = tuple(sorted((k, v) for k, v in ids.items()
+                                                if k not in c.remove_ids))
             row = (old or c.row._replace(other_config=(), controller=None))._replace(**cols)
             self.bridges[c.row.name] = row._replace(controller=c.row.controller) \
                 if c.controller else row

@@ -208,6 +208,9 @@ class Topology:
         return permits(tenant, src.port, dst.port, proto, dport, icmp_type,
                        0 if proto == "icmp" else None)
 
+    def tenant(self, name: str) -> Tenant:
+        return self._refs[name][0]
+
     def port(self, tenant: str, name: str) -> PortRef:
         try:
             return self._ports[tenant, name]

@@ -8,6 +8,7 @@ from netvirt.config import LoadedConfig
 from netvirt.pipeline.layout import TUNNEL_PORT_NAME
 from netvirt.topology.balancer import lb_origin, member_origin
 from netvirt.topology.graph import Topology
+from netvirt.topology.qos import describe, enforcement
 
 
 def utc(ts: float) -> str:
@@ -17,7 +18,8 @@ def utc(ts: float) -> str:
 
 def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
                   agents: dict, rule_hits: dict | None = None, health: dict | None = None) -> dict:
-    """``agents``: hypervisor name -> object with ``status`` (AgentStatus) and ``inventory``;
+    """``agents``: hypervisor name -> object with ``status`` (AgentStatus), ``inventory``
+    and ``node_qos`` (its node's QoS report);
     ``rule_hits``: a security-group rule's origin -> the connections it allowed;
     ``health``: a load balancer member's origin -> its MemberHealth."""
     if loaded is None:
@@ -47,6 +49,7 @@ def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
                        "up": bool(inv and inv.link_up.get(TUNNEL_PORT_NAME)),
                        "remotes": remotes},
         })
+    gaps = {h.name: qos_gaps(topo, h.name, agents.get(h.name)) for h in loaded.config.hypervisors}
     tenants = []
     for t in loaded.config.tenants:
         nets = []
@@ -63,6 +66,8 @@ def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
                     "up": bool(inv and inv.link_up.get(iface)), "mac": ref.port.mac,
                     "ips": [str(ip) for ip in ref.port.ips],
                     "defined_at": str(loc) if loc else None,
+                    "qos": _port_qos(t, ref, loaded, gaps[ref.port.hypervisor].get(iface),
+                                     a.node_qos.get(iface) if a else None),
                 })
             nets.append({"name": n.name, "vni": n.vni, "mtu": n.mtu,
                          "subnets": [{"cidr": str(s.cidr),
@@ -76,8 +81,42 @@ def live_topology(rev: int, loaded: LoadedConfig | None, topo: Topology | None,
                         "security_groups": [_group(t, g, loaded, rule_hits or {})
                                             for g in t.security_groups],
                         "load_balancers": [_balancer(t, lb, loaded, health or {})
-                                           for lb in t.load_balancers]})
+                                           for lb in t.load_balancers],
+                        "aggregate_qos": _aggregate(t, loaded)})
     return {"revision": rev, "config": loaded.filename, "hypervisors": hvs, "tenants": tenants}
+
+
+def qos_gaps(topo: Topology, hv: str, agent) -> dict[str, dict]:
+    """enforcement() of ``hv`` from what its agent knows."""
+    st = agent.status if agent else None
+    return enforcement(topo, hv, st.node if st else None, st.kernel_qdiscs if st else None,
+                       agent.node_qos if agent else {})
+
+
+def _policy(t, name: str | None):
+    return next((q for q in t.qos_policies if q.name == name), None) if name else None
+
+
+def _port_qos(t, ref, loaded: LoadedConfig, gap: dict | None, node: dict | None) -> dict | None:
+    q = _policy(t, ref.port.qos_policy or ref.network.qos_policy)
+    if q is None:
+        return None
+    loc = loaded.location(f"tenant/{t.name}/qos_policy/{q.name}")
+    return {"policy": q.name, "defined_at": str(loc) if loc else None,
+            "to_vm": describe(q.to_vm), "from_vm": describe(q.from_vm),
+            "not_enforced": gap if gap and gap["parts"] else None,
+            "pending": bool(gap and gap["pending"]),
+            # what the kernel holds: netvirt's qdiscs on the device and their counters
+            "kernel": {"held": node["held"], "counters": node["counters"]} if node else None}
+
+
+def _aggregate(t, loaded: LoadedConfig) -> dict | None:
+    q = _policy(t, t.aggregate_qos_policy)
+    if q is None:
+        return None
+    loc = loaded.location(f"tenant/{t.name}/qos_policy/{q.name}")
+    return {"policy": q.name, "defined_at": str(loc) if loc else None,
+            "to_vm": describe(q.to_vm), "from_vm": describe(q.from_vm)}
 
 
 def _router(ref, topo: Topology, loaded: LoadedConfig) -> dict:

@@ -35,6 +35,12 @@ def tree(t: dict) -> list[str]:
                 lines.append(f"      {p['name']:<12} {p['hypervisor']:<8} ofport "
                              f"{p['ofport'] if p['ofport'] is not None else '-':<5} "
                              f"{_updown(p['up']):<4} {p['mac']}  {', '.join(p['ips'])}")
+                if p.get("qos"):
+                    lines.extend(_qos_lines(p["qos"]))
+        if ten.get("aggregate_qos"):
+            a = ten["aggregate_qos"]
+            lines.append(f"    aggregate qos {a['policy']} (per hypervisor, shared by the "
+                         f"tenant's ports there): {_directions(a)}")
         for r in ten.get("routers", ()):
             lines.extend(_router_lines(r))
         for g in ten.get("security_groups", ()):
@@ -50,6 +56,26 @@ def tree(t: dict) -> list[str]:
                     health += f", last check: {m['last_check']}"
                 lines.append(f"      member {m['port']:<12} {m['ip']}:{m['target_port']}  "
                              f"weight {m['weight']}{health}")
+    return lines
+
+
+def _directions(q: dict) -> str:
+    parts = [f"{side} " + " ".join(f"{k} {v}" for k, v in q[side].items())
+             for side in ("to_vm", "from_vm") if q.get(side)]
+    return "; ".join(parts)
+
+
+def _qos_lines(q: dict) -> list[str]:
+    lines = [f"        qos {q['policy']}: {_directions(q)}"]
+    gap = q.get("not_enforced")
+    if gap:
+        lines.append(f"          NOT ENFORCED: {', '.join(gap['parts'])} ({gap['why']})")
+    elif q.get("pending"):
+        lines.append("          to_vm: the node agent is putting it in place")
+    kernel = q.get("kernel")
+    for kind, c in sorted((kernel or {}).get("counters", {}).items()):
+        lines.append(f"          tc {kind}: sent {c['bytes']} bytes {c['packets']} packets, "
+                     f"dropped {c['drops']}, overlimits {c['overlimits']}")
     return lines
 
 

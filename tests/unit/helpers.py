@@ -14,7 +14,7 @@ from netvirt.topology.inventory import Inventory
 ROOT_EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # Flows each hypervisor of examples/demo.yaml gets (two VM ports each): the golden dumps
 # (tests/golden/demo-hv*.txt) list them
-DEMO_FLOWS = 54
+DEMO_FLOWS = 57
 
 
 class _NoAliases(yaml.SafeDumper):

@@ -15,6 +15,7 @@ class Ovsdb:
         self.ofport = {p.name: n for n, p in enumerate(ports, 1)}
         self.bridges = frozenset({BridgeRow("br-int", datapath, "secure")})
         self.readded = []
+        self.qos = None  # br-int's QoS key
 
     def read(self):
         return OvsdbState(self.bridges, frozenset(self.ports.values()))
@@ -27,6 +28,9 @@ class Ovsdb:
 
     def connect(self):
         pass
+
+    def qos_specs(self):
+        return self.qos
 
     def external_ids(self):
         return dict(self.ids)
