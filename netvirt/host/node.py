@@ -115,8 +115,7 @@ class NodeAgent:
             log.warning("node: ovs-vswitchd does not read %s (the device was made again under "
                         "its name): adding its port again", row.name)
             self.ovsdb.readd_port(row)
-        vms = vm_ports(state)
-        shaped = self.qos.run(self._ifindexes([r.name for r in vms]) if vms else {},
+        shaped = self.qos.run([r.name for r in vm_ports(state)], self._ifindexes,
                               "netem" in self._want[KERNEL_QDISCS_KEY].split(","))
         restored = []
         if self._neighbours is not None and _userspace(state):

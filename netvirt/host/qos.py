@@ -47,13 +47,16 @@ class QosPass:
         self._written_at = float("-inf")
         self.ops = 0  # tc requests sent, over the node's life
 
-    def run(self, devices: dict[str, int], netem_ok: bool) -> list[str]:
-        """One pass over the VM devices (name -> ifindex of those that exist); what it
-        changed, for the node's log."""
+    def run(self, vm_devices, ifindexes, netem_ok: bool) -> list[str]:
+        """One pass over the VM devices (``vm_devices``: the names of br-int's VM ports;
+        ``ifindexes``: names -> ifindex of those that exist) and the devices the policies
+        name, which may exist before OVSDB has their port; what it changed, for the log."""
         try:
             specs = decode_specs(self.ovsdb.qos_specs() or "{}")
         except ValueError as e:  # touch nothing on a word we cannot read
             raise NodeError(f"br-int's QoS in OVSDB at {self.ovsdb.endpoint}: {e}") from None
+        names = set(vm_devices) | set(specs)
+        devices = ifindexes(sorted(names)) if names else {}
         done, report = [], {}
         for name, spec in sorted(specs.items()):
             if name not in devices:

@@ -55,13 +55,9 @@ def setup() -> None:
     sh("ip", "link", "set", "lo", "up", ns=NS)
 
 
-def ifindex() -> int:
-    return kernel.ifindexes([DEV])[DEV]
-
-
 def apply(node: QosPass, spec: ToVm | None) -> list[str]:
     node.ovsdb.specs = encode_specs({DEV: spec} if spec else {})
-    return node.run({DEV: ifindex()}, netem_ok=True)
+    return node.run([DEV], kernel.ifindexes, netem_ok=True)
 
 
 def ping(count: int, interval: str) -> dict:

@@ -1,6 +1,7 @@
 """QoS without a switch or a kernel: units and checks with their locations, the OpenFlow half
 (meters, DSCP, the aggregate's shared meter) compiled and walked, the to_vm half as tc
 records planned against what a device holds, and the pyroute2 requests they become."""
+import json
 import textwrap
 
 import pytest
@@ -264,22 +265,31 @@ class _Ovsdb:
         self.writes += 1
 
 
+def _devices(names):
+    return {n: 7 for n in names if n == "tap1"}
+
+
 def test_the_node_pass_makes_reports_and_then_sends_nothing():
     db, k = _Ovsdb(encode_specs({"tap1": SPEC})), _Kernel()
     node = QosPass(db, k)
-    assert node.run({"tap1": 7}, netem_ok=False) == ["tap1: tc replace htb",
+    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc replace htb",
                                                       "tap1: tc replace htb-class"]
-    assert node.run({"tap1": 7}, netem_ok=False) == [] and k.requests == 2
+    assert node.run(["tap1"], _devices, netem_ok=False) == [] and k.requests == 2
     again = QosPass(db, k)  # the node restarted: the kernel and the report are as they were
-    assert again.run({"tap1": 7}, netem_ok=False) == [] and db.writes == 1
+    assert again.run(["tap1"], _devices, netem_ok=False) == [] and db.writes == 1
     topo_gap = {"origin": SPEC.origin, "parts": ["latency", "jitter", "loss"],
                 "why": "this kernel has no sch_netem"}
-    import json
     report = json.loads(db.ids["netvirt-qos-state"])["tap1"]
     assert report["not_enforced"] == {"parts": topo_gap["parts"], "why": topo_gap["why"]}
     assert report["held"] == ["htb"] and report["applied"] == list(SPEC)
     db.specs = encode_specs({})
-    assert node.run({"tap1": 7}, netem_ok=False) == ["tap1: tc delete htb"]
+    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc delete htb"]
+    db.specs = encode_specs({"tap1": SPEC, "tap9": SPEC})  # tap9: no such device (yet)
+    assert node.run([], _devices, netem_ok=False) == ["tap1: tc replace htb",
+                                                     "tap1: tc replace htb-class"]
+    gone = json.loads(db.ids["netvirt-qos-state"])["tap9"]["not_enforced"]
+    assert gone == {"parts": ["rate", "latency", "jitter", "loss"],
+                    "why": "its device does not exist on this hypervisor yet"}
 
 
 def test_status_says_what_is_not_enforced_and_why(lab):
