@@ -10,6 +10,12 @@ only those: a root qdisc of another handle is someone else's).
 The report (Open_vSwitch:external_ids, QOS_STATE_KEY) says per device what is enforced,
 what is not and why, and the qdiscs' counters.  Counters change with every packet: they are
 written at most every REPORT_SECONDS, what the report says of the policy at once.
+
+Reading a device back costs pyroute2 most of a millisecond (a class dump each, measured:
+bench/qos.py), and the node is woken by every link and neighbour event: a pass whose
+policies and devices are those it last verified only refreshes the counters (one qdisc
+dump) until VERIFY_SECONDS have passed, when it reads, diffs and repairs everything again
+(someone's `tc qdisc del` is undone within that).
 """
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ from netvirt.topology.qos import ToVm, decode_specs
 
 log = logging.getLogger(__name__)
 REPORT_SECONDS = 5.0
+VERIFY_SECONDS = 30.0
 
 
 def device_report(spec: ToVm, held: list[str], counters: dict, missing: list[str] = (),
@@ -45,6 +52,9 @@ class QosPass:
         self._clock = clock
         self._written: dict | None = None  # the report as OVSDB holds it
         self._written_at = float("-inf")
+        self._verified: tuple | None = None  # (specs, devices, netem) of the last full pass
+        self._verified_at = float("-inf")
+        self._report_of: dict = {}  # the last full pass's report, and each device's index
         self.ops = 0  # tc requests sent, over the node's life
 
     def run(self, vm_devices, ifindexes, netem_ok: bool) -> list[str]:
@@ -57,6 +67,12 @@ class QosPass:
             raise NodeError(f"br-int's QoS in OVSDB at {self.ovsdb.endpoint}: {e}") from None
         names = set(vm_devices) | set(specs)
         devices = ifindexes(sorted(names)) if names else {}
+        now = self._clock()
+        key = (specs, devices, netem_ok)
+        if key == self._verified and now - self._verified_at < VERIFY_SECONDS:
+            if now - self._written_at >= REPORT_SECONDS:
+                self._report(self._counted())
+            return []
         done, report = [], {}
         for name, spec in sorted(specs.items()):
             if name not in devices:
@@ -86,7 +102,16 @@ class QosPass:
                                          counters, missing, "this kernel has no sch_netem",
                                          error)
         self._report(report)
+        self._verified, self._verified_at = key, now
+        self._report_of = {name: (devices.get(name), r) for name, r in report.items()}
         return done
+
+    def _counted(self) -> dict:
+        """The last full pass's report with the counters read now (qdiscs only)."""
+        indexes = [i for i, _ in self._report_of.values() if i is not None]
+        counters = self.kernel.counters(indexes) if indexes else {}
+        return {name: {**r, "counters": counters.get(i, r["counters"])} if i is not None else r
+                for name, (i, r) in self._report_of.items()}
 
     def _report(self, report: dict) -> None:
         def policy(r: dict) -> dict:

@@ -62,10 +62,11 @@ def request(op: TcOp, args: dict) -> tuple[str, str, int, dict]:
             "htb" if o.kind == "htb-class" else o.kind, o.handle, dict(args[o.handle]))
 
 
-def read(ipr: IPRoute, indexes) -> dict[int, tuple[tuple[TcObject, ...], dict]]:
+def read(ipr: IPRoute, indexes, classes: bool = True) -> dict[int, tuple[tuple[TcObject, ...], dict]]:
     """Each device's qdiscs and htb classes as records (the root qdisc first), and the
     counters of netvirt's qdiscs: {kind: {"bytes", "packets", "drops", "overlimits"}}.  One
-    dump of the namespace's qdiscs, and a class dump only of the devices with an htb."""
+    dump of the namespace's qdiscs, and a class dump only of the devices with an htb (none
+    with ``classes`` False: the counters are the qdiscs')."""
     wanted = set(indexes)
     objects: dict[int, list] = {i: [] for i in wanted}
     counters: dict[int, dict] = {i: {} for i in wanted}
@@ -94,7 +95,7 @@ def read(ipr: IPRoute, indexes) -> dict[int, tuple[tuple[TcObject, ...], dict]]:
                                      "overlimits": stats.get("overlimits", 0)}
     for index, objs in objects.items():
         objs.sort(key=lambda o: o.parent != TC_H_ROOT)
-        if not any(o.kind == "htb" for o in objs):
+        if not classes or not any(o.kind == "htb" for o in objs):
             continue
         for c in ipr.get_classes(index):
             if c["index"] != index or c.get_attr("TCA_KIND") != "htb":
@@ -109,18 +110,23 @@ def read(ipr: IPRoute, indexes) -> dict[int, tuple[tuple[TcObject, ...], dict]]:
 
 class KernelTc:
     """tc of this namespace's devices, through one netlink socket opened when first needed
-    (a node with no VM device opens none)."""
+    (a node with no VM device opens none).  ``socket``: what opens it (a benchmark gives
+    a pyroute2 NetNS of another namespace)."""
 
-    def __init__(self):
+    def __init__(self, socket=IPRoute):
+        self._open = socket
         self._ipr: IPRoute | None = None
 
     def _socket(self) -> IPRoute:
         if self._ipr is None:
-            self._ipr = IPRoute()
+            self._ipr = self._open()
         return self._ipr
 
     def read(self, indexes) -> dict[int, tuple[tuple[TcObject, ...], dict]]:
         return read(self._socket(), indexes)
+
+    def counters(self, indexes) -> dict[int, dict]:
+        return {i: c for i, (_, c) in read(self._socket(), indexes, classes=False).items()}
 
     def apply(self, index: int, ops: list[TcOp], args: dict) -> None:
         """Carry out ``ops`` on device ``index`` (``args``: kernel_objects')."""

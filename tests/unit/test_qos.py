@@ -229,10 +229,15 @@ class _Kernel:
 
     def __init__(self):
         self.devices: dict[int, tuple] = {7: (TcObject("noqueue", 0, TC_H_ROOT),)}
-        self.requests = 0
+        self.requests = self.counted = 0
 
     def read(self, indexes):
         return {i: (self.devices[i], {}) for i in indexes}
+
+    def counters(self, indexes):
+        self.counted += 1
+        return {i: {"htb": {"bytes": 1, "packets": 1, "drops": 0, "overlimits": 0}}
+                for i in indexes}
 
     def apply(self, index, ops, args):
         self.requests += len(ops)
@@ -290,6 +295,20 @@ def test_the_node_pass_makes_reports_and_then_sends_nothing():
     gone = json.loads(db.ids["netvirt-qos-state"])["tap9"]["not_enforced"]
     assert gone == {"parts": ["rate", "latency", "jitter", "loss"],
                     "why": "its device does not exist on this hypervisor yet"}
+
+
+def test_a_pass_with_nothing_new_reads_counters_only_and_repairs_at_the_next_verify():
+    now = [0.0]
+    db, k = _Ovsdb(encode_specs({"tap1": SPEC})), _Kernel()
+    node = QosPass(db, k, clock=lambda: now[0])
+    node.run(["tap1"], _devices, netem_ok=False)
+    k.devices[7] = (TcObject("noqueue", 0, TC_H_ROOT),)  # someone's `tc qdisc del`
+    now[0] = 6.0  # an event wakes the node: counters are due, a verify is not
+    assert node.run(["tap1"], _devices, netem_ok=False) == [] and k.counted == 1
+    assert json.loads(db.ids["netvirt-qos-state"])["tap1"]["counters"]["htb"]["bytes"] == 1
+    now[0] = 31.0
+    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc replace htb",
+                                                            "tap1: tc replace htb-class"]
 
 
 def test_status_says_what_is_not_enforced_and_why(lab):
