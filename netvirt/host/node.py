@@ -115,7 +115,10 @@ class NodeAgent:
             log.warning("node: ovs-vswitchd does not read %s (the device was made again under "
                         "its name): adding its port again", row.name)
             self.ovsdb.readd_port(row)
-        shaped = self.qos.run([r.name for r in vm_ports(state)], self._ifindexes,
+        # a port re-added just now is not open yet, whatever OVSDB still says of it
+        vms = [r.name for r in vm_ports(state) if r not in readd]
+        opened = [n for n, ofport in self.ovsdb.ofports(vms).items() if ofport > 0] if vms else []
+        shaped = self.qos.run(opened, self._ifindexes,
                               "netem" in self._want[KERNEL_QDISCS_KEY].split(","))
         restored = []
         if self._neighbours is not None and _userspace(state):
@@ -142,15 +145,22 @@ class NodeAgent:
                             self._bound())
 
     def _wait(self, seconds: float) -> bool:
-        """Wait up to ``seconds``; True if woken by an event or by new QoS in OVSDB."""
+        """Wait up to ``seconds``; True if woken by an event, by new QoS in OVSDB or by a
+        port of a policy that ovs-vswitchd opened meanwhile."""
         end = time.monotonic() + seconds
-        specs = self.ovsdb.qos_specs()
+        qos = self._qos_watch()
         while (left := end - time.monotonic()) > 0:
             if self._wake.wait(min(left, WATCH_SECONDS)):
                 return True
-            if self.ovsdb.qos_specs() != specs:
+            if self._qos_watch() != qos:
                 return True
         return False
+
+    def _qos_watch(self) -> tuple:
+        """br-int's QoS word, and the ofports of the devices the last pass found with a
+        policy but no open port (the IDL's, in memory)."""
+        waiting = sorted(self.qos.waiting)
+        return self.ovsdb.qos_specs(), tuple(sorted(self.ovsdb.ofports(waiting).items()))
 
     def run(self) -> int:
         def stop(*_):

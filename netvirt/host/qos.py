@@ -56,17 +56,19 @@ class QosPass:
         self._verified_at = float("-inf")
         self._report_of: dict = {}  # the last full pass's report, and each device's index
         self.ops = 0  # tc requests sent, over the node's life
+        self.waiting: set[str] = set()  # devices with a policy whose port is not open yet
 
-    def run(self, vm_devices, ifindexes, netem_ok: bool) -> list[str]:
-        """One pass over the VM devices (``vm_devices``: the names of br-int's VM ports;
-        ``ifindexes``: names -> ifindex of those that exist) and the devices the policies
-        name, which may exist before OVSDB has their port; what it changed, for the log."""
+    def run(self, opened: list[str], ifindexes, netem_ok: bool) -> list[str]:
+        """One pass over the VM devices whose port ovs-vswitchd has opened (``opened``: their
+        names; ``ifindexes``: names -> ifindex of those that exist); what it changed, for
+        the log.  Not before OVS opened the port: ovs-vswitchd manages QoS on every port it
+        opens, and finding a root qdisc it did not make (ours), it deletes it, once, as it
+        configures the port; from then on it takes the device for one without QoS."""
         try:
             specs = decode_specs(self.ovsdb.qos_specs() or "{}")
         except ValueError as e:  # touch nothing on a word we cannot read
             raise NodeError(f"br-int's QoS in OVSDB at {self.ovsdb.endpoint}: {e}") from None
-        names = set(vm_devices) | set(specs)
-        devices = ifindexes(sorted(names)) if names else {}
+        devices = ifindexes(sorted(opened)) if opened else {}
         now = self._clock()
         key = (specs, devices, netem_ok)
         if key == self._verified and now - self._verified_at < VERIFY_SECONDS:
@@ -74,10 +76,12 @@ class QosPass:
                 self._report(self._counted())
             return []
         done, report = [], {}
-        for name, spec in sorted(specs.items()):
-            if name not in devices:
-                report[name] = device_report(spec, [], {}, spec.parts(),
-                                             "its device does not exist on this hypervisor yet")
+        self.waiting = set(specs) - set(devices)
+        for name in sorted(self.waiting):
+            report[name] = device_report(specs[name], [], {}, specs[name].parts(),
+                                         "ovs-vswitchd has not opened its port yet, or "
+                                         "its device is gone")
+            report[name]["waiting"] = True
         held = self.kernel.read(devices.values()) if devices else {}
         changed, shaped = set(), []
         for name, index in sorted(devices.items()):

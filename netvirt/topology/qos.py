@@ -157,7 +157,8 @@ def enforcement(topo: Topology, hv: str, node: str | None, qdiscs: list[str] | N
                 report: dict) -> dict[str, dict]:
     """interface -> what of its to_vm policy ``hv`` does not enforce and why, for its ports
     that have one: {"origin", "parts", "why", "pending"} ("parts" empty: all of it is in
-    place; "pending": the node agent has not answered for this policy yet).  ``node``: the
+    place; "pending": the node agent has not answered for this policy yet, or waits for
+    ovs-vswitchd to open the port, which a VM's start and a new port take a moment to).  ``node``: the
     version of the node agent that reports there (None: none does); ``qdiscs``: what it
     reported its kernel has; ``report``: its QoS report (host/qos.py)."""
     no_netem = qdiscs is not None and "netem" not in qdiscs
@@ -167,7 +168,7 @@ def enforcement(topo: Topology, hv: str, node: str | None, qdiscs: list[str] | N
         pending = False
         if node is None:
             parts, why = spec.parts(), f"no node agent reports from {hv}: tc is its job"
-        elif rep is not None and rep.get("applied") == list(spec):
+        elif rep is not None and rep.get("applied") == list(spec) and not rep.get("waiting"):
             gap = rep.get("not_enforced") or {"parts": [], "why": ""}
             parts, why = gap["parts"], gap["why"]
             if rep.get("error"):

@@ -289,12 +289,13 @@ def test_the_node_pass_makes_reports_and_then_sends_nothing():
     assert report["held"] == ["htb"] and report["applied"] == list(SPEC)
     db.specs = encode_specs({})
     assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc delete htb"]
-    db.specs = encode_specs({"tap1": SPEC, "tap9": SPEC})  # tap9: no such device (yet)
-    assert node.run([], _devices, netem_ok=False) == ["tap1: tc replace htb",
+    db.specs = encode_specs({"tap1": SPEC, "tap9": SPEC})  # tap9: its port is not open
+    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc replace htb",
                                                      "tap1: tc replace htb-class"]
     gone = json.loads(db.ids["netvirt-qos-state"])["tap9"]["not_enforced"]
     assert gone == {"parts": ["rate", "latency", "jitter", "loss"],
-                    "why": "its device does not exist on this hypervisor yet"}
+                    "why": "ovs-vswitchd has not opened its port yet, or its device is gone"}
+    assert node.waiting == {"tap9"}
 
 
 def test_a_pass_with_nothing_new_reads_counters_only_and_repairs_at_the_next_verify():
