@@ -31,7 +31,7 @@ import time
 from netvirt import __version__
 from netvirt.errors import NodeError, OvsdbError
 from netvirt.host import kernel, tc, tunnel_neighbours
-from netvirt.host.qos import QosPass
+from netvirt.host.qos import REPORT_SECONDS, QosPass
 from netvirt.pipeline.layout import INT_BRIDGE, PHY_BRIDGE
 from netvirt.pipeline.rows import DATAPATH_HINT_KEY, KERNEL_QDISCS_KEY, NODE_KEY, PortRow
 
@@ -177,6 +177,8 @@ class NodeAgent:
                 # after an event, once more a moment later: ovs-vswitchd flushes its tunnel
                 # neighbours when it gets to the same event, which may be after this pass
                 wait = SETTLE_SECONDS if follow_up else self.interval
+                if self.qos.reporting:  # the qdiscs' counters are reported this often
+                    wait = min(wait, REPORT_SECONDS)
             except (OvsdbError, NodeError) as e:
                 log.warning("node: %s; retrying in 1s", e)
                 wait = 1.0

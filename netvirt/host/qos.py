@@ -110,6 +110,11 @@ class QosPass:
         self._report_of = {name: (devices.get(name), r) for name, r in report.items()}
         return done
 
+    @property
+    def reporting(self) -> bool:
+        """Whether a device has a policy here (whose counters the report carries)."""
+        return bool(self._report_of)
+
     def _counted(self) -> dict:
         """The last full pass's report with the counters read now (qdiscs only)."""
         indexes = [i for i, _ in self._report_of.values() if i is not None]
