@@ -169,16 +169,35 @@ class HealthMonitor:
             hc = lb.health_check
             with self._lock:
                 h = self.members.get(origin)
-                if h is None or h.sent is None or seg.ack != h.sent.ack:
-                    return "stale_check"  # an answer to a check that already ended
-                verdict, why = self._judge(h.sent, seg, hc)
-                if verdict == "request":  # the handshake is done: now the GET
-                    request = http_request(hc.path, str(lb.vip.ip))
-                    h.sent = Sent(h.sent.at, seq_add(seg.ack, len(request)), "request")
-                elif verdict == "wait":  # the member's ACK of the request, before its answer
-                    return "check_progress"
-                else:
-                    changed = self._result(h, verdict == "passed", hc, why)
+                stale = h is None or h.sent is None or seg.ack != h.sent.ack
+                # an http check's own connection may send a segment twice: not a stranger
+                talking = h is not None and h.sent is not None and h.sent.phase == "request"
+                # the SYN of the check under way, if the stale answer is to that SYN
+                syn = (seq_add(h.sent.ack, -1) if stale and h is not None and h.sent is not None
+                       and h.sent.phase == "syn" else None)
+                if not stale:
+                    verdict, why = self._judge(h.sent, seg, hc)
+                    changed = False
+                    if verdict == "request":  # the handshake is done: now the GET
+                        request = http_request(hc.path, str(lb.vip.ip))
+                        h.sent = Sent(h.sent.at, seq_add(seg.ack, len(request)), "request")
+                    elif verdict == "wait":  # the member's ACK of the request, first
+                        return "check_progress"
+                    else:
+                        changed = self._result(h, verdict == "passed", hc, why)
+            if stale:  # an answer to a check that already ended (or another controller's)
+                if not seg.flags & RST and not talking:
+                    # Reset the member's half of it, as a TCP stack answers a segment of no
+                    # connection it has (RFC 793: <SEQ=SEG.ACK><CTL=RST>).  Left alone, a
+                    # member whose SYN+ACK came while this controller was away, or while the
+                    # load balancer was out of the config, holds that half-open connection
+                    # for a minute of SYN+ACK retries and answers every new check's SYN
+                    # (same VIP, same probe port) with that old SYN+ACK: each check would
+                    # time out, and the member stay down, for that minute.
+                    self._send(ref, lb, m, tenant, seg.ack, RST)
+                    if syn is not None:  # ours, answered so: again, to a clean slate
+                        self._send(ref, lb, m, tenant, syn, SYN)
+                return "stale_check"
             if verdict == "request":
                 self._send(ref, lb, m, tenant, seg.ack, PSH | ACK, seq_add(seg.seq, 1), request)
                 return "check_progress"

@@ -334,7 +334,8 @@ def test_a_controller_restart_during_requests_fails_none_and_sends_nothing(gold)
     # A member whose checks failed under load just now is out of the group, and a restarted
     # controller starts with every member in (it keeps no health state): that restart
     # would rightly change the group.  Start from all members in.
-    _wait_health(gold, {m: "up" for m in MEMBERS})
+    for lb in ("www", "sticky"):
+        _wait_health(gold, {m: "up" for m in MEMBERS}, lb=lb)
     before = {hv: _flow_table(gold, hv) for hv in ("hv1", "hv2", "hv3")}
     fetch = subprocess.Popen(gold.lab.exec_argv("gold/c1", [
         sys.executable, PROBE, "fetch", f"http://{VIP}/", "150", "0.02"]),
@@ -347,7 +348,8 @@ def test_a_controller_restart_during_requests_fails_none_and_sends_nothing(gold)
     assert sum(counts.get(m, 0) for m in MEMBERS) == 150, counts
     sent = {hv: (h["flow_mods_sent"], h["group_mods_sent"]) for hv, h in st["hypervisors"].items()}
     assert all(n == (0, 0) for n in sent.values()), (
-        f"(flow mods, group mods) sent: {sent}; members: {_health(gold)}; flows changed: "
+        f"(flow mods, group mods) sent: {sent}; members: {_health(gold)}, "
+        f"{_health(gold, 'sticky')}; flows changed: "
         f"{ {hv: set(_flow_table(gold, hv)) ^ set(f) for hv, f in before.items()} }")
     for hv, flows in before.items():
         assert set(_flow_table(gold, hv)) == set(flows), f"{hv}: flows changed across the restart"

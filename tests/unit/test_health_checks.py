@@ -181,6 +181,22 @@ def test_with_no_member_up_a_new_connection_is_refused_with_a_reset(lab):
     assert rst[:5] == ("10.0.0.100", 80, "10.0.0.10", 40000, 0x14) and rst[6] == 1001
 
 
+def test_an_old_syn_ack_is_reset_so_that_the_members_next_answer_is_fresh(lab):
+    """A member whose SYN+ACK came while no check waited for it (the controller was
+    restarting, the load balancer out of the config) keeps that half-open connection and
+    answers the next check's SYN with it: the check resets it, as a TCP stack would."""
+    service, switches, clock = lab
+    service.health.tick()
+    (syn,) = [s for s in _checks(switches, "hv1") if s[4] == 0x02]
+    src, sport, dst, dport, _, seq, _, src_mac, dst_mac, _ = syn
+    old = packets.tcp_segment(dst_mac, dst, dport, src_mac, src, sport, 0x12, 7, 424242)
+    assert service.health.answer(old) == "stale_check"
+    rst, again = _checks(switches, "hv1")
+    assert rst[:5] == (src, sport, dst, dport, 0x04) and rst[5] == 424242, rst
+    assert again[:6] == syn[:6]  # the check's own SYN, sent again
+    assert _answer(service, syn, 0x12) == "check_passed"  # the real answer still counts
+
+
 def test_silence_is_a_failure_after_the_timeout(lab):
     service, switches, clock = lab
     for _ in range(2):
