@@ -77,7 +77,9 @@ def read(ipr: IPRoute, indexes, classes: bool = True) -> dict[int, tuple[tuple[T
         kind = q.get_attr("TCA_KIND")
         options = q.get_attr("TCA_OPTIONS") or {}
         params = {}
-        if kind == "htb":
+        if q["handle"] not in OURS:
+            pass  # another's: its kind and handle are all the plan looks at
+        elif kind == "htb":
             params = {"defcls": options.get_attr("TCA_HTB_INIT")["defcls"]}
         elif kind == "netem":
             corr = options.get_attr("TCA_NETEM_CORR") or {}

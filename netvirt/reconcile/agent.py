@@ -461,10 +461,18 @@ class HypervisorAgent:
         if raw == self._node_qos_raw:
             return
         try:
-            self.node_qos = json.loads(raw) if raw else {}
+            report = json.loads(raw) if raw else {}
         except json.JSONDecodeError:
-            log.warning("%s: the node's QoS report in OVSDB is not JSON; ignored", self.name)
-            self.node_qos = {}
+            report = None
+        if not isinstance(report, dict):
+            log.warning("%s: the node's QoS report in OVSDB is not a JSON object; ignored",
+                        self.name)
+            report = {}
+        # what topo and /metrics read of each entry, or the entry is not shown
+        self.node_qos = {k: v for k, v in report.items() if isinstance(v, dict)
+                         and isinstance(v.get("origin"), str) and v["origin"].count("/") == 3
+                         and isinstance(v.get("counters"), dict)
+                         and isinstance(v.get("held"), list)}
         self._node_qos_raw = raw
 
     def _ovsdb_failed(self, msg: str) -> None:

@@ -148,24 +148,39 @@ def test_tcp_and_udp_hold_the_rate_in_each_direction(slow, rate):
         assert abs(mbps - rate) <= 0.1 * rate, f"{what}: {mbps:.1f} Mbit/s, not {rate}: {got}"
 
 
+def _at_once(env, pairs) -> list[float]:
+    """UDP from each (client, server, port) at 20 Mbit/s offered, all at once; each one's
+    rate on the wire.  UDP, so that what a meter lets through is what it measures: two TCP
+    flows through one policer back off at its drops (one fell to 1 of 20 Mbit/s here)."""
+    procs = [subprocess.Popen(env.lab.exec_argv(f"slow/{c}", [
+        "iperf3", "-c", PORTS[s][1], "-p", port, "-u", "-b", "20M", "-t", str(SECONDS),
+        "-O", "1", "-J"]), stdout=subprocess.PIPE, text=True) for c, s, port in pairs]
+    return [_wire(json.loads(p.communicate(timeout=SECONDS + 30)[0])) for p in procs]
+
+
 def test_an_aggregate_splits_its_rate_between_two_vms_on_a_hypervisor(slow):
+    # from them: q2 and q3 (both on hv2) send to q1 at once, each to a server of its own
     _apply(slow, "aggregate.yaml", policies=[{"name": "shared", "from_vm": {"rate": "20mbit"}}],
            aggregate="shared")
-    # q2 and q3 (both on hv2) send to q1 at once, each to an iperf3 server of its own
     extra = subprocess.Popen(slow.lab.exec_argv("slow/q1", [
         "iperf3", "-s", "-B", PORTS["q1"][1], "-p", "5202"]),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
-        procs = [subprocess.Popen(slow.lab.exec_argv(f"slow/{c}", [
-            "iperf3", "-c", PORTS["q1"][1], "-t", str(SECONDS), "-O", "1", "-J", "-p", port]),
-            stdout=subprocess.PIPE, text=True) for c, port in (("q2", "5201"), ("q3", "5202"))]
-        rates = [_wire(json.loads(p.communicate(timeout=SECONDS + 30)[0])) for p in procs]
+        sent = _at_once(slow, [("q2", "q1", "5201"), ("q3", "q1", "5202")])
     finally:
         extra.kill()
         extra.wait()
-    assert abs(sum(rates) - 20) <= 2, rates
-    assert min(rates) >= 4, f"one VM took nearly all of the shared rate: {rates}"
+    # to them: q1 (hv1) sends to both at once; hv2's one meter holds what they receive
+    _apply(slow, "aggregate-to.yaml", policies=[{"name": "shared", "to_vm": {"rate": "20mbit"}}],
+           aggregate="shared")
+    received = _at_once(slow, [("q1", "q2", "5201"), ("q1", "q3", "5201")])
+    # The sum holds.  How it splits is the traffic's: a meter polices, it does not share
+    # out (seen here: 10.6/9.1, and 17.1/3.2 in another run), so the test asks only that
+    # neither VM is shut out.  (docs/architecture.md, QoS: no fair share from a meter.)
+    for rates in (sent, received):
+        assert abs(sum(rates) - 20) <= 2, (sent, received)
+        assert min(rates) >= 0.5, (sent, received)
 
 
 def test_dscp_is_set_on_what_the_vm_sends(slow):
