@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from netvirt.config.schema import Config, Port, QosDirection, QosPolicy, Tenant
+from netvirt.config.schema import Config, Network, Port, QosDirection, QosPolicy, Tenant
 from netvirt.config.units import show_time
 from netvirt.config.unknown import not_defined
 
@@ -14,17 +14,17 @@ ETHERNET_HEADER = 14
 _NETEM_KEYS = ("latency", "jitter", "jitter_correlation", "loss", "loss_correlation")
 
 
-def port_policy(t: Tenant, p: Port) -> QosPolicy | None:
-    """The policy a port's own traffic gets: its own, else its network's."""
-    name = p.qos_policy
-    if name is None:
-        name = next((n.qos_policy for n in t.networks if n.name == p.network), None)
+def policy_named(t: Tenant, name: str | None) -> QosPolicy | None:
     return next((q for q in t.qos_policies if q.name == name), None) if name else None
+
+
+def port_policy(t: Tenant, p: Port, network: Network) -> QosPolicy | None:
+    """The policy a port's own traffic gets: its own, else its network's."""
+    return policy_named(t, p.qos_policy or network.qos_policy)
 
 
 def aggregate_policy(t: Tenant) -> QosPolicy | None:
-    name = t.aggregate_qos_policy
-    return next((q for q in t.qos_policies if q.name == name), None) if name else None
+    return policy_named(t, t.aggregate_qos_policy)
 
 
 def check_qos(cfg: Config) -> Iterator[Problem]:

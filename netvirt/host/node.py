@@ -115,14 +115,18 @@ class NodeAgent:
             log.warning("node: ovs-vswitchd does not read %s (the device was made again under "
                         "its name): adding its port again", row.name)
             self.ovsdb.readd_port(row)
+        restored = []  # first: a tunnel without its neighbour carries nothing meanwhile
+        if self._neighbours is not None and _userspace(state):
+            restored = self._neighbours.restore(self._kernel_neighbours(PHY_BRIDGE))
         # a port re-added just now is not open yet, whatever OVSDB still says of it
         vms = [r.name for r in vm_ports(state) if r not in readd]
         opened = [n for n, ofport in self.ovsdb.ofports(vms).items() if ofport > 0] if vms else []
-        shaped = self.qos.run(opened, self._ifindexes,
-                              "netem" in self._want[KERNEL_QDISCS_KEY].split(","))
-        restored = []
-        if self._neighbours is not None and _userspace(state):
-            restored = self._neighbours.restore(self._kernel_neighbours(PHY_BRIDGE))
+        try:
+            shaped = self.qos.run(opened, self._ifindexes,
+                                  "netem" in self._want[KERNEL_QDISCS_KEY].split(","))
+        except NodeError as e:  # reported, and tried again at the next pass
+            log.warning("node: QoS: %s", e)
+            shaped = []
         self.passes += 1
         done = (sorted(changes) + [f"re-added {r.name}" for r in readd] + shaped
                 + [f"tunnel neighbour {ip} put back" for ip in restored])

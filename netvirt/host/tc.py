@@ -124,11 +124,14 @@ class KernelTc:
             self._ipr = self._open()
         return self._ipr
 
-    def read(self, indexes) -> dict[int, tuple[tuple[TcObject, ...], dict]]:
-        return read(self._socket(), indexes)
+    def read(self, indexes, classes: bool = True) -> dict[int, tuple[tuple[TcObject, ...], dict]]:
+        try:
+            return read(self._socket(), indexes, classes)
+        except NetlinkError as e:  # a device went meanwhile: the next pass reads again
+            raise NodeError(f"reading tc back: {e}") from None
 
     def counters(self, indexes) -> dict[int, dict]:
-        return {i: c for i, (_, c) in read(self._socket(), indexes, classes=False).items()}
+        return {i: c for i, (_, c) in self.read(indexes, classes=False).items()}
 
     def apply(self, index: int, ops: list[TcOp], args: dict) -> None:
         """Carry out ``ops`` on device ``index`` (``args``: kernel_objects')."""

@@ -8,6 +8,7 @@ from netvirt.config import LoadedConfig
 from netvirt.pipeline.layout import TUNNEL_PORT_NAME
 from netvirt.topology.balancer import lb_origin, member_origin
 from netvirt.topology.graph import Topology
+from netvirt.config.qos import aggregate_policy, port_policy
 from netvirt.topology.qos import describe, enforcement
 
 
@@ -93,12 +94,8 @@ def qos_gaps(topo: Topology, hv: str, agent) -> dict[str, dict]:
                        agent.node_qos if agent else {})
 
 
-def _policy(t, name: str | None):
-    return next((q for q in t.qos_policies if q.name == name), None) if name else None
-
-
 def _port_qos(t, ref, loaded: LoadedConfig, gap: dict | None, node: dict | None) -> dict | None:
-    q = _policy(t, ref.port.qos_policy or ref.network.qos_policy)
+    q = port_policy(t, ref.port, ref.network)
     if q is None:
         return None
     loc = loaded.location(f"tenant/{t.name}/qos_policy/{q.name}")
@@ -111,7 +108,7 @@ def _port_qos(t, ref, loaded: LoadedConfig, gap: dict | None, node: dict | None)
 
 
 def _aggregate(t, loaded: LoadedConfig) -> dict | None:
-    q = _policy(t, t.aggregate_qos_policy)
+    q = aggregate_policy(t)
     if q is None:
         return None
     loc = loaded.location(f"tenant/{t.name}/qos_policy/{q.name}")

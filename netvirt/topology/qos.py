@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import NamedTuple
 
-from netvirt.config.qos import ETHERNET_HEADER, aggregate_policy
+from netvirt.config.qos import ETHERNET_HEADER, aggregate_policy, port_policy
 from netvirt.config.schema import QosDirection
 from netvirt.config.units import show_rate, show_time
 from netvirt.pipeline.layout import qos_aggregate_meter_id
@@ -58,8 +58,7 @@ def to_vm_specs(topo: Topology, hv: str) -> dict[str, ToVm]:
         t = topo.tenant(ref.tenant)
         if not t.qos_policies:
             continue
-        name = ref.port.qos_policy or ref.network.qos_policy
-        q = next((q for q in t.qos_policies if q.name == name), None)
+        q = port_policy(t, ref.port, ref.network)
         d = q.to_vm if q is not None else None
         if d is None:
             continue
@@ -128,10 +127,9 @@ def qos_views(topo: Topology, hv: str, inv: Inventory) -> list[QosOnHv]:
         t = tenants[name]
         if not t.qos_policies:
             continue
-        policies = {q.name: q for q in t.qos_policies}
         ports = []
         for ref, ofport in sorted(refs, key=lambda r: r[1]):
-            q = policies.get(ref.port.qos_policy or ref.network.qos_policy)
+            q = port_policy(t, ref.port, ref.network)
             d = q.from_vm if q is not None else None
             rate = meter_rate(d)
             if rate is not None or (d is not None and d.dscp is not None):
