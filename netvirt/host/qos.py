@@ -48,14 +48,13 @@ def device_report(spec: ToVm, held: list[str], counters: dict, missing: list[str
 class QosPass:
     def __init__(self, ovsdb, kernel, clock=time.monotonic):
         self.ovsdb = ovsdb
-        self.kernel = kernel  # a tc.KernelTc: read(indexes), apply(index, ops, args)
+        self.kernel = kernel  # a tc.KernelTc: read(indexes), counters(indexes), apply(...)
         self._clock = clock
         self._written: dict | None = None  # the report as OVSDB holds it
         self._written_at = float("-inf")
         self._verified: tuple | None = None  # (specs, devices, netem) of the last full pass
         self._verified_at = float("-inf")
         self._report_of: dict = {}  # the last full pass's report, and each device's index
-        self.ops = 0  # tc requests sent, over the node's life
         self.waiting: set[str] = set()  # devices with a policy whose port is not open yet
 
     def run(self, opened: list[str], ifindexes, netem_ok: bool) -> list[str]:
@@ -95,7 +94,6 @@ class QosPass:
                 log.warning("node: %s: %s", name, e)
             if ops:
                 changed.add(index)
-            self.ops += len(ops)
             done += [f"{name}: tc {op.action} {op.obj.kind}" for op in ops]
             if spec is not None:
                 shaped.append((name, index, spec, missing, error))
@@ -106,7 +104,9 @@ class QosPass:
                                          counters, missing, "this kernel has no sch_netem",
                                          error)
         self._report(report)
-        self._verified, self._verified_at = key, now
+        # a device that refused a request is tried again at the next pass, not in 30 s
+        failed = any(error for *_, error in shaped)
+        self._verified, self._verified_at = (None, now) if failed else (key, now)
         self._report_of = {name: (devices.get(name), r) for name, r in report.items()}
         return done
 

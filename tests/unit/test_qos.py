@@ -312,6 +312,25 @@ def test_a_pass_with_nothing_new_reads_counters_only_and_repairs_at_the_next_ver
                                                             "tap1: tc replace htb-class"]
 
 
+def test_a_request_the_kernel_refused_is_tried_again_at_the_next_pass():
+    from netvirt.errors import NodeError
+
+    db, k = _Ovsdb(encode_specs({"tap1": SPEC})), _Kernel()
+    real, calls = k.apply, []
+
+    def refuse_once(index, ops, args):
+        calls.append(len(ops))
+        if len(calls) == 1:
+            raise NodeError("tc replace htb 4e56:0 on ifindex 7: (1, 'Operation not permitted')")
+        real(index, ops, args)
+    k.apply = refuse_once
+    node = QosPass(db, k, clock=lambda: 0.0)
+    node.run(["tap1"], _devices, netem_ok=False)
+    assert "Operation not permitted" in json.loads(db.ids["netvirt-qos-state"])["tap1"]["error"]
+    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc replace htb",
+                                                            "tap1: tc replace htb-class"]
+
+
 def test_status_says_what_is_not_enforced_and_why(lab):
     topo = lab[0]
     web2 = topo.port("blue", "web2").port.interface
