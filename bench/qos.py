@@ -26,28 +26,10 @@ from bench.harness import Bench, median, repeat_and_seconds, save, table
 from netvirt.host.qos import QosPass
 from netvirt.host.tc import KernelTc
 from netvirt.testing import gen
+from netvirt.testing.fakes import FakeNodeOvsdb
 from netvirt.topology.qos import ToVm, encode_specs
 
 DEVICES = 100
-
-
-class _Word:
-    """br-int's QoS key and the node's report, as the pass reads and writes them (the
-    benchmark times tc, not OVSDB)."""
-
-    endpoint = "bench"
-
-    def __init__(self):
-        self.specs, self.ids = "{}", {}
-
-    def qos_specs(self):
-        return self.specs
-
-    def external_ids(self):
-        return dict(self.ids)
-
-    def set_external_ids(self, changes):
-        self.ids.update(changes)
 
 
 def reconcile_cost(repeat: int) -> list[dict]:
@@ -63,7 +45,7 @@ def reconcile_cost(repeat: int) -> list[dict]:
             "put htb on every device", "a node restart: read back, diff, nothing to do",
             "an event with nothing new (counters at most)", "change every rate",
             "remove them all", "baseline: tc -batch, the same objects")}
-        word = _Word()
+        word = FakeNodeOvsdb()  # the benchmark times tc, not OVSDB
         kernel = KernelTc(lambda: NetNS(ns))  # the node's own code, in the namespace
         with NetNS(ns) as ipr:
             index = {n: ipr.link_lookup(ifname=n)[0] for n in names}
@@ -71,7 +53,7 @@ def reconcile_cost(repeat: int) -> list[dict]:
         def timed(specs: dict, node: QosPass) -> float:
             word.specs = encode_specs(specs)
             t0 = time.perf_counter()
-            node.run(names, lambda wanted: {n: index[n] for n in wanted}, netem_ok=False)
+            node.run(index, netem_ok=False)
             return time.perf_counter() - t0
         for _ in range(repeat):
             node = QosPass(word, kernel)

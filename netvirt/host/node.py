@@ -110,7 +110,12 @@ class NodeAgent:
                 raise NodeError(f"OVSDB at {self.ovsdb.endpoint} does not hold what was "
                                 f"written: {sorted(left)}")
         state = self.ovsdb.read()
-        readd = self._unread_ports(state)
+        # the VM ports, their ofports and their devices, read once for both jobs below
+        rows = vm_ports(state)
+        names = [r.name for r in rows]
+        ofports = self.ovsdb.ofports(names) if rows else {}
+        devices = self._ifindexes(names) if rows else {}
+        readd = self._unread_ports(state, rows, ofports, devices)
         for row in readd:
             log.warning("node: ovs-vswitchd does not read %s (the device was made again under "
                         "its name): adding its port again", row.name)
@@ -119,11 +124,10 @@ class NodeAgent:
         if self._neighbours is not None and _userspace(state):
             restored = self._neighbours.restore(self._kernel_neighbours(PHY_BRIDGE))
         # a port re-added just now is not open yet, whatever OVSDB still says of it
-        vms = [r.name for r in vm_ports(state) if r not in readd]
-        opened = [n for n, ofport in self.ovsdb.ofports(vms).items() if ofport > 0] if vms else []
+        again = {r.name for r in readd}
+        opened = {n: i for n, i in devices.items() if ofports.get(n, 0) > 0 and n not in again}
         try:
-            shaped = self.qos.run(opened, self._ifindexes,
-                                  "netem" in self._want[KERNEL_QDISCS_KEY].split(","))
+            shaped = self.qos.run(opened, "netem" in self._want[KERNEL_QDISCS_KEY].split(","))
         except NodeError as e:  # reported, and tried again at the next pass
             log.warning("node: QoS: %s", e)
             shaped = []
@@ -136,17 +140,12 @@ class NodeAgent:
                 f" ({', '.join(done)})" if done else "")
         return len(done)
 
-    def _unread_ports(self, state) -> list[PortRow]:
+    def _unread_ports(self, state, rows, ofports, devices) -> list[PortRow]:
         # Only the userspace datapath reads devices through packet sockets; the kernel
         # datapath takes a device's port away with the device.
-        if not _userspace(state):
+        if not _userspace(state) or not rows:
             return []
-        rows = vm_ports(state)
-        if not rows:
-            return []
-        names = [p.name for p in rows]
-        return unread_ports(rows, self.ovsdb.ofports(names), self._ifindexes(names),
-                            self._bound())
+        return unread_ports(rows, ofports, devices, self._bound())
 
     def _wait(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True if woken by an event, by new QoS in OVSDB or by a

@@ -57,17 +57,16 @@ class QosPass:
         self._report_of: dict = {}  # the last full pass's report, and each device's index
         self.waiting: set[str] = set()  # devices with a policy whose port is not open yet
 
-    def run(self, opened: list[str], ifindexes, netem_ok: bool) -> list[str]:
-        """One pass over the VM devices whose port ovs-vswitchd has opened (``opened``: their
-        names; ``ifindexes``: names -> ifindex of those that exist); what it changed, for
-        the log.  Not before OVS opened the port: ovs-vswitchd manages QoS on every port it
+    def run(self, devices: dict[str, int], netem_ok: bool) -> list[str]:
+        """One pass over the VM devices whose port ovs-vswitchd has opened (``devices``:
+        name -> ifindex of those that exist); what it changed, for the log.  Not before OVS
+        opened the port: ovs-vswitchd manages QoS on every port it
         opens, and finding a root qdisc it did not make (ours), it deletes it, once, as it
         configures the port; from then on it takes the device for one without QoS."""
         try:
             specs = decode_specs(self.ovsdb.qos_specs() or "{}")
         except ValueError as e:  # touch nothing on a word we cannot read
             raise NodeError(f"br-int's QoS in OVSDB at {self.ovsdb.endpoint}: {e}") from None
-        devices = ifindexes(sorted(opened)) if opened else {}
         now = self._clock()
         key = (specs, devices, netem_ok)
         if key == self._verified and now - self._verified_at < VERIFY_SECONDS:

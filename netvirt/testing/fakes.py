@@ -189,3 +189,25 @@ class FakeOvsdb:
 
     def port_errors(self, names: set[str]) -> dict[str, str]:
         return {}
+
+
+class FakeNodeOvsdb:
+    """What a node's QoS pass (host/qos.py) reads and writes of its hypervisor's OVSDB:
+    br-int's QoS word and the Open_vSwitch row's external_ids, where it reports."""
+
+    endpoint = "unix:/fake/node.sock"
+
+    def __init__(self, specs: str = "{}"):
+        self.specs = specs  # br-int's external_ids:netvirt-qos
+        self.ids: dict[str, str] = {}
+        self.writes = 0
+
+    def qos_specs(self) -> str | None:
+        return self.specs
+
+    def external_ids(self) -> dict[str, str]:
+        return dict(self.ids)
+
+    def set_external_ids(self, changes: dict[str, str]) -> None:
+        self.ids.update(changes)
+        self.writes += 1

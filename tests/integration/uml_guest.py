@@ -3,8 +3,8 @@
 netvirt's own node-side QoS code (host/qos.py's pass, host/tc.py's netlink) puts a policy
 on a veth whose peer is in a namespace of its own, as a VM's device and its guest; then
 this measures what the kernel does with it and prints one JSON line per measurement.  The
-policy reaches the pass as the node reads it from OVSDB (a JSON word): that word is given
-here directly, there is no OVSDB in the guest.
+policy reaches the pass as the node reads it from OVSDB (a JSON word): there is no OVSDB in
+the guest, so that word is given directly (netvirt.testing's FakeNodeOvsdb).
 """
 from __future__ import annotations
 
@@ -16,27 +16,10 @@ import sys
 from netvirt.host import kernel
 from netvirt.host.qos import QosPass
 from netvirt.host.tc import KernelTc
+from netvirt.testing.fakes import FakeNodeOvsdb
 from netvirt.topology.qos import ToVm, encode_specs
 
 DEV, PEER, NS, HOST_IP, GUEST_IP = "vx0", "vx1", "guest", "10.9.0.1", "10.9.0.2"
-
-
-class Word:
-    """The node's view of its OVSDB, reduced to what the QoS pass reads and writes."""
-
-    endpoint = "uml"
-
-    def __init__(self, specs: dict):
-        self.specs, self.ids = encode_specs(specs), {}
-
-    def qos_specs(self):
-        return self.specs
-
-    def external_ids(self):
-        return dict(self.ids)
-
-    def set_external_ids(self, changes):
-        self.ids.update(changes)
 
 
 def sh(*argv: str, ns: str | None = None) -> str:
@@ -57,7 +40,7 @@ def setup() -> None:
 
 def apply(node: QosPass, spec: ToVm | None) -> list[str]:
     node.ovsdb.specs = encode_specs({DEV: spec} if spec else {})
-    return node.run([DEV], kernel.ifindexes, netem_ok=True)
+    return node.run(kernel.ifindexes([DEV]), netem_ok=True)
 
 
 def ping(count: int, interval: str) -> dict:
@@ -95,7 +78,7 @@ def report(what: str, **values) -> None:
 def main() -> int:
     setup()
     report("qdiscs", found=kernel.probe_qdiscs())
-    node = QosPass(Word({}), KernelTc())
+    node = QosPass(FakeNodeOvsdb(), KernelTc())
     origin = "tenant/t/port/p"
     delay = ToVm(origin, latency=50_000, jitter=10_000)
     report("apply", ops=apply(node, delay), again=apply(node, delay),

@@ -17,6 +17,7 @@ from netvirt.pipeline.records import MeterAction, SetField
 from netvirt.pipeline.rows import QOS_KEY
 from netvirt.pipeline.tables import Table
 from netvirt.qos.tc import HTB_CLASS, HTB_HANDLE, NETEM_HANDLE, TC_H_ROOT, TcObject, plan
+from netvirt.testing.fakes import FakeNodeOvsdb
 from netvirt.topology.qos import ToVm, decode_specs, encode_specs, enforcement, to_vm_specs
 from netvirt.overlay.ovsdb import compile_ovsdb
 
@@ -253,44 +254,26 @@ class _Kernel:
         self.devices[index] = tuple(have.values()) or (TcObject("noqueue", 0, TC_H_ROOT),)
 
 
-class _Ovsdb:
-    endpoint = "unix:/x"
-
-    def __init__(self, specs):
-        self.specs, self.ids, self.writes = specs, {}, 0
-
-    def qos_specs(self):
-        return self.specs
-
-    def external_ids(self):
-        return dict(self.ids)
-
-    def set_external_ids(self, changes):
-        self.ids.update(changes)
-        self.writes += 1
-
-
-def _devices(names):
-    return {n: 7 for n in names if n == "tap1"}
+TAP1 = {"tap1": 7}  # the device whose port OVS opened: its ifindex
 
 
 def test_the_node_pass_makes_reports_and_then_sends_nothing():
-    db, k = _Ovsdb(encode_specs({"tap1": SPEC})), _Kernel()
+    db, k = FakeNodeOvsdb(encode_specs({"tap1": SPEC})), _Kernel()
     node = QosPass(db, k)
-    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc replace htb",
+    assert node.run(TAP1, netem_ok=False) == ["tap1: tc replace htb",
                                                       "tap1: tc replace htb-class"]
-    assert node.run(["tap1"], _devices, netem_ok=False) == [] and k.requests == 2
+    assert node.run(TAP1, netem_ok=False) == [] and k.requests == 2
     again = QosPass(db, k)  # the node restarted: the kernel and the report are as they were
-    assert again.run(["tap1"], _devices, netem_ok=False) == [] and db.writes == 1
+    assert again.run(TAP1, netem_ok=False) == [] and db.writes == 1
     topo_gap = {"origin": SPEC.origin, "parts": ["latency", "jitter", "loss"],
                 "why": "this kernel has no sch_netem"}
     report = json.loads(db.ids["netvirt-qos-state"])["tap1"]
     assert report["not_enforced"] == {"parts": topo_gap["parts"], "why": topo_gap["why"]}
     assert report["held"] == ["htb"] and report["applied"] == list(SPEC)
     db.specs = encode_specs({})
-    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc delete htb"]
+    assert node.run(TAP1, netem_ok=False) == ["tap1: tc delete htb"]
     db.specs = encode_specs({"tap1": SPEC, "tap9": SPEC})  # tap9: its port is not open
-    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc replace htb",
+    assert node.run(TAP1, netem_ok=False) == ["tap1: tc replace htb",
                                                      "tap1: tc replace htb-class"]
     gone = json.loads(db.ids["netvirt-qos-state"])["tap9"]["not_enforced"]
     assert gone == {"parts": ["rate", "latency", "jitter", "loss"],
@@ -300,22 +283,22 @@ def test_the_node_pass_makes_reports_and_then_sends_nothing():
 
 def test_a_pass_with_nothing_new_reads_counters_only_and_repairs_at_the_next_verify():
     now = [0.0]
-    db, k = _Ovsdb(encode_specs({"tap1": SPEC})), _Kernel()
+    db, k = FakeNodeOvsdb(encode_specs({"tap1": SPEC})), _Kernel()
     node = QosPass(db, k, clock=lambda: now[0])
-    node.run(["tap1"], _devices, netem_ok=False)
+    node.run(TAP1, netem_ok=False)
     k.devices[7] = (TcObject("noqueue", 0, TC_H_ROOT),)  # someone's `tc qdisc del`
     now[0] = 6.0  # an event wakes the node: counters are due, a verify is not
-    assert node.run(["tap1"], _devices, netem_ok=False) == [] and k.counted == 1
+    assert node.run(TAP1, netem_ok=False) == [] and k.counted == 1
     assert json.loads(db.ids["netvirt-qos-state"])["tap1"]["counters"]["htb"]["bytes"] == 1
     now[0] = 31.0
-    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc replace htb",
+    assert node.run(TAP1, netem_ok=False) == ["tap1: tc replace htb",
                                                             "tap1: tc replace htb-class"]
 
 
 def test_a_request_the_kernel_refused_is_tried_again_at_the_next_pass():
     from netvirt.errors import NodeError
 
-    db, k = _Ovsdb(encode_specs({"tap1": SPEC})), _Kernel()
+    db, k = FakeNodeOvsdb(encode_specs({"tap1": SPEC})), _Kernel()
     real, calls = k.apply, []
 
     def refuse_once(index, ops, args):
@@ -325,9 +308,9 @@ def test_a_request_the_kernel_refused_is_tried_again_at_the_next_pass():
         real(index, ops, args)
     k.apply = refuse_once
     node = QosPass(db, k, clock=lambda: 0.0)
-    node.run(["tap1"], _devices, netem_ok=False)
+    node.run(TAP1, netem_ok=False)
     assert "Operation not permitted" in json.loads(db.ids["netvirt-qos-state"])["tap1"]["error"]
-    assert node.run(["tap1"], _devices, netem_ok=False) == ["tap1: tc replace htb",
+    assert node.run(TAP1, netem_ok=False) == ["tap1: tc replace htb",
                                                             "tap1: tc replace htb-class"]
 
 
