@@ -24,15 +24,17 @@ pytestmark = pytest.mark.skipif(
 
 
 def _init(tmp: Path) -> Path:
-    """The UML's init: its own /proc, /sys, /run and /tmp (the root is this machine's, read
-    only), the qdisc and veth modules of the UML kernel, then the guest program."""
+    """The UML's init: its own /proc, /sys and /run, where its temporary files go (the root
+    is this machine's, read only), the qdisc and veth modules of the UML kernel, then the
+    guest program."""
     (kver,) = [d.name for d in MODULES.iterdir()]
     mods = MODULES / kver / "kernel"
     init = tmp / "init.sh"
     init.write_text(f"""#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys
-mount -t tmpfs run /run; mount -t tmpfs tmp /tmp; mkdir -p /run/netns
+mount -t tmpfs run /run; mkdir -p /run/netns /run/tmp
+export TMPDIR=/run/tmp  # not a tmpfs over /tmp: the checkout (and pytest's tmp) may be there
 for m in net/sched/sch_netem net/sched/sch_htb drivers/net/veth; do insmod {mods}/$m.ko; done
 ip link set lo up
 cd {REPO}
